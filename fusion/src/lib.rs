@@ -1,0 +1,1 @@
+//! kino-fusion (work in progress).

@@ -1,0 +1,1 @@
+//! kino-ingest (work in progress).

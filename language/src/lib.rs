@@ -1,0 +1,1 @@
+//! kino-language (work in progress).

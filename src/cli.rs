@@ -1,0 +1,227 @@
+//! Command-line interface (clap). The commands and flags here are the CLI
+//! contract of `ARCHITECTURE.md`: other tools call them, keep them stable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kino makes a video library searchable by meaning.
+///
+/// Configuration is read from flags, then environment variables, then
+/// `$KINO_HOME/kino.toml`, then defaults.
+#[derive(Debug, Parser)]
+#[command(name = "kino", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// kino's data directory (database, models, thumbnails).
+    /// Default: $XDG_DATA_HOME/kino, i.e. ~/.local/share/kino.
+    #[arg(long, global = true, env = "KINO_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Database URL: postgres://USER@HOST/DB, or a SQLite file path.
+    /// Default: SQLite at $KINO_HOME/kino.db.
+    #[arg(long, global = true, env = "KINO_DATABASE_URL", value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Models directory (Hugging Face layout). Default: $KINO_HOME/models.
+    #[arg(long, global = true, env = "KINO_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (-q: warnings only, -qq: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable (colours on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How frames are sampled from a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SampleMode {
+    /// At fixed times t = 0, 1/f, 2/f, … (the latest frame at or before each).
+    Fps,
+    /// Keyframes only: fast first passes.
+    Keyframes,
+}
+
+/// kino's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch library folders, run workers and serve the web UI and API.
+    Serve {
+        /// Library folders to watch (repeatable).
+        #[arg(long = "library", value_name = "DIR")]
+        library: Vec<PathBuf>,
+        /// Address to listen on. Binding beyond loopback needs --token.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Access token required for every request when not on loopback.
+        #[arg(long, env = "KINO_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Index files and folders now, with progress.
+    Ingest {
+        /// Video files or folders.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Print one JSON object per video.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-embed videos; old segments stay searchable until new ones commit.
+    Reindex {
+        /// Every video.
+        #[arg(long, conflicts_with_all = ["stale", "video"])]
+        all: bool,
+        /// Videos indexed with other model versions than the current ones.
+        #[arg(long, conflicts_with = "video")]
+        stale: bool,
+        /// One video by id.
+        #[arg(long, value_name = "ID")]
+        video: Option<i64>,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run pipeline workers only (scale-out against one Postgres).
+    Worker,
+    /// Find moments matching a query.
+    Search {
+        /// The query.
+        #[arg(required = true, value_name = "QUERY")]
+        query: Vec<String>,
+        /// How many moments.
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question from the library, with citations; the answer is stored.
+    Ask {
+        /// The question.
+        #[arg(required = true, value_name = "QUESTION")]
+        question: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print media facts of a file.
+    Probe {
+        /// The media file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write sampled frames as PNG files named by PTS in milliseconds.
+    Frames {
+        /// The media file.
+        file: PathBuf,
+        /// Frames per second to sample.
+        #[arg(long, default_value_t = 1.0)]
+        fps: f64,
+        /// Sampling mode.
+        #[arg(long, value_enum, default_value = "fps")]
+        sample: SampleMode,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print subtitle cues from sidecar files and embedded streams.
+    Subtitles {
+        /// The media file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print sentence embeddings of texts.
+    EmbedText {
+        /// Model directory (Hugging Face layout). Default: the configured text model.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Texts to embed.
+        #[arg(required = true, value_name = "TEXT")]
+        texts: Vec<String>,
+        /// Print JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print Swin pooled embeddings and top labels of images.
+    EmbedImage {
+        /// Model directory (Hugging Face layout). Default: the configured vision model.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Image files.
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// How many labels per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Print JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Get or show models.
+    Models {
+        /// fetch or list.
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Database maintenance.
+    Db {
+        /// migrate.
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+/// `kino models …`
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Put the default models under the models directory (no-op when present).
+    Fetch,
+    /// Show each model, its source and checksum, and which branches are off.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `kino db …`
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Apply pending migrations (also done automatically on start).
+    Migrate,
+}

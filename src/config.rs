@@ -1,0 +1,116 @@
+//! Configuration: flags > environment > `$KINO_HOME/kino.toml` > defaults.
+//!
+//! Flags and environment variables are merged by clap (each global flag has
+//! an `env`); what neither gives is taken from the optional config file,
+//! and the rest from defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::cli::{GlobalArgs, LogFormat};
+use crate::error::usage;
+
+/// The optional `$KINO_HOME/kino.toml`.
+///
+/// ```toml
+/// db = "postgres://postgres@127.0.0.1/kino"
+/// models = "/srv/kino/models"
+/// log_format = "json"
+/// text_model = "sentence-transformers/all-MiniLM-L6-v2"
+/// vision_model = "microsoft/swin-tiny-patch4-window7-224"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Database URL.
+    pub db: Option<String>,
+    /// Models directory.
+    pub models: Option<PathBuf>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+    /// Text model name (a folder under the models directory).
+    pub text_model: Option<String>,
+    /// Vision model name (a folder under the models directory).
+    pub vision_model: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub home: PathBuf,
+    /// Database URL (a SQLite path by default).
+    pub db: String,
+    /// Models directory.
+    pub models: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Text model name under `models`.
+    pub text_model: String,
+    /// Vision model name under `models`.
+    pub vision_model: String,
+}
+
+/// The default text model.
+pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The default vision model.
+pub const DEFAULT_VISION_MODEL: &str = "microsoft/swin-tiny-patch4-window7-224";
+
+/// `$XDG_DATA_HOME/kino`, or `~/.local/share/kino`.
+pub fn default_home() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("kino");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/kino")
+}
+
+impl Config {
+    /// Resolves the configuration from the global flags (which already hold
+    /// environment values) and the config file.
+    pub fn resolve(g: &GlobalArgs) -> Result<Config> {
+        let home = g.home.clone().unwrap_or_else(default_home);
+        let file = load_file(&home.join("kino.toml"))?;
+        let db = g
+            .db
+            .clone()
+            .or(file.db)
+            .unwrap_or_else(|| home.join("kino.db").display().to_string());
+        let models = g.models.clone().or(file.models).unwrap_or_else(|| home.join("models"));
+        let log_format = g.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+        Ok(Config {
+            home,
+            db,
+            models,
+            log_format,
+            text_model: file.text_model.unwrap_or_else(|| DEFAULT_TEXT_MODEL.into()),
+            vision_model: file.vision_model.unwrap_or_else(|| DEFAULT_VISION_MODEL.into()),
+        })
+    }
+
+    /// Directory of the configured text model.
+    pub fn text_model_dir(&self) -> PathBuf {
+        self.models.join(&self.text_model)
+    }
+
+    /// Directory of the configured vision model.
+    pub fn vision_model_dir(&self) -> PathBuf {
+        self.models.join(&self.vision_model)
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            usage(format!(
+                "{}: invalid config file: {}",
+                path.display(),
+                e.to_string().lines().collect::<Vec<_>>().join(" ")
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(e) => Err(usage(format!("{}: cannot read config file: {e}", path.display()))),
+    }
+}

@@ -1,0 +1,41 @@
+//! The `kino` binary: CLI, configuration and wiring of the stages.
+
+mod cli;
+mod cmd;
+mod config;
+mod error;
+mod logging;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            let code = error::exit_code(&err);
+            eprintln!("kino: {}", one_line(&err));
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let config = config::Config::resolve(&cli.global)?;
+    logging::init(&cli.global, config.log_format);
+    tracing::debug!(?config, "configuration resolved");
+    cmd::dispatch(cli.command, &config)
+}
+
+/// `outer: cause: cause` on one line (anyhow's `{:#}`), without duplicates.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -1,0 +1,79 @@
+//! The store's error type.
+
+use crate::DbUrl;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no supported backend or is malformed.
+    #[error("bad database URL '{url}': {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The database could not be reached or created.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database was migrated by a newer kino than this one.
+    #[error("the database schema (migration {found}) is newer than this kino knows (up to {known}); upgrade kino or use another database")]
+    SchemaTooNew {
+        /// A migration version the database has and this binary lacks.
+        found: i64,
+        /// The newest migration this binary has.
+        known: i64,
+    },
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A file-system error around the database file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A row that should exist does not.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Stored data could not be decoded (for example an embedding blob of the wrong length).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn connect(url: &DbUrl, source: sqlx::Error) -> Self {
+        StoreError::Connect {
+            url: url.redacted(),
+            source,
+        }
+    }
+
+    /// True for errors that a retry may cure (connection lost, pool timeout, server restarting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Db(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ) || e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.starts_with("57P") || c.starts_with("08") || c == "40001" || c == "40P01" || c == "5" || c == "6")
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! kino's store: one typed async API over Postgres and SQLite.
+//!
+//! The backend is chosen by the database URL (`postgres://…` or a SQLite
+//! path / `sqlite:` URL). Each backend has its own migrations
+//! (`migrations/postgres`, `migrations/sqlite`), applied on connect; a
+//! database whose schema is newer than this binary is refused.
+//!
+//! What lives here: videos, durable jobs with leases, subtitle cues,
+//! segments with their embeddings (replaced atomically per video), stored
+//! queries and answers, the models table, and an exact in-process vector
+//! index over segment embeddings ([`VectorIndex`]) kept current on writes.
+//!
+//! The store knows no model: embeddings are plain `f32` slices with a model
+//! version string beside them.
+
+mod embedding;
+mod error;
+mod index;
+mod jobs;
+mod queries;
+mod segments;
+pub use segments::IndexVersions;
+mod types;
+mod url;
+mod videos;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::{Any, AnyPool};
+
+pub use embedding::{decode_f32, encode_f32};
+pub use error::StoreError;
+pub use index::{EmbeddingField, IndexedSegment, SearchHit, VectorIndex};
+pub use types::*;
+pub use url::{parse_db_url, Backend, DbUrl};
+
+/// Result type of every store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static PG_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A connection pool to the kino database plus the in-process vector index.
+///
+/// Cheap to clone; all clones share the pool and the index.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    index: Arc<RwLock<Option<VectorIndex>>>,
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to the database named by `url`, creating it when it does not
+    /// exist yet, and applies pending migrations.
+    ///
+    /// Errors: [`StoreError::BadUrl`] for a URL that names no supported
+    /// backend, [`StoreError::SchemaTooNew`] when the database was migrated
+    /// by a newer kino, [`StoreError::Db`] when the server cannot be reached.
+    pub async fn open(url: &str) -> Result<Store> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects (creating the database if needed) without migrating.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let parsed = parse_db_url(url)?;
+        if let Backend::Sqlite = parsed.backend {
+            if let Some(parent) = parsed.sqlite_path().and_then(|p| p.parent().map(|p| p.to_owned())) {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&parent).map_err(|e| StoreError::Io {
+                        path: parent.display().to_string(),
+                        source: e,
+                    })?;
+                }
+            }
+        }
+        let exists = Any::database_exists(&parsed.url)
+            .await
+            .map_err(|e| StoreError::connect(&parsed, e))?;
+        if !exists {
+            Any::create_database(&parsed.url)
+                .await
+                .map_err(|e| StoreError::connect(&parsed, e))?;
+        }
+        let max = match parsed.backend {
+            Backend::Postgres => 8,
+            Backend::Sqlite => 4,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&parsed.url)
+            .await
+            .map_err(|e| StoreError::connect(&parsed, e))?;
+        Ok(Store {
+            pool,
+            backend: parsed.backend,
+            index: Arc::new(RwLock::new(None)),
+        })
+    }
+
+    /// Applies pending migrations; refuses a schema newer than this binary.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        };
+        migrator.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::SchemaTooNew {
+                found: v,
+                known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+            },
+            other => StoreError::Migrate(other),
+        })
+    }
+
+    /// The schema version this binary knows (the newest migration).
+    pub fn schema_version(&self) -> i64 {
+        match self.backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        }
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+    }
+
+    /// Which backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The underlying pool, for tests and maintenance.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

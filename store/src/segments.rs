@@ -1,0 +1,253 @@
+//! Cues and segments, replaced atomically per video, and the index upkeep.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::index::IndexedSegment;
+use crate::{decode_f32, encode_f32, now_ms, CueRecord, NewSegment, Result, Segment, Store, StoreError, VectorIndex};
+
+const SEG_COLS: &str = "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
+
+/// Model versions that produced a video's index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexVersions {
+    /// Text model version.
+    pub text_model: Option<String>,
+    /// Vision model version (`None`: indexed without the vision branch).
+    pub vision_model: Option<String>,
+    /// Fusion version.
+    pub fusion_model: Option<String>,
+}
+
+fn segment_from_row(r: &AnyRow) -> Result<Segment> {
+    let dim = r.try_get::<i64, _>("dim")? as usize;
+    let tags: String = r.try_get("tags")?;
+    let opt = |name: &str| -> Result<Option<Vec<f32>>> {
+        let b: Option<Vec<u8>> = r.try_get(name)?;
+        b.map(|b| decode_f32(&b, None)).transpose()
+    };
+    Ok(Segment {
+        id: r.try_get("id")?,
+        video_id: r.try_get("video_id")?,
+        start_ms: r.try_get("start_ms")?,
+        end_ms: r.try_get("end_ms")?,
+        text: r.try_get("text")?,
+        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(format!("segment tags: {e}")))?,
+        fused: decode_f32(&r.try_get::<Vec<u8>, _>("fused")?, Some(dim))?,
+        text_emb: opt("text_emb")?,
+        visual_emb: opt("visual_emb")?,
+        model_version: r.try_get("model_version")?,
+        thumbnail: r.try_get("thumbnail")?,
+    })
+}
+
+impl Store {
+    /// Replaces all cues of a video in one transaction.
+    pub async fn replace_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM cues WHERE video_id = $1").bind(video_id).execute(&mut *tx).await?;
+        for c in cues {
+            sqlx::query("INSERT INTO cues (video_id, start_ms, end_ms, text, source) VALUES ($1, $2, $3, $4, $5)")
+                .bind(video_id)
+                .bind(c.start_ms)
+                .bind(c.end_ms)
+                .bind(&c.text)
+                .bind(&c.source)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A video's cues in time order.
+    pub async fn cues(&self, video_id: i64) -> Result<Vec<CueRecord>> {
+        let rows = sqlx::query("SELECT start_ms, end_ms, text, source FROM cues WHERE video_id = $1 ORDER BY start_ms, id")
+            .bind(video_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CueRecord {
+                    start_ms: r.try_get("start_ms")?,
+                    end_ms: r.try_get("end_ms")?,
+                    text: r.try_get("text")?,
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a video's segments in one transaction and marks the video
+    /// indexed with `versions`. Readers see the old set or the new set,
+    /// never a mix. The in-process index is updated after the commit.
+    pub async fn replace_segments(&self, video_id: i64, segments: &[NewSegment], versions: &IndexVersions) -> Result<Vec<i64>> {
+        for s in segments {
+            if s.fused.is_empty() {
+                return Err(StoreError::Corrupt("a segment's fused embedding is empty".into()));
+            }
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM segments WHERE video_id = $1").bind(video_id).execute(&mut *tx).await?;
+        let mut ids = Vec::with_capacity(segments.len());
+        for s in segments {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO segments (video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            )
+            .bind(video_id)
+            .bind(s.start_ms)
+            .bind(s.end_ms)
+            .bind(&s.text)
+            .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
+            .bind(s.fused.len() as i64)
+            .bind(encode_f32(&s.fused))
+            .bind(s.text_emb.as_deref().map(encode_f32))
+            .bind(s.visual_emb.as_deref().map(encode_f32))
+            .bind(&s.model_version)
+            .bind(&s.thumbnail)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        sqlx::query(
+            "UPDATE videos SET status = 'done', error = NULL, text_model = $2, vision_model = $3, fusion_model = $4, \
+             needs_vision = $5, indexed_ms = $6, updated_ms = $6 WHERE id = $1",
+        )
+        .bind(video_id)
+        .bind(&versions.text_model)
+        .bind(&versions.vision_model)
+        .bind(&versions.fusion_model)
+        .bind(versions.vision_model.is_none() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let entries = segments
+            .iter()
+            .zip(&ids)
+            .map(|(s, id)| IndexedSegment {
+                segment_id: *id,
+                video_id,
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                fused: s.fused.clone(),
+                text: s.text_emb.clone(),
+                visual: s.visual_emb.clone(),
+            })
+            .collect();
+        if let Ok(mut guard) = self.index.write() {
+            if let Some(index) = guard.as_mut() {
+                index.replace_video(video_id, entries);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// A video's segments in time order.
+    pub async fn segments(&self, video_id: i64) -> Result<Vec<Segment>> {
+        let sql = format!("SELECT {SEG_COLS} FROM segments WHERE video_id = $1 ORDER BY start_ms, id");
+        let rows = sqlx::query(&sql).bind(video_id).fetch_all(&self.pool).await?;
+        rows.iter().map(segment_from_row).collect()
+    }
+
+    /// Segments by id (any order; unknown ids are skipped).
+    pub async fn segments_by_id(&self, ids: &[i64]) -> Result<Vec<Segment>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let sql = format!("SELECT {SEG_COLS} FROM segments WHERE id = $1");
+        for id in ids {
+            if let Some(r) = sqlx::query(&sql).bind(*id).fetch_optional(&self.pool).await? {
+                out.push(segment_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Total number of stored segments.
+    pub async fn segment_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM segments").fetch_one(&self.pool).await?)
+    }
+
+    /// Loads (or reloads) the in-process vector index from the store: every
+    /// segment of every video that is not missing. Later writes through this
+    /// store keep it current.
+    pub async fn load_index(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.video_id, s.start_ms, s.end_ms, s.dim, s.fused, s.text_emb, s.visual_emb \
+             FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.status <> 'missing' ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut index = VectorIndex::default();
+        for r in &rows {
+            let dim = r.try_get::<i64, _>("dim")? as usize;
+            let opt = |name: &str| -> Result<Option<Vec<f32>>> {
+                let b: Option<Vec<u8>> = r.try_get(name)?;
+                b.map(|b| decode_f32(&b, None)).transpose()
+            };
+            index.insert(IndexedSegment {
+                segment_id: r.try_get("id")?,
+                video_id: r.try_get("video_id")?,
+                start_ms: r.try_get("start_ms")?,
+                end_ms: r.try_get("end_ms")?,
+                fused: decode_f32(&r.try_get::<Vec<u8>, _>("fused")?, Some(dim))?,
+                text: opt("text_emb")?,
+                visual: opt("visual_emb")?,
+            });
+        }
+        if let Ok(mut guard) = self.index.write() {
+            *guard = Some(index);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the in-process index, loading it first if needed.
+    pub async fn with_index<T>(&self, f: impl FnOnce(&VectorIndex) -> T) -> Result<T> {
+        let loaded = self.index.read().map(|g| g.is_some()).unwrap_or(false);
+        if !loaded {
+            self.load_index().await?;
+        }
+        let guard = self
+            .index
+            .read()
+            .map_err(|_| StoreError::Corrupt("vector index lock poisoned".into()))?;
+        Ok(f(guard.as_ref().expect("index loaded above")))
+    }
+
+    pub(crate) fn index_hide_video(&self, video_id: i64) {
+        if let Ok(mut guard) = self.index.write() {
+            if let Some(index) = guard.as_mut() {
+                index.remove_video(video_id);
+            }
+        }
+    }
+
+    pub(crate) async fn index_show_video(&self, video_id: i64) -> Result<()> {
+        let loaded = self.index.read().map(|g| g.is_some()).unwrap_or(false);
+        if !loaded {
+            return Ok(());
+        }
+        let segs = self.segments(video_id).await?;
+        let entries = segs
+            .into_iter()
+            .map(|s| IndexedSegment {
+                segment_id: s.id,
+                video_id,
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                fused: s.fused,
+                text: s.text_emb,
+                visual: s.visual_emb,
+            })
+            .collect();
+        if let Ok(mut guard) = self.index.write() {
+            if let Some(index) = guard.as_mut() {
+                index.replace_video(video_id, entries);
+            }
+        }
+        Ok(())
+    }
+}

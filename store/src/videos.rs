@@ -1,0 +1,203 @@
+//! Videos: the library's files and their indexing status.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, MediaFacts, NewVideo, Result, Store, StoreError, Video, VideoStatus};
+
+const VIDEO_COLS: &str = "id, path, content_hash, size_bytes, mtime_ms, duration_ms, width, height, fps, \
+    video_codec, audio_codec, status, error, duplicate_of, text_model, vision_model, fusion_model, \
+    needs_vision, missing_since_ms, indexed_ms, created_ms, updated_ms";
+
+pub(crate) fn video_from_row(r: &AnyRow) -> Result<Video> {
+    let status: String = r.try_get("status")?;
+    Ok(Video {
+        id: r.try_get("id")?,
+        path: r.try_get("path")?,
+        content_hash: r.try_get("content_hash")?,
+        size_bytes: r.try_get("size_bytes")?,
+        mtime_ms: r.try_get("mtime_ms")?,
+        facts: MediaFacts {
+            duration_ms: r.try_get("duration_ms")?,
+            width: r.try_get("width")?,
+            height: r.try_get("height")?,
+            fps: r.try_get("fps")?,
+            video_codec: r.try_get("video_codec")?,
+            audio_codec: r.try_get("audio_codec")?,
+        },
+        status: VideoStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown video status '{status}'")))?,
+        error: r.try_get("error")?,
+        duplicate_of: r.try_get("duplicate_of")?,
+        text_model: r.try_get("text_model")?,
+        vision_model: r.try_get("vision_model")?,
+        fusion_model: r.try_get("fusion_model")?,
+        needs_vision: r.try_get::<i64, _>("needs_vision")? != 0,
+        missing_since_ms: r.try_get("missing_since_ms")?,
+        indexed_ms: r.try_get("indexed_ms")?,
+        created_ms: r.try_get("created_ms")?,
+        updated_ms: r.try_get("updated_ms")?,
+    })
+}
+
+impl Store {
+    /// Records a file by path: inserts it, or updates hash, size and mtime
+    /// of the existing row. A file that was missing is present again.
+    /// Returns the row.
+    pub async fn upsert_video(&self, v: &NewVideo) -> Result<Video> {
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO videos (path, content_hash, size_bytes, mtime_ms, status, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
+             ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash, size_bytes = excluded.size_bytes, \
+             mtime_ms = excluded.mtime_ms, missing_since_ms = NULL, updated_ms = excluded.updated_ms \
+             RETURNING {VIDEO_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&v.path)
+            .bind(&v.content_hash)
+            .bind(v.size_bytes)
+            .bind(v.mtime_ms)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        let video = video_from_row(&row)?;
+        if video.status == VideoStatus::Done {
+            self.index_show_video(video.id).await?;
+        }
+        Ok(video)
+    }
+
+    /// One video by id.
+    pub async fn video(&self, id: i64) -> Result<Option<Video>> {
+        let sql = format!("SELECT {VIDEO_COLS} FROM videos WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// One video by path.
+    pub async fn video_by_path(&self, path: &str) -> Result<Option<Video>> {
+        let sql = format!("SELECT {VIDEO_COLS} FROM videos WHERE path = $1");
+        let row = sqlx::query(&sql).bind(path).fetch_optional(&self.pool).await?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// Videos with the given content hash, oldest first.
+    pub async fn videos_by_hash(&self, hash: &str) -> Result<Vec<Video>> {
+        let sql = format!("SELECT {VIDEO_COLS} FROM videos WHERE content_hash = $1 ORDER BY id");
+        let rows = sqlx::query(&sql).bind(hash).fetch_all(&self.pool).await?;
+        rows.iter().map(video_from_row).collect()
+    }
+
+    /// All videos, by path.
+    pub async fn videos(&self) -> Result<Vec<Video>> {
+        let sql = format!("SELECT {VIDEO_COLS} FROM videos ORDER BY path");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(video_from_row).collect()
+    }
+
+    /// Stores probed media facts.
+    pub async fn set_video_facts(&self, id: i64, f: &MediaFacts) -> Result<()> {
+        sqlx::query(
+            "UPDATE videos SET duration_ms = $2, width = $3, height = $4, fps = $5, video_codec = $6, \
+             audio_codec = $7, updated_ms = $8 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(f.duration_ms)
+        .bind(f.width)
+        .bind(f.height)
+        .bind(f.fps)
+        .bind(&f.video_codec)
+        .bind(&f.audio_codec)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets a video's status and error (the error is cleared when `None`).
+    pub async fn set_video_status(&self, id: i64, status: VideoStatus, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE videos SET status = $2, error = $3, updated_ms = $4 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(error)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a video as a duplicate of another with the same content.
+    pub async fn set_video_duplicate(&self, id: i64, of: i64) -> Result<()> {
+        sqlx::query("UPDATE videos SET status = 'duplicate', duplicate_of = $2, updated_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(of)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a video to a new path (a rename): its index is kept.
+    pub async fn rename_video(&self, id: i64, new_path: &str, mtime_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE videos SET path = $2, mtime_ms = $3, missing_since_ms = NULL, \
+             status = CASE WHEN status = 'missing' THEN (CASE WHEN indexed_ms IS NULL THEN 'queued' ELSE 'done' END) ELSE status END, \
+             updated_ms = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new_path)
+        .bind(mtime_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        self.index_show_video(id).await?;
+        Ok(())
+    }
+
+    /// Marks a video missing: its segments stop appearing in search.
+    pub async fn mark_video_missing(&self, id: i64) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE videos SET status = 'missing', missing_since_ms = COALESCE(missing_since_ms, $2), updated_ms = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.index_hide_video(id);
+        Ok(())
+    }
+
+    /// Deletes videos missing since before `older_than_ms` (with their
+    /// segments, cues and jobs). Returns how many were purged.
+    pub async fn purge_missing(&self, older_than_ms: i64) -> Result<u64> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM videos WHERE status = 'missing' AND missing_since_ms IS NOT NULL AND missing_since_ms <= $1",
+        )
+        .bind(older_than_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            self.delete_video(*id).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Deletes a video and everything hanging off it.
+    pub async fn delete_video(&self, id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "UPDATE videos SET duplicate_of = NULL WHERE duplicate_of = $1",
+            "DELETE FROM segments WHERE video_id = $1",
+            "DELETE FROM cues WHERE video_id = $1",
+            "DELETE FROM jobs WHERE video_id = $1",
+            "DELETE FROM videos WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.index_hide_video(id);
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! kino-vision (work in progress).

@@ -1,0 +1,1 @@
+//! kino-web (work in progress).

@@ -65,14 +65,26 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Db(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-            ) || e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .map(|c| c.starts_with("57P") || c.starts_with("08") || c == "40001" || c == "40P01" || c == "5" || c == "6")
-                .unwrap_or(false),
+            StoreError::Db(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .map(|c| {
+                        c.starts_with("57P")
+                            || c.starts_with("08")
+                            || c == "40001"
+                            || c == "40P01"
+                            || c == "5"
+                            || c == "6"
+                    })
+                    .unwrap_or(false)
+            }
             _ => false,
         }
     }

@@ -199,7 +199,15 @@ mod tests {
     use super::*;
 
     fn seg(id: i64, video: i64, v: Vec<f32>) -> IndexedSegment {
-        IndexedSegment { segment_id: id, video_id: video, start_ms: 0, end_ms: 1, fused: v, text: None, visual: None }
+        IndexedSegment {
+            segment_id: id,
+            video_id: video,
+            start_ms: 0,
+            end_ms: 1,
+            fused: v,
+            text: None,
+            visual: None,
+        }
     }
 
     #[test]
@@ -207,7 +215,9 @@ mod tests {
         // Deterministic pseudo-random vectors.
         let mut state = 12345u64;
         let mut rnd = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         let mut idx = VectorIndex::default();
@@ -225,7 +235,10 @@ mod tests {
         };
         let mut brute: Vec<(i64, f32)> = raw.iter().map(|(i, v)| (*i, cos(v, &q))).collect();
         brute.sort_by(|a, b| b.1.total_cmp(&a.1));
-        assert_eq!(hits.iter().map(|h| h.segment_id).collect::<Vec<_>>(), brute[..10].iter().map(|b| b.0).collect::<Vec<_>>());
+        assert_eq!(
+            hits.iter().map(|h| h.segment_id).collect::<Vec<_>>(),
+            brute[..10].iter().map(|b| b.0).collect::<Vec<_>>()
+        );
         for (h, b) in hits.iter().zip(&brute) {
             assert!((h.score - b.1).abs() < 1e-5);
         }

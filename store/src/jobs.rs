@@ -51,12 +51,20 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // Serialise enqueues for one video so two processes cannot both insert.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(video_id).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(video_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let sql = format!(
             "SELECT {JOB_COLS} FROM jobs WHERE video_id = $1 AND kind = $2 AND state IN ('queued', 'running') ORDER BY id LIMIT 1"
         );
-        if let Some(row) = sqlx::query(&sql).bind(video_id).bind(kind).fetch_optional(&mut *tx).await? {
+        if let Some(row) = sqlx::query(&sql)
+            .bind(video_id)
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
             tx.commit().await?;
             return job_from_row(&row);
         }
@@ -238,6 +246,28 @@ impl Store {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE video_id = $1 ORDER BY id");
         let rows = sqlx::query(&sql).bind(video_id).fetch_all(&self.pool).await?;
         rows.iter().map(job_from_row).collect()
+    }
+
+    /// Running jobs (with their lease owners), oldest first.
+    pub async fn running_jobs(&self) -> Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE state = 'running' ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Expires the lease of a running job held by `owner` now, so any worker
+    /// may claim it (used when the owner is known to be dead). Returns false
+    /// when `owner` no longer held it.
+    pub async fn expire_lease(&self, id: i64, owner: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = 0, updated_ms = $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Number of jobs in each state.

@@ -82,9 +82,10 @@ impl Store {
 
     /// All recorded models, by name.
     pub async fn models(&self) -> Result<Vec<ModelRecord>> {
-        let rows = sqlx::query("SELECT name, kind, version, checksum, source, path, updated_ms FROM models ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, kind, version, checksum, source, path, updated_ms FROM models ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(ModelRecord {

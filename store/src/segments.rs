@@ -6,7 +6,8 @@ use sqlx::Row;
 use crate::index::IndexedSegment;
 use crate::{decode_f32, encode_f32, now_ms, CueRecord, NewSegment, Result, Segment, Store, StoreError, VectorIndex};
 
-const SEG_COLS: &str = "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
+const SEG_COLS: &str =
+    "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
 
 /// Model versions that produced a video's index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,7 +46,10 @@ impl Store {
     /// Replaces all cues of a video in one transaction.
     pub async fn replace_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM cues WHERE video_id = $1").bind(video_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM cues WHERE video_id = $1")
+            .bind(video_id)
+            .execute(&mut *tx)
+            .await?;
         for c in cues {
             sqlx::query("INSERT INTO cues (video_id, start_ms, end_ms, text, source) VALUES ($1, $2, $3, $4, $5)")
                 .bind(video_id)
@@ -62,10 +66,11 @@ impl Store {
 
     /// A video's cues in time order.
     pub async fn cues(&self, video_id: i64) -> Result<Vec<CueRecord>> {
-        let rows = sqlx::query("SELECT start_ms, end_ms, text, source FROM cues WHERE video_id = $1 ORDER BY start_ms, id")
-            .bind(video_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT start_ms, end_ms, text, source FROM cues WHERE video_id = $1 ORDER BY start_ms, id")
+                .bind(video_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(CueRecord {
@@ -81,7 +86,12 @@ impl Store {
     /// Replaces a video's segments in one transaction and marks the video
     /// indexed with `versions`. Readers see the old set or the new set,
     /// never a mix. The in-process index is updated after the commit.
-    pub async fn replace_segments(&self, video_id: i64, segments: &[NewSegment], versions: &IndexVersions) -> Result<Vec<i64>> {
+    pub async fn replace_segments(
+        &self,
+        video_id: i64,
+        segments: &[NewSegment],
+        versions: &IndexVersions,
+    ) -> Result<Vec<i64>> {
         for s in segments {
             if s.fused.is_empty() {
                 return Err(StoreError::Corrupt("a segment's fused embedding is empty".into()));
@@ -89,7 +99,10 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM segments WHERE video_id = $1").bind(video_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM segments WHERE video_id = $1")
+            .bind(video_id)
+            .execute(&mut *tx)
+            .await?;
         let mut ids = Vec::with_capacity(segments.len());
         for s in segments {
             let id: i64 = sqlx::query_scalar(
@@ -168,7 +181,9 @@ impl Store {
 
     /// Total number of stored segments.
     pub async fn segment_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM segments").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM segments")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Loads (or reloads) the in-process vector index from the store: every

@@ -62,11 +62,15 @@ pub fn parse_db_url(input: &str) -> Result<DbUrl> {
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
         let u = ::url::Url::parse(s).map_err(|e| bad(&format!("not a valid URL: {e}")))?;
         if u.host_str().map(str::is_empty).unwrap_or(true) {
-            return Err(bad("a Postgres URL needs a host, e.g. postgres://postgres@127.0.0.1/kino"));
+            return Err(bad(
+                "a Postgres URL needs a host, e.g. postgres://postgres@127.0.0.1/kino",
+            ));
         }
         let db = u.path().trim_start_matches('/');
         if db.is_empty() {
-            return Err(bad("a Postgres URL needs a database name, e.g. postgres://postgres@127.0.0.1/kino"));
+            return Err(bad(
+                "a Postgres URL needs a database name, e.g. postgres://postgres@127.0.0.1/kino",
+            ));
         }
         if db.contains('/') {
             return Err(bad("the database name may not contain '/'"));
@@ -89,11 +93,15 @@ pub fn parse_db_url(input: &str) -> Result<DbUrl> {
         s.to_string()
     };
     if path.is_empty() || path == ":memory:" {
-        return Err(bad("a SQLite database needs a file path (in-memory databases are not supported)"));
+        return Err(bad(
+            "a SQLite database needs a file path (in-memory databases are not supported)",
+        ));
     }
     let p = Path::new(&path);
     if p.is_dir() {
-        return Err(bad("that path is a directory; name a database file inside it, e.g. DIR/kino.db"));
+        return Err(bad(
+            "that path is a directory; name a database file inside it, e.g. DIR/kino.db",
+        ));
     }
     Ok(DbUrl {
         backend: Backend::Sqlite,
@@ -121,18 +129,38 @@ mod tests {
 
     #[test]
     fn picks_backend_by_scheme() {
-        assert_eq!(parse_db_url("postgres://postgres@127.0.0.1/kino").unwrap().backend, Backend::Postgres);
-        assert_eq!(parse_db_url("postgresql://u:p@h:5432/db").unwrap().backend, Backend::Postgres);
+        assert_eq!(
+            parse_db_url("postgres://postgres@127.0.0.1/kino").unwrap().backend,
+            Backend::Postgres
+        );
+        assert_eq!(
+            parse_db_url("postgresql://u:p@h:5432/db").unwrap().backend,
+            Backend::Postgres
+        );
         let s = parse_db_url("/tmp/x/kino.db").unwrap();
         assert_eq!(s.backend, Backend::Sqlite);
         assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("/tmp/x/kino.db"));
-        assert_eq!(parse_db_url("sqlite:///tmp/a.db").unwrap().sqlite_path().unwrap(), PathBuf::from("/tmp/a.db"));
-        assert_eq!(parse_db_url("sqlite:rel.db").unwrap().sqlite_path().unwrap(), PathBuf::from("rel.db"));
+        assert_eq!(
+            parse_db_url("sqlite:///tmp/a.db").unwrap().sqlite_path().unwrap(),
+            PathBuf::from("/tmp/a.db")
+        );
+        assert_eq!(
+            parse_db_url("sqlite:rel.db").unwrap().sqlite_path().unwrap(),
+            PathBuf::from("rel.db")
+        );
     }
 
     #[test]
     fn rejects_bad_urls_with_a_reason() {
-        for bad in ["", "mysql://root@localhost/db", "postgres://", "postgres://127.0.0.1", "redis:x", "sqlite::memory:", "/tmp"] {
+        for bad in [
+            "",
+            "mysql://root@localhost/db",
+            "postgres://",
+            "postgres://127.0.0.1",
+            "redis:x",
+            "sqlite::memory:",
+            "/tmp",
+        ] {
             let err = parse_db_url(bad).unwrap_err();
             assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}: {err}");
             assert!(!err.to_string().contains('\n'), "one line: {err}");

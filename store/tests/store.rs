@@ -34,18 +34,28 @@ impl TestDb {
                     COUNTER.fetch_add(1, Ordering::SeqCst),
                     kino_store::now_ms() % 1_000_000
                 );
-                TestDb { url: format!("{}/{}", pg_base(), name), pg_name: Some(name), _dir: None }
+                TestDb {
+                    url: format!("{}/{}", pg_base(), name),
+                    pg_name: Some(name),
+                    _dir: None,
+                }
             }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = dir.path().join("kino.db").display().to_string();
-                TestDb { url, pg_name: None, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
             }
         }
     }
 
     async fn open(&self) -> Store {
-        Store::open(&self.url).await.unwrap_or_else(|e| panic!("open {}: {e}", self.url))
+        Store::open(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
     }
 
     async fn finish(self, store: Store) {
@@ -86,7 +96,12 @@ macro_rules! both_backends {
 
 async fn add_video(store: &Store, path: &str) -> i64 {
     store
-        .upsert_video(&NewVideo { path: path.into(), content_hash: Some(format!("hash-{path}")), size_bytes: 10, mtime_ms: 1 })
+        .upsert_video(&NewVideo {
+            path: path.into(),
+            content_hash: Some(format!("hash-{path}")),
+            size_bytes: 10,
+            mtime_ms: 1,
+        })
         .await
         .unwrap()
         .id
@@ -106,219 +121,359 @@ fn segment(start: i64, text: &str, v: Vec<f32>) -> NewSegment {
     }
 }
 
-both_backends!(migrations_are_idempotent_and_newer_schema_is_refused, |store: Store, url: String| async move {
-    store.migrate().await.unwrap();
-    assert_eq!(store.schema_version(), 1);
-    // Pretend a newer kino migrated this database.
-    let sql = match store.backend() {
-        Backend::Postgres => {
-            "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+both_backends!(
+    migrations_are_idempotent_and_newer_schema_is_refused,
+    |store: Store, url: String| async move {
+        store.migrate().await.unwrap();
+        assert_eq!(store.schema_version(), 1);
+        // Pretend a newer kino migrated this database.
+        let sql = match store.backend() {
+            Backend::Postgres => {
+                "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
              VALUES (9999, 'from the future', now(), TRUE, '\\x00'::bytea, 0)"
-        }
-        Backend::Sqlite => {
-            "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+            }
+            Backend::Sqlite => {
+                "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
              VALUES (9999, 'from the future', CURRENT_TIMESTAMP, TRUE, X'00', 0)"
-        }
-    };
-    sqlx::query(sql).execute(store.pool()).await.unwrap();
-    let err = Store::open(&url).await.err().expect("a newer schema must be refused");
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 1 }), "{err}");
-    assert!(err.to_string().contains("newer than this kino"), "{err}");
-});
-
-both_backends!(videos_upsert_rename_missing_purge, |store: Store, _url: String| async move {
-    let id = add_video(&store, "/lib/a.mp4").await;
-    let again = add_video(&store, "/lib/a.mp4").await;
-    assert_eq!(id, again, "upsert by path keeps the row");
-    let v = store.video(id).await.unwrap().unwrap();
-    assert_eq!(v.status, VideoStatus::Queued);
-    assert_eq!(store.videos_by_hash("hash-/lib/a.mp4").await.unwrap().len(), 1);
-
-    store.rename_video(id, "/lib/b.mp4", 5).await.unwrap();
-    assert!(store.video_by_path("/lib/a.mp4").await.unwrap().is_none());
-    assert_eq!(store.video_by_path("/lib/b.mp4").await.unwrap().unwrap().id, id);
-
-    store.set_video_status(id, VideoStatus::Failed, Some("broken file")).await.unwrap();
-    assert_eq!(store.video(id).await.unwrap().unwrap().error.as_deref(), Some("broken file"));
-
-    store.mark_video_missing(id).await.unwrap();
-    let v = store.video(id).await.unwrap().unwrap();
-    assert_eq!(v.status, VideoStatus::Missing);
-    assert!(v.missing_since_ms.is_some());
-    assert_eq!(store.purge_missing(kino_store::now_ms() - 60_000).await.unwrap(), 0, "grace period respected");
-    assert_eq!(store.purge_missing(kino_store::now_ms() + 1).await.unwrap(), 1);
-    assert!(store.video(id).await.unwrap().is_none());
-});
-
-both_backends!(segments_replace_atomically_under_concurrent_readers, |store: Store, _url: String| async move {
-    let vid = add_video(&store, "/lib/atomic.mp4").await;
-    const N: usize = 25;
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for generation in 0..40 {
-                let segs: Vec<NewSegment> = (0..N)
-                    .map(|i| segment(i as i64 * 10_000, &format!("gen-{generation}"), vec![1.0, generation as f32, i as f32]))
-                    .collect();
-                store
-                    .replace_segments(vid, &segs, &IndexVersions { text_model: Some("t".into()), ..Default::default() })
-                    .await
-                    .unwrap();
             }
-        })
-    };
-    let mut readers = Vec::new();
-    for _ in 0..3 {
-        let store = store.clone();
-        readers.push(tokio::spawn(async move {
-            let mut seen = HashSet::new();
-            for _ in 0..150 {
-                let segs = store.segments(vid).await.unwrap();
-                if segs.is_empty() {
-                    continue;
+        };
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+        let err = Store::open(&url).await.err().expect("a newer schema must be refused");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 1 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer than this kino"), "{err}");
+    }
+);
+
+both_backends!(
+    videos_upsert_rename_missing_purge,
+    |store: Store, _url: String| async move {
+        let id = add_video(&store, "/lib/a.mp4").await;
+        let again = add_video(&store, "/lib/a.mp4").await;
+        assert_eq!(id, again, "upsert by path keeps the row");
+        let v = store.video(id).await.unwrap().unwrap();
+        assert_eq!(v.status, VideoStatus::Queued);
+        assert_eq!(store.videos_by_hash("hash-/lib/a.mp4").await.unwrap().len(), 1);
+
+        store.rename_video(id, "/lib/b.mp4", 5).await.unwrap();
+        assert!(store.video_by_path("/lib/a.mp4").await.unwrap().is_none());
+        assert_eq!(store.video_by_path("/lib/b.mp4").await.unwrap().unwrap().id, id);
+
+        store
+            .set_video_status(id, VideoStatus::Failed, Some("broken file"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.video(id).await.unwrap().unwrap().error.as_deref(),
+            Some("broken file")
+        );
+
+        store.mark_video_missing(id).await.unwrap();
+        let v = store.video(id).await.unwrap().unwrap();
+        assert_eq!(v.status, VideoStatus::Missing);
+        assert!(v.missing_since_ms.is_some());
+        assert_eq!(
+            store.purge_missing(kino_store::now_ms() - 60_000).await.unwrap(),
+            0,
+            "grace period respected"
+        );
+        assert_eq!(store.purge_missing(kino_store::now_ms() + 1).await.unwrap(), 1);
+        assert!(store.video(id).await.unwrap().is_none());
+    }
+);
+
+both_backends!(
+    segments_replace_atomically_under_concurrent_readers,
+    |store: Store, _url: String| async move {
+        let vid = add_video(&store, "/lib/atomic.mp4").await;
+        const N: usize = 25;
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for generation in 0..40 {
+                    let segs: Vec<NewSegment> = (0..N)
+                        .map(|i| {
+                            segment(
+                                i as i64 * 10_000,
+                                &format!("gen-{generation}"),
+                                vec![1.0, generation as f32, i as f32],
+                            )
+                        })
+                        .collect();
+                    store
+                        .replace_segments(
+                            vid,
+                            &segs,
+                            &IndexVersions {
+                                text_model: Some("t".into()),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
                 }
-                assert_eq!(segs.len(), N, "a reader saw a partial set");
-                let first = &segs[0].text;
-                assert!(segs.iter().all(|s| &s.text == first), "a reader saw a mix of generations");
-                seen.insert(first.clone());
-            }
-            seen.len()
-        }));
+            })
+        };
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let store = store.clone();
+            readers.push(tokio::spawn(async move {
+                let mut seen = HashSet::new();
+                for _ in 0..150 {
+                    let segs = store.segments(vid).await.unwrap();
+                    if segs.is_empty() {
+                        continue;
+                    }
+                    assert_eq!(segs.len(), N, "a reader saw a partial set");
+                    let first = &segs[0].text;
+                    assert!(
+                        segs.iter().all(|s| &s.text == first),
+                        "a reader saw a mix of generations"
+                    );
+                    seen.insert(first.clone());
+                }
+                seen.len()
+            }));
+        }
+        writer.await.unwrap();
+        for r in readers {
+            r.await.unwrap();
+        }
+        let final_segs = store.segments(vid).await.unwrap();
+        assert_eq!(final_segs.len(), N);
+        assert!(final_segs.iter().all(|s| s.text == "gen-39"));
+        assert_eq!(final_segs[3].fused, vec![1.0, 39.0, 3.0]);
+        let v = store.video(vid).await.unwrap().unwrap();
+        assert_eq!(v.status, VideoStatus::Done);
+        assert!(v.needs_vision, "indexed without a vision model");
     }
-    writer.await.unwrap();
-    for r in readers {
-        r.await.unwrap();
+);
+
+both_backends!(
+    expired_lease_is_reclaimed_and_old_owner_is_fenced,
+    |store: Store, _url: String| async move {
+        let vid = add_video(&store, "/lib/lease.mp4").await;
+        let job = store.enqueue_job(vid, "index").await.unwrap();
+        assert_eq!(
+            store.enqueue_job(vid, "index").await.unwrap().id,
+            job.id,
+            "no duplicate queued job"
+        );
+        let a = store
+            .claim_job("worker-a", Duration::from_millis(200))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.id, job.id);
+        assert_eq!(a.attempts, 1);
+        assert!(
+            store
+                .claim_job("worker-b", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_none(),
+            "leased job is not claimable"
+        );
+        assert!(store
+            .heartbeat_job(a.id, "worker-a", Duration::from_millis(200))
+            .await
+            .unwrap());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let b = store
+            .claim_job("worker-b", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("expired lease is claimable");
+        assert_eq!(b.id, job.id);
+        assert_eq!(b.attempts, 2);
+        assert_eq!(b.lease_owner.as_deref(), Some("worker-b"));
+        assert!(
+            !store
+                .heartbeat_job(a.id, "worker-a", Duration::from_secs(1))
+                .await
+                .unwrap(),
+            "old owner lost the lease"
+        );
+        assert!(
+            !store.complete_job(a.id, "worker-a").await.unwrap(),
+            "old owner cannot complete"
+        );
+        assert!(store
+            .checkpoint_job(b.id, "worker-b", r#"{"done_ms":60000}"#)
+            .await
+            .unwrap());
+        assert!(store.complete_job(b.id, "worker-b").await.unwrap());
+        let done = store.job(job.id).await.unwrap().unwrap();
+        assert_eq!(done.state, JobState::Done);
+        assert_eq!(done.checkpoint.as_deref(), Some(r#"{"done_ms":60000}"#));
     }
-    let final_segs = store.segments(vid).await.unwrap();
-    assert_eq!(final_segs.len(), N);
-    assert!(final_segs.iter().all(|s| s.text == "gen-39"));
-    assert_eq!(final_segs[3].fused, vec![1.0, 39.0, 3.0]);
-    let v = store.video(vid).await.unwrap().unwrap();
-    assert_eq!(v.status, VideoStatus::Done);
-    assert!(v.needs_vision, "indexed without a vision model");
-});
+);
 
-both_backends!(expired_lease_is_reclaimed_and_old_owner_is_fenced, |store: Store, _url: String| async move {
-    let vid = add_video(&store, "/lib/lease.mp4").await;
-    let job = store.enqueue_job(vid, "index").await.unwrap();
-    assert_eq!(store.enqueue_job(vid, "index").await.unwrap().id, job.id, "no duplicate queued job");
-    let a = store.claim_job("worker-a", Duration::from_millis(200)).await.unwrap().unwrap();
-    assert_eq!(a.id, job.id);
-    assert_eq!(a.attempts, 1);
-    assert!(store.claim_job("worker-b", Duration::from_secs(60)).await.unwrap().is_none(), "leased job is not claimable");
-    assert!(store.heartbeat_job(a.id, "worker-a", Duration::from_millis(200)).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let b = store.claim_job("worker-b", Duration::from_secs(60)).await.unwrap().expect("expired lease is claimable");
-    assert_eq!(b.id, job.id);
-    assert_eq!(b.attempts, 2);
-    assert_eq!(b.lease_owner.as_deref(), Some("worker-b"));
-    assert!(!store.heartbeat_job(a.id, "worker-a", Duration::from_secs(1)).await.unwrap(), "old owner lost the lease");
-    assert!(!store.complete_job(a.id, "worker-a").await.unwrap(), "old owner cannot complete");
-    assert!(store.checkpoint_job(b.id, "worker-b", r#"{"done_ms":60000}"#).await.unwrap());
-    assert!(store.complete_job(b.id, "worker-b").await.unwrap());
-    let done = store.job(job.id).await.unwrap().unwrap();
-    assert_eq!(done.state, JobState::Done);
-    assert_eq!(done.checkpoint.as_deref(), Some(r#"{"done_ms":60000}"#));
-});
+both_backends!(
+    failed_job_keeps_its_error_after_its_attempts,
+    |store: Store, _url: String| async move {
+        let vid = add_video(&store, "/lib/fail.mp4").await;
+        let job = store.enqueue_job_with(vid, "index", 2).await.unwrap();
+        let c1 = store.claim_job("w", Duration::from_secs(60)).await.unwrap().unwrap();
+        let s1 = store
+            .fail_job(c1.id, "w", "decoder crashed", true, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(s1, Some(JobState::Queued), "retried while attempts remain");
+        let c2 = store.claim_job("w", Duration::from_secs(60)).await.unwrap().unwrap();
+        assert_eq!(c2.attempts, 2);
+        let s2 = store
+            .fail_job(c2.id, "w", "decoder crashed again", true, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(s2, Some(JobState::Failed));
+        let j = store.job(job.id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Failed);
+        assert_eq!(j.last_error.as_deref(), Some("decoder crashed again"));
+        assert!(store.claim_job("w", Duration::from_secs(60)).await.unwrap().is_none());
 
-both_backends!(failed_job_keeps_its_error_after_its_attempts, |store: Store, _url: String| async move {
-    let vid = add_video(&store, "/lib/fail.mp4").await;
-    let job = store.enqueue_job_with(vid, "index", 2).await.unwrap();
-    let c1 = store.claim_job("w", Duration::from_secs(60)).await.unwrap().unwrap();
-    let s1 = store.fail_job(c1.id, "w", "decoder crashed", true, Duration::ZERO).await.unwrap();
-    assert_eq!(s1, Some(JobState::Queued), "retried while attempts remain");
-    let c2 = store.claim_job("w", Duration::from_secs(60)).await.unwrap().unwrap();
-    assert_eq!(c2.attempts, 2);
-    let s2 = store.fail_job(c2.id, "w", "decoder crashed again", true, Duration::ZERO).await.unwrap();
-    assert_eq!(s2, Some(JobState::Failed));
-    let j = store.job(job.id).await.unwrap().unwrap();
-    assert_eq!(j.state, JobState::Failed);
-    assert_eq!(j.last_error.as_deref(), Some("decoder crashed again"));
-    assert!(store.claim_job("w", Duration::from_secs(60)).await.unwrap().is_none());
+        // A job whose worker vanished on its last attempt is failed, not retried forever.
+        let vid2 = add_video(&store, "/lib/vanish.mp4").await;
+        let j2 = store.enqueue_job_with(vid2, "index", 1).await.unwrap();
+        store.claim_job("w", Duration::from_millis(50)).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(store.claim_job("w2", Duration::from_secs(60)).await.unwrap().is_none());
+        let j2 = store.job(j2.id).await.unwrap().unwrap();
+        assert_eq!(j2.state, JobState::Failed);
+        assert!(j2.last_error.unwrap().contains("lease expired"));
+        let counts = store.job_counts().await.unwrap();
+        assert!(counts.contains(&("failed".to_string(), 2)), "{counts:?}");
+    }
+);
 
-    // A job whose worker vanished on its last attempt is failed, not retried forever.
-    let vid2 = add_video(&store, "/lib/vanish.mp4").await;
-    let j2 = store.enqueue_job_with(vid2, "index", 1).await.unwrap();
-    store.claim_job("w", Duration::from_millis(50)).await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(store.claim_job("w2", Duration::from_secs(60)).await.unwrap().is_none());
-    let j2 = store.job(j2.id).await.unwrap().unwrap();
-    assert_eq!(j2.state, JobState::Failed);
-    assert!(j2.last_error.unwrap().contains("lease expired"));
-    let counts = store.job_counts().await.unwrap();
-    assert!(counts.contains(&("failed".to_string(), 2)), "{counts:?}");
-});
+both_backends!(
+    exact_search_finds_known_neighbours_and_stays_current,
+    |store: Store, _url: String| async move {
+        let v1 = add_video(&store, "/lib/one.mp4").await;
+        let v2 = add_video(&store, "/lib/two.mp4").await;
+        let versions = IndexVersions {
+            text_model: Some("t".into()),
+            vision_model: Some("v".into()),
+            fusion_model: None,
+        };
+        store
+            .replace_segments(
+                v1,
+                &[
+                    segment(0, "east", vec![1.0, 0.0, 0.0]),
+                    segment(10_000, "north-east", vec![1.0, 1.0, 0.0]),
+                ],
+                &versions,
+            )
+            .await
+            .unwrap();
+        store
+            .replace_segments(v2, &[segment(0, "up", vec![0.0, 0.0, 1.0])], &versions)
+            .await
+            .unwrap();
+        store.load_index().await.unwrap();
 
-both_backends!(exact_search_finds_known_neighbours_and_stays_current, |store: Store, _url: String| async move {
-    let v1 = add_video(&store, "/lib/one.mp4").await;
-    let v2 = add_video(&store, "/lib/two.mp4").await;
-    let versions = IndexVersions { text_model: Some("t".into()), vision_model: Some("v".into()), fusion_model: None };
-    store
-        .replace_segments(v1, &[segment(0, "east", vec![1.0, 0.0, 0.0]), segment(10_000, "north-east", vec![1.0, 1.0, 0.0])], &versions)
-        .await
-        .unwrap();
-    store.replace_segments(v2, &[segment(0, "up", vec![0.0, 0.0, 1.0])], &versions).await.unwrap();
-    store.load_index().await.unwrap();
+        let hits = store
+            .with_index(|i| i.search(EmbeddingField::Fused, &[0.9, 0.1, 0.0], 2, None))
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!((hits[0].video_id, hits[0].start_ms), (v1, 0));
+        assert_eq!((hits[1].video_id, hits[1].start_ms), (v1, 10_000));
+        assert!(hits[0].score > 0.99 && hits[0].score <= 1.0001);
 
-    let hits = store.with_index(|i| i.search(EmbeddingField::Fused, &[0.9, 0.1, 0.0], 2, None)).await.unwrap();
-    assert_eq!(hits.len(), 2);
-    assert_eq!((hits[0].video_id, hits[0].start_ms), (v1, 0));
-    assert_eq!((hits[1].video_id, hits[1].start_ms), (v1, 10_000));
-    assert!(hits[0].score > 0.99 && hits[0].score <= 1.0001);
+        let only_v2 = store
+            .with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 5, Some(v2)))
+            .await
+            .unwrap();
+        assert_eq!(only_v2.len(), 1);
+        assert_eq!(only_v2[0].video_id, v2);
 
-    let only_v2 = store.with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 5, Some(v2))).await.unwrap();
-    assert_eq!(only_v2.len(), 1);
-    assert_eq!(only_v2[0].video_id, v2);
+        // Writes keep the loaded index current.
+        store
+            .replace_segments(v2, &[segment(0, "east too", vec![2.0, 0.0, 0.0])], &versions)
+            .await
+            .unwrap();
+        let hits = store
+            .with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 3, None))
+            .await
+            .unwrap();
+        assert!(hits.iter().any(|h| h.video_id == v2 && h.score > 0.99));
+        store.mark_video_missing(v1).await.unwrap();
+        let hits = store
+            .with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 3, None))
+            .await
+            .unwrap();
+        assert!(hits.iter().all(|h| h.video_id != v1), "missing videos are hidden");
+        // A fresh load agrees.
+        store.load_index().await.unwrap();
+        assert_eq!(store.with_index(|i| i.len()).await.unwrap(), 1);
+    }
+);
 
-    // Writes keep the loaded index current.
-    store.replace_segments(v2, &[segment(0, "east too", vec![2.0, 0.0, 0.0])], &versions).await.unwrap();
-    let hits = store.with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 3, None)).await.unwrap();
-    assert!(hits.iter().any(|h| h.video_id == v2 && h.score > 0.99));
-    store.mark_video_missing(v1).await.unwrap();
-    let hits = store.with_index(|i| i.search(EmbeddingField::Fused, &[1.0, 0.0, 0.0], 3, None)).await.unwrap();
-    assert!(hits.iter().all(|h| h.video_id != v1), "missing videos are hidden");
-    // A fresh load agrees.
-    store.load_index().await.unwrap();
-    assert_eq!(store.with_index(|i| i.len()).await.unwrap(), 1);
-});
+both_backends!(
+    cues_queries_answers_models_roundtrip,
+    |store: Store, _url: String| async move {
+        let vid = add_video(&store, "/lib/q.mp4").await;
+        let cues = vec![
+            CueRecord {
+                start_ms: 0,
+                end_ms: 1500,
+                text: "Hello <there>".into(),
+                source: "subtitle".into(),
+            },
+            CueRecord {
+                start_ms: 1000,
+                end_ms: 2000,
+                text: "你好".into(),
+                source: "speech".into(),
+            },
+        ];
+        store.replace_cues(vid, &cues).await.unwrap();
+        assert_eq!(store.cues(vid).await.unwrap(), cues);
 
-both_backends!(cues_queries_answers_models_roundtrip, |store: Store, _url: String| async move {
-    let vid = add_video(&store, "/lib/q.mp4").await;
-    let cues = vec![
-        CueRecord { start_ms: 0, end_ms: 1500, text: "Hello <there>".into(), source: "subtitle".into() },
-        CueRecord { start_ms: 1000, end_ms: 2000, text: "你好".into(), source: "speech".into() },
-    ];
-    store.replace_cues(vid, &cues).await.unwrap();
-    assert_eq!(store.cues(vid).await.unwrap(), cues);
+        let citations = serde_json::json!([{"video_id": vid, "start_ms": 0, "end_ms": 10000}]);
+        let qid = store
+            .record_query(
+                &NewQuery {
+                    question: "who says hello?".into(),
+                    kind: "ask".into(),
+                    latency_ms: 12,
+                    model_version: "t".into(),
+                },
+                Some(("Hello there", &citations)),
+            )
+            .await
+            .unwrap();
+        let recent = store.recent_queries(10).await.unwrap();
+        assert_eq!(recent[0].id, qid);
+        assert_eq!(recent[0].answer.as_deref(), Some("Hello there"));
+        assert_eq!(recent[0].citations, citations);
 
-    let citations = serde_json::json!([{"video_id": vid, "start_ms": 0, "end_ms": 10000}]);
-    let qid = store
-        .record_query(
-            &NewQuery { question: "who says hello?".into(), kind: "ask".into(), latency_ms: 12, model_version: "t".into() },
-            Some(("Hello there", &citations)),
-        )
-        .await
-        .unwrap();
-    let recent = store.recent_queries(10).await.unwrap();
-    assert_eq!(recent[0].id, qid);
-    assert_eq!(recent[0].answer.as_deref(), Some("Hello there"));
-    assert_eq!(recent[0].citations, citations);
-
-    let m = ModelRecord {
-        name: "sentence-transformers/all-MiniLM-L6-v2".into(),
-        kind: "text".into(),
-        version: "abc".into(),
-        checksum: "abc".into(),
-        source: "pip".into(),
-        path: "/m".into(),
-        updated_ms: 0,
-    };
-    store.upsert_model(&m).await.unwrap();
-    store.upsert_model(&ModelRecord { checksum: "def".into(), ..m.clone() }).await.unwrap();
-    let models = store.models().await.unwrap();
-    assert_eq!(models.len(), 1);
-    assert_eq!(models[0].checksum, "def");
-});
+        let m = ModelRecord {
+            name: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            kind: "text".into(),
+            version: "abc".into(),
+            checksum: "abc".into(),
+            source: "pip".into(),
+            path: "/m".into(),
+            updated_ms: 0,
+        };
+        store.upsert_model(&m).await.unwrap();
+        store
+            .upsert_model(&ModelRecord {
+                checksum: "def".into(),
+                ..m.clone()
+            })
+            .await
+            .unwrap();
+        let models = store.models().await.unwrap();
+        assert_eq!(models.len(), 1);
+        assert_eq!(models[0].checksum, "def");
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn postgres_concurrent_claimers_never_share_a_job() {

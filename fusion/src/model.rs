@@ -1,0 +1,465 @@
+//! The cross-attention fusion module (candle).
+//!
+//! Per segment the inputs are:
+//! * **text tokens**: the embeddings of the cues that fall into the segment, each with its overlap weight;
+//! * **visual tokens**: the embedding of the segment's label text ("tabby cat, sofa", embedded by the caller with
+//!   the text encoder) and the frames' token grids, averaged over the segment's frames per grid position and
+//!   projected into the text space by `grid_proj`.
+//!
+//! Text tokens attend over the visual tokens and visual tokens attend back (multi-head cross-attention, each
+//! direction with its own query/key/value/output projections), each followed by a residual connection and a layer
+//! norm. The attended tokens are mean-pooled per side (text tokens by their cue weight) and blended into **one fused
+//! vector** in the text encoder's space. Beside it the model keeps the **text-only** vector (weighted mean of the
+//! raw cue embeddings) and the **visual-only** vector (mean of the raw visual tokens); all three are unit length.
+//!
+//! # Default weights ([`FusionModel::identity`])
+//!
+//! Before any training the module must already be useful, so its default weights are chosen, not random:
+//! * every query/key/value/output projection is the identity with zero bias, and every layer norm has gain 1 and
+//!   bias 0;
+//! * the attention logit scale is `10 × heads` (tensor `*.logit_scale`), so that for unit-length tokens each head's
+//!   logits are on average ten times the cosine similarity of the two tokens: a text token attends mostly to
+//!   the visual tokens closest to it in meaning;
+//! * `grid_proj` is the identity on the first `min(text_dim, visual_dim)` dimensions, but `grid_gate` is 0: raw
+//!   Swin grid features do not live in the text encoder's space, so until a trained head supplies a projection
+//!   (and a non-zero gate) the grid tokens are left out and the visual concepts enter through the label text;
+//! * `blend = [1, 1]`: the pooled text side and the pooled visual side (each unit length) weigh the same.
+//!
+//! Under these weights the fused vector is a relevance-weighted blend of what is said and what is seen: each cue
+//! moves towards the visual concepts related to it, the label embedding towards the cues related to it.
+//!
+//! # Weights file
+//!
+//! [`FusionModel::load`] reads a safetensors file with the tensors below (`D` = text_dim, `V` = visual_dim); a
+//! trained head replaces the default without code changes. `grid_gate`, `blend` and the `logit_scale`s may be left
+//! out and then take the defaults above.
+//!
+//! | tensor | shape |
+//! | --- | --- |
+//! | `grid_proj.weight`, `grid_proj.bias` | `[D, V]`, `[D]` |
+//! | `grid_gate` | `[1]` |
+//! | `blend` | `[2]` (text side, visual side) |
+//! | `{t2v,v2t}.{q,k,v,o}_proj.weight`, `….bias` | `[D, D]`, `[D]` |
+//! | `{t2v,v2t}.norm.weight`, `….bias` | `[D]` |
+//! | `{t2v,v2t}.logit_scale` | `[1]` |
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{LayerNorm, Linear};
+
+use crate::vecmath::normalize;
+use crate::FusionError;
+
+const LN_EPS: f64 = 1e-5;
+const VERSION_PREFIX: &str = "kino-fusion-xattn-v1";
+
+/// Shapes of the fusion module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FusionConfig {
+    /// Width of the text encoder's embeddings (384 for all-MiniLM-L6-v2); the fused vector has this width.
+    pub text_dim: usize,
+    /// Width of a visual grid token (768 for Swin-tiny's last stage).
+    pub visual_dim: usize,
+    /// Number of attention heads; must divide `text_dim`.
+    pub heads: usize,
+}
+
+impl FusionConfig {
+    fn validate(&self) -> Result<(), FusionError> {
+        if self.text_dim == 0 || self.visual_dim == 0 || self.heads == 0 || self.text_dim % self.heads != 0 {
+            return Err(FusionError::Config(format!(
+                "text_dim ({}) and visual_dim ({}) must be positive and heads ({}) must divide text_dim",
+                self.text_dim, self.visual_dim, self.heads
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One frame's token grid, row-major `tokens × hidden`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisualGrid {
+    /// Number of tokens.
+    pub tokens: usize,
+    /// Width of a token.
+    pub hidden: usize,
+    /// `tokens × hidden` values.
+    pub data: Vec<f32>,
+}
+
+/// What the fusion module needs for one segment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentInputs {
+    /// Embeddings of the segment's cues (text space).
+    pub text: Vec<Vec<f32>>,
+    /// Weight of each cue (its share inside the segment); empty means all 1.
+    pub text_weights: Vec<f32>,
+    /// Token grids of the segment's frames (all the same shape).
+    pub grids: Vec<VisualGrid>,
+    /// Embedding of the segment's label text (text space), when it has tags.
+    pub labels: Option<Vec<f32>>,
+}
+
+/// The vectors of one segment, all unit length, in the text encoder's space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedSegment {
+    /// The fused vector.
+    pub fused: Vec<f32>,
+    /// Text only: the weighted mean of the cue embeddings (`None` without cues).
+    pub text: Option<Vec<f32>>,
+    /// Visual only: the mean of the visual tokens (`None` without any).
+    pub visual: Option<Vec<f32>>,
+}
+
+struct CrossAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    norm: LayerNorm,
+    logit_scale: f64,
+    heads: usize,
+}
+
+impl CrossAttention {
+    /// `x`: `[n, D]` queries, `ctx`: `[m, D]` keys and values; returns `norm(x + attention)`.
+    fn forward(&self, x: &Tensor, ctx: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, d) = x.dims2()?;
+        let m = ctx.dim(0)?;
+        let hd = d / self.heads;
+        let split = |t: Tensor, len: usize| -> candle_core::Result<Tensor> {
+            t.reshape((len, self.heads, hd))?.transpose(0, 1)?.contiguous()
+        };
+        let q = split(self.q.forward(x)?, n)?;
+        let k = split(self.k.forward(ctx)?, m)?;
+        let v = split(self.v.forward(ctx)?, m)?;
+        let logits = (q.matmul(&k.t()?)? * self.logit_scale)?;
+        let att = candle_nn::ops::softmax_last_dim(&logits)?;
+        let out = att.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((n, d))?;
+        let out = self.o.forward(&out)?;
+        self.norm.forward(&(x + out)?)
+    }
+}
+
+/// The fusion module. Cheap to share: fusion of one segment takes well under a millisecond.
+pub struct FusionModel {
+    config: FusionConfig,
+    grid_proj: Linear,
+    grid_gate: f32,
+    blend: [f32; 2],
+    t2v: CrossAttention,
+    v2t: CrossAttention,
+    tensors: HashMap<String, Tensor>,
+    version: String,
+}
+
+impl std::fmt::Debug for FusionModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusionModel")
+            .field("config", &self.config)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+fn identity_weights(cfg: &FusionConfig) -> candle_core::Result<HashMap<String, Tensor>> {
+    let dev = Device::Cpu;
+    let (d, v) = (cfg.text_dim, cfg.visual_dim);
+    let mut t = HashMap::new();
+    let mut proj = vec![0f32; d * v];
+    for i in 0..d.min(v) {
+        proj[i * v + i] = 1.0;
+    }
+    t.insert("grid_proj.weight".to_string(), Tensor::from_vec(proj, (d, v), &dev)?);
+    t.insert("grid_proj.bias".to_string(), Tensor::zeros(d, DType::F32, &dev)?);
+    t.insert("grid_gate".to_string(), Tensor::new(&[0f32], &dev)?);
+    t.insert("blend".to_string(), Tensor::new(&[1f32, 1.0], &dev)?);
+    for side in ["t2v", "v2t"] {
+        for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+            t.insert(format!("{side}.{p}.weight"), Tensor::eye(d, DType::F32, &dev)?);
+            t.insert(format!("{side}.{p}.bias"), Tensor::zeros(d, DType::F32, &dev)?);
+        }
+        t.insert(format!("{side}.norm.weight"), Tensor::ones(d, DType::F32, &dev)?);
+        t.insert(format!("{side}.norm.bias"), Tensor::zeros(d, DType::F32, &dev)?);
+        t.insert(
+            format!("{side}.logit_scale"),
+            Tensor::new(&[10.0 * cfg.heads as f32], &dev)?,
+        );
+    }
+    Ok(t)
+}
+
+impl FusionModel {
+    /// The documented default weights (see the module docs): identity projections, grid tokens gated off,
+    /// text and visual sides blended equally.
+    pub fn identity(text_dim: usize, visual_dim: usize, heads: usize) -> Result<Self, FusionError> {
+        let config = FusionConfig {
+            text_dim,
+            visual_dim,
+            heads,
+        };
+        config.validate()?;
+        let tensors = identity_weights(&config)?;
+        let version = format!("{VERSION_PREFIX}:identity:d{text_dim}-v{visual_dim}-h{heads}");
+        Self::from_tensors(config, tensors, version, Path::new("(identity weights)"))
+    }
+
+    /// Loads weights from a safetensors file (see the module docs for names and shapes).
+    pub fn load(path: &Path, config: FusionConfig) -> Result<Self, FusionError> {
+        config.validate()?;
+        let err = |message: String| FusionError::Weights {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let defaults = identity_weights(&config)?;
+        let mut tensors = HashMap::new();
+        for (name, default) in defaults {
+            let optional = name == "grid_gate" || name == "blend" || name.ends_with("logit_scale");
+            let t = match loaded.get(&name) {
+                Some(t) => t.to_dtype(DType::F32).map_err(|e| err(format!("tensor {name}: {e}")))?,
+                None if optional => default.clone(),
+                None => return Err(err(format!("missing tensor {name}"))),
+            };
+            if t.dims() != default.dims() {
+                return Err(err(format!(
+                    "tensor {name} has shape {:?}, expected {:?}",
+                    t.dims(),
+                    default.dims()
+                )));
+            }
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            if values.iter().any(|x| !x.is_finite()) {
+                return Err(err(format!("tensor {name} holds a non-finite value")));
+            }
+            tensors.insert(name, t);
+        }
+        let version = format!("{VERSION_PREFIX}:file:{:016x}", fnv1a(&bytes));
+        Self::from_tensors(config, tensors, version, path)
+    }
+
+    fn from_tensors(
+        config: FusionConfig,
+        tensors: HashMap<String, Tensor>,
+        version: String,
+        path: &Path,
+    ) -> Result<Self, FusionError> {
+        let get = |name: &str| -> Result<Tensor, FusionError> {
+            tensors.get(name).cloned().ok_or_else(|| FusionError::Weights {
+                path: PathBuf::from(path),
+                message: format!("missing tensor {name}"),
+            })
+        };
+        let scalar = |name: &str| -> Result<Vec<f32>, FusionError> { Ok(get(name)?.to_vec1::<f32>()?) };
+        let linear = |prefix: &str| -> Result<Linear, FusionError> {
+            Ok(Linear::new(
+                get(&format!("{prefix}.weight"))?,
+                Some(get(&format!("{prefix}.bias"))?),
+            ))
+        };
+        let attention = |side: &str| -> Result<CrossAttention, FusionError> {
+            Ok(CrossAttention {
+                q: linear(&format!("{side}.q_proj"))?,
+                k: linear(&format!("{side}.k_proj"))?,
+                v: linear(&format!("{side}.v_proj"))?,
+                o: linear(&format!("{side}.o_proj"))?,
+                norm: LayerNorm::new(
+                    get(&format!("{side}.norm.weight"))?,
+                    get(&format!("{side}.norm.bias"))?,
+                    LN_EPS,
+                ),
+                logit_scale: scalar(&format!("{side}.logit_scale"))?[0] as f64,
+                heads: config.heads,
+            })
+        };
+        let blend = scalar("blend")?;
+        Ok(Self {
+            config,
+            grid_proj: linear("grid_proj")?,
+            grid_gate: scalar("grid_gate")?[0],
+            blend: [blend[0], blend[1]],
+            t2v: attention("t2v")?,
+            v2t: attention("v2t")?,
+            version,
+            tensors,
+        })
+    }
+
+    /// Writes the weights as a safetensors file that [`load`](Self::load) reads back.
+    pub fn save(&self, path: &Path) -> Result<(), FusionError> {
+        candle_core::safetensors::save(&self.tensors, path).map_err(|e| FusionError::Weights {
+            path: path.to_path_buf(),
+            message: format!("cannot write: {e}"),
+        })
+    }
+
+    /// The shapes.
+    pub fn config(&self) -> FusionConfig {
+        self.config
+    }
+
+    /// Identifies the weights: `kino-fusion-xattn-v1:identity:d384-v768-h4` for the defaults, or
+    /// `kino-fusion-xattn-v1:file:<hash of the file>`; stored with each segment so stale ones can be re-fused.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Fuses one segment. Fails on vectors of the wrong width, on grids of different shapes, and on a segment
+    /// with neither cues nor visual tokens.
+    pub fn fuse(&self, inputs: &SegmentInputs) -> Result<FusedSegment, FusionError> {
+        let d = self.config.text_dim;
+        for (i, t) in inputs.text.iter().enumerate() {
+            check_dim(&format!("cue embedding {i}"), d, t.len())?;
+        }
+        if !inputs.text_weights.is_empty() && inputs.text_weights.len() != inputs.text.len() {
+            return Err(FusionError::Dimension {
+                context: "text_weights (one per cue embedding)".into(),
+                expected: inputs.text.len(),
+                got: inputs.text_weights.len(),
+            });
+        }
+        let weights: Vec<f32> = if inputs.text_weights.is_empty() {
+            vec![1.0; inputs.text.len()]
+        } else {
+            inputs
+                .text_weights
+                .iter()
+                .map(|w| if w.is_finite() { w.max(0.0) } else { 0.0 })
+                .collect()
+        };
+
+        // Text tokens, unit length.
+        let text_tokens: Vec<Vec<f32>> = inputs.text.iter().map(|t| crate::vecmath::normalized(t)).collect();
+
+        // Visual tokens: the label embedding, then (when the gate is open) the projected mean grid.
+        let mut visual_tokens: Vec<Vec<f32>> = Vec::new();
+        if let Some(l) = &inputs.labels {
+            check_dim("label embedding", d, l.len())?;
+            visual_tokens.push(crate::vecmath::normalized(l));
+        }
+        if self.grid_gate > 0.0 && !inputs.grids.is_empty() {
+            visual_tokens.extend(self.grid_tokens(&inputs.grids)?);
+        }
+        let visual_tokens: Vec<Vec<f32>> = visual_tokens
+            .into_iter()
+            .filter(|t| t.iter().any(|x| *x != 0.0))
+            .collect();
+
+        let text_only = weighted_mean(&text_tokens, &weights);
+        let visual_only = weighted_mean(&visual_tokens, &vec![1.0; visual_tokens.len()]);
+
+        let fused = match (&text_only, &visual_only) {
+            (None, None) => {
+                return Err(FusionError::Config(
+                    "a segment with neither cue embeddings nor visual tokens cannot be fused".into(),
+                ))
+            }
+            (Some(t), None) => t.clone(),
+            (None, Some(v)) => v.clone(),
+            (Some(_), Some(_)) => {
+                let dev = Device::Cpu;
+                let tt = to_tensor(&text_tokens, d, &dev)?;
+                let vt = to_tensor(&visual_tokens, d, &dev)?;
+                let t_att = rows(&self.t2v.forward(&tt, &vt)?)?;
+                let v_att = rows(&self.v2t.forward(&vt, &tt)?)?;
+                let t_norm: Vec<Vec<f32>> = t_att.iter().map(|r| crate::vecmath::normalized(r)).collect();
+                let v_norm: Vec<Vec<f32>> = v_att.iter().map(|r| crate::vecmath::normalized(r)).collect();
+                let t_pool = weighted_mean(&t_norm, &weights).unwrap_or_else(|| vec![0.0; d]);
+                let v_pool = weighted_mean(&v_norm, &vec![1.0; v_norm.len()]).unwrap_or_else(|| vec![0.0; d]);
+                let mut f: Vec<f32> = t_pool
+                    .iter()
+                    .zip(&v_pool)
+                    .map(|(a, b)| self.blend[0] * a + self.blend[1] * b)
+                    .collect();
+                normalize(&mut f);
+                f
+            }
+        };
+        Ok(FusedSegment {
+            fused,
+            text: text_only,
+            visual: visual_only,
+        })
+    }
+
+    /// Mean grid over frames, projected into the text space, scaled by the gate: one token per grid position.
+    fn grid_tokens(&self, grids: &[VisualGrid]) -> Result<Vec<Vec<f32>>, FusionError> {
+        let first = &grids[0];
+        check_dim("grid token width", self.config.visual_dim, first.hidden)?;
+        let len = first.tokens * first.hidden;
+        let mut mean = vec![0f32; len];
+        for (i, g) in grids.iter().enumerate() {
+            if g.tokens != first.tokens || g.hidden != first.hidden || g.data.len() != len {
+                return Err(FusionError::Dimension {
+                    context: format!("grid of frame {i} ({}×{}, {} values)", g.tokens, g.hidden, g.data.len()),
+                    expected: len,
+                    got: g.data.len(),
+                });
+            }
+            mean.iter_mut().zip(&g.data).for_each(|(m, x)| *m += x);
+        }
+        let n = grids.len() as f32;
+        mean.iter_mut().for_each(|m| *m /= n);
+        let t = Tensor::from_vec(mean, (first.tokens, first.hidden), &Device::Cpu)?;
+        let projected = rows(&self.grid_proj.forward(&t)?)?;
+        Ok(projected
+            .into_iter()
+            .map(|mut r| {
+                normalize(&mut r);
+                r.iter_mut().for_each(|x| *x *= self.grid_gate);
+                r
+            })
+            .collect())
+    }
+}
+
+fn check_dim(context: &str, expected: usize, got: usize) -> Result<(), FusionError> {
+    if expected != got {
+        return Err(FusionError::Dimension {
+            context: context.to_string(),
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+fn to_tensor(rows: &[Vec<f32>], d: usize, dev: &Device) -> candle_core::Result<Tensor> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (rows.len(), d), dev)
+}
+
+fn rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    t.to_vec2::<f32>()
+}
+
+/// Unit-length weighted mean of `rows`; `None` when there are no rows or all weights are 0.
+fn weighted_mean(rows: &[Vec<f32>], weights: &[f32]) -> Option<Vec<f32>> {
+    let total: f32 = weights.iter().sum();
+    if rows.is_empty() || total <= 0.0 {
+        return None;
+    }
+    let mut out = vec![0f32; rows[0].len()];
+    for (r, w) in rows.iter().zip(weights) {
+        out.iter_mut().zip(r).for_each(|(o, x)| *o += w * x);
+    }
+    normalize(&mut out);
+    if out.iter().all(|x| *x == 0.0) {
+        return None;
+    }
+    Some(out)
+}
+
+/// 64-bit FNV-1a, to name a weights file in [`FusionModel::version`].
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,129 @@
+// Browser test of kino's pages in headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core). Started by web/tests/browser.rs, which serves a
+// fixture library and passes:
+//   KINO_URL        base URL of the running server
+//   KINO_OUT        folder for screenshots
+//   KINO_QUERY      a phrase whose best moment is known
+//   KINO_VIDEO_ID   that moment's video id
+//   KINO_START_MS   that moment's start
+//   KINO_QUESTION   a question answered from that moment
+//   KINO_XSS_QUERY  a query finding the subtitle that contains <script>
+// Exits non-zero with a message on the first failed check.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const base = env('KINO_URL');
+const out = env('KINO_OUT');
+const query = env('KINO_QUERY');
+const videoId = env('KINO_VIDEO_ID');
+const startMs = Number(env('KINO_START_MS'));
+const question = env('KINO_QUESTION');
+const xssQuery = env('KINO_XSS_QUERY');
+mkdirSync(out, { recursive: true });
+
+function check(cond, msg) {
+  if (!cond) throw new Error(`check failed: ${msg}`);
+  console.log(`ok: ${msg}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.KINO_CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required', '--mute-audio'],
+});
+let failed = null;
+try {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+
+  // Search: type a phrase, submit, the right moment is first.
+  await page.goto(base + '/');
+  await page.fill('#q', query);
+  await Promise.all([page.waitForURL(/[?&]q=/), page.click('button[value="search"]')]);
+  const first = page.locator('ol.moments a.moment').first();
+  await first.waitFor();
+  check((await first.getAttribute('data-video')) === videoId, `first moment is in video ${videoId}`);
+  check(Number(await first.getAttribute('data-start')) === startMs, `first moment starts at ${startMs} ms`);
+  check((await first.locator('mark').count()) > 0, 'matching words are highlighted');
+  await page.screenshot({ path: join(out, 'search.png'), fullPage: true });
+
+  // Click it: the <video> plays from the moment's start.
+  await first.click();
+  await page.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v && v.readyState >= 2 && !v.seeking && v.currentTime > 0;
+  }, null, { timeout: 20000 });
+  const t = await page.evaluate(() => document.getElementById('video').currentTime);
+  check(Math.abs(t - startMs / 1000) <= 1.0, `video currentTime ${t.toFixed(3)} s is within 1 s of ${startMs / 1000} s`);
+  const src = await page.evaluate(() => document.getElementById('video').currentSrc);
+  check(src.endsWith(`/media/${videoId}`), `video plays /media/${videoId}`);
+  await page.screenshot({ path: join(out, 'playing.png'), fullPage: true });
+
+  // Ask: the answer appears above the results with its citation.
+  await page.fill('#q', question);
+  await Promise.all([page.waitForURL(/mode=ask/), page.click('button[value="ask"]')]);
+  const answer = page.locator('#answer');
+  await answer.waitFor();
+  const answerText = await answer.locator('.answer-text').innerText();
+  check(answerText.length > 0, `an answer is shown: "${answerText.slice(0, 60)}"`);
+  const cite = answer.locator('a.cite').first();
+  check((await cite.getAttribute('data-video')) === videoId, 'the answer cites the right video');
+  check(Number(await cite.getAttribute('data-start')) === startMs, 'the answer cites the right moment');
+  check((await answer.locator('ol.citations li').count()) >= 1, 'the citation list is shown');
+  const answerAbove = await page.evaluate(() => {
+    const a = document.getElementById('answer');
+    const r = document.getElementById('results');
+    return !r || (a.compareDocumentPosition(r) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;
+  });
+  check(answerAbove, 'the answer is above the results');
+  await page.screenshot({ path: join(out, 'ask.png'), fullPage: true });
+
+  // A subtitle containing <script> shows as text and runs nothing.
+  await page.goto(base + '/?mode=search&q=' + encodeURIComponent(xssQuery));
+  const snippet = page.locator('ol.moments .snippet', { hasText: '<script>' }).first();
+  await snippet.waitFor();
+  check((await snippet.innerText()).includes('<script>window.__kinoXss'), 'the <script> subtitle is shown as text');
+  await page.waitForTimeout(300);
+  const xss = await page.evaluate(() => window.__kinoXss);
+  check(xss === undefined, 'no script from a subtitle ran');
+  check(dialogs.length === 0, `no alert() ran (${dialogs.length} dialogs)`);
+  check((await page.locator('ol.moments script, ol.moments img[src="x"]').count()) === 0, 'no injected elements in the results');
+  await page.screenshot({ path: join(out, 'xss.png'), fullPage: true });
+
+  // Library and History pages.
+  await page.goto(base + '/library');
+  check((await page.locator('li.video').count()) >= 2, 'the library lists the videos');
+  check((await page.locator('.status-failed').count()) >= 1, 'a failed video shows its status');
+  check((await page.locator('.timeline .seg').count()) >= 5, 'segment timelines are drawn');
+  await page.screenshot({ path: join(out, 'library.png'), fullPage: true });
+  await page.goto(base + '/history');
+  check((await page.locator('li.qa', { hasText: question }).count()) >= 1, 'the question is in the history');
+  await page.screenshot({ path: join(out, 'history.png'), fullPage: true });
+
+  // Phone-sized screen: no horizontal scrolling on the results page.
+  const phone = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+  const p2 = await phone.newPage();
+  await p2.goto(base + '/?mode=search&q=' + encodeURIComponent(query));
+  const overflow = await p2.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `no horizontal overflow on a phone (${overflow} px)`);
+  await p2.screenshot({ path: join(out, 'phone-search.png'), fullPage: true });
+  check(pageErrors.length === 0, `no JavaScript errors (${pageErrors.join('; ')})`);
+} catch (e) {
+  failed = e;
+} finally {
+  await browser.close();
+}
+if (failed) {
+  console.error(String(failed && failed.stack || failed));
+  process.exit(1);
+}
+console.log('browser test passed');

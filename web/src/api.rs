@@ -1,0 +1,460 @@
+//! The JSON API (same shapes as the CLI's `--json`) and its OpenAPI document.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kino_store::{Job, NewQuery, Video};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::engine::{Answer, AskResponse, Citation, Moment, SearchResponse};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::AppState;
+
+/// Longest accepted query or question, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most results one search may ask for.
+pub const MAX_K: usize = 100;
+
+/// Parameters of `GET /api/search`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// The query text.
+    pub q: String,
+    /// How many moments (1–100, default 10).
+    pub k: Option<usize>,
+    /// Only moments of this video.
+    pub video: Option<i64>,
+}
+
+/// Body of `POST /api/ask`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AskRequest {
+    /// The question.
+    pub question: String,
+}
+
+/// Body of `POST /api/reindex`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ReindexRequest {
+    /// Re-embed only this video.
+    #[serde(default)]
+    pub video: Option<i64>,
+    /// Re-embed every stale video (older models, missing vision).
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// A video in the library.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VideoOut {
+    /// Row id.
+    pub id: i64,
+    /// Path of the file.
+    pub path: String,
+    /// File name.
+    pub name: String,
+    /// `queued`, `indexing`, `done`, `failed`, `missing` or `duplicate`.
+    pub status: String,
+    /// Why indexing failed.
+    pub error: Option<String>,
+    /// Duration, ms.
+    pub duration_ms: Option<i64>,
+    /// Width in pixels.
+    pub width: Option<i64>,
+    /// Height in pixels.
+    pub height: Option<i64>,
+    /// Number of searchable segments.
+    pub segment_count: i64,
+    /// Indexed without the vision branch.
+    pub needs_vision: bool,
+    /// Progress of a running index job (0–1), when the worker reports it.
+    pub progress: Option<f64>,
+    /// When the current index was committed, Unix ms.
+    pub indexed_ms: Option<i64>,
+}
+
+/// A segment of a video (without its embeddings).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentOut {
+    /// Row id.
+    pub id: i64,
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End, ms.
+    pub end_ms: i64,
+    /// Transcript text.
+    pub text: String,
+    /// Visual tags.
+    pub tags: Vec<String>,
+    /// Thumbnail URL.
+    pub thumbnail: Option<String>,
+}
+
+/// A job of the pipeline.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobOut {
+    /// Row id.
+    pub id: i64,
+    /// Its video.
+    pub video_id: i64,
+    /// `index`, `reindex`, …
+    pub kind: String,
+    /// `queued`, `running`, `done`, `failed`.
+    pub state: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Claims allowed.
+    pub max_attempts: i64,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Progress saved by the worker (JSON text).
+    pub checkpoint: Option<String>,
+    /// Created, Unix ms.
+    pub created_ms: i64,
+    /// Updated, Unix ms.
+    pub updated_ms: i64,
+}
+
+/// `GET /api/videos` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideosResponse {
+    /// Every video.
+    pub videos: Vec<VideoOut>,
+}
+
+/// `GET /api/videos/{id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoDetail {
+    /// The video.
+    pub video: VideoOut,
+    /// Its segments in time order.
+    pub segments: Vec<SegmentOut>,
+    /// Its jobs, newest first.
+    pub jobs: Vec<JobOut>,
+}
+
+/// `GET /api/jobs` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobsResponse {
+    /// Recent jobs, newest first.
+    pub jobs: Vec<JobOut>,
+    /// Number of jobs per state.
+    pub counts: BTreeMap<String, i64>,
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// The file name of a path (the whole path when it has none).
+pub fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+pub(crate) fn job_out(j: &Job) -> JobOut {
+    JobOut {
+        id: j.id,
+        video_id: j.video_id,
+        kind: j.kind.clone(),
+        state: j.state.as_str().to_string(),
+        attempts: j.attempts,
+        max_attempts: j.max_attempts,
+        last_error: j.last_error.clone(),
+        checkpoint: j.checkpoint.clone(),
+        created_ms: j.created_ms,
+        updated_ms: j.updated_ms,
+    }
+}
+
+/// Progress (0–1) from a job checkpoint of the form `{"progress": x}` or `{"done": a, "total": b}`.
+pub(crate) fn job_progress(j: &Job) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(j.checkpoint.as_deref()?).ok()?;
+    if let Some(p) = v.get("progress").and_then(|p| p.as_f64()) {
+        return Some(p.clamp(0.0, 1.0));
+    }
+    let done = v.get("done").and_then(|p| p.as_f64())?;
+    let total = v.get("total").and_then(|p| p.as_f64()).filter(|t| *t > 0.0)?;
+    Some((done / total).clamp(0.0, 1.0))
+}
+
+/// Segment spans per video, from the in-process index (no embeddings read from disk).
+pub(crate) async fn spans_by_video(st: &AppState) -> ApiResult<HashMap<i64, Vec<(i64, i64)>>> {
+    Ok(st
+        .store
+        .with_index(|idx| {
+            let mut m: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+            for e in idx.entries() {
+                m.entry(e.video_id).or_default().push((e.start_ms, e.end_ms));
+            }
+            m.values_mut().for_each(|v| v.sort_unstable());
+            m
+        })
+        .await?)
+}
+
+pub(crate) fn video_out(v: &Video, segment_count: i64, progress: Option<f64>) -> VideoOut {
+    VideoOut {
+        id: v.id,
+        path: v.path.clone(),
+        name: file_name(&v.path),
+        status: v.status.as_str().to_string(),
+        error: v.error.clone(),
+        duration_ms: v.facts.duration_ms,
+        width: v.facts.width,
+        height: v.facts.height,
+        segment_count,
+        needs_vision: v.needs_vision,
+        progress,
+        indexed_ms: v.indexed_ms,
+    }
+}
+
+/// Progress of each video's running job.
+pub(crate) async fn progress_by_video(st: &AppState) -> ApiResult<HashMap<i64, f64>> {
+    let jobs = st.store.jobs(500).await?;
+    Ok(jobs
+        .iter()
+        .filter(|j| j.state == kino_store::JobState::Running)
+        .filter_map(|j| job_progress(j).map(|p| (j.video_id, p)))
+        .collect())
+}
+
+/// Checks a query or question: trimmed, not empty, not too long.
+pub(crate) fn check_text(raw: &str, what: &str) -> ApiResult<String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(ApiError::bad_request(format!("the {what} is empty")));
+    }
+    if t.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the {what} is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// Runs a search through the engine (shared by the API and the page).
+pub(crate) async fn run_search(st: &AppState, q: &str, k: usize, video: Option<i64>) -> ApiResult<Vec<Moment>> {
+    let started = Instant::now();
+    let results = st.engine.search(q, k, video).await?;
+    metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
+    Ok(results)
+}
+
+/// Asks the engine and records the question with its answer (shared by the API and the page).
+pub(crate) async fn run_ask(st: &AppState, question: &str) -> ApiResult<AskResponse> {
+    let started = Instant::now();
+    let Answer { answer, citations } = st.engine.ask(question).await?;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    metrics::histogram!("kino_ask_seconds").record(started.elapsed().as_secs_f64());
+    let q = NewQuery {
+        question: question.to_string(),
+        kind: "ask".into(),
+        latency_ms,
+        model_version: st.engine.model_version(),
+    };
+    let cites = serde_json::to_value(&citations).map_err(ApiError::internal)?;
+    let query_id = st.store.record_query(&q, Some((&answer, &cites))).await?;
+    Ok(AskResponse {
+        answer,
+        citations,
+        query_id,
+    })
+}
+
+/// Moments for a query, best first.
+#[utoipa::path(get, path = "/api/search", tag = "search", params(SearchParams),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
+pub async fn search(
+    State(st): State<Arc<AppState>>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> ApiResult<Json<SearchResponse>> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = check_text(&p.q, "query")?;
+    let k = p.k.unwrap_or(10);
+    if k == 0 || k > MAX_K {
+        return Err(ApiError::bad_request(format!(
+            "k must be between 1 and {MAX_K}, got {k}"
+        )));
+    }
+    Ok(Json(SearchResponse {
+        results: run_search(&st, &q, k, p.video).await?,
+    }))
+}
+
+/// An extractive answer with citations; the question and answer are stored.
+#[utoipa::path(post, path = "/api/ask", tag = "search", request_body = AskRequest,
+    responses((status = 200, body = AskResponse), (status = 400, body = ErrorBody)))]
+pub async fn ask(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<AskRequest>, JsonRejection>,
+) -> ApiResult<Json<AskResponse>> {
+    let Json(req) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let question = check_text(&req.question, "question")?;
+    Ok(Json(run_ask(&st, &question).await?))
+}
+
+/// Every video with status and segment count.
+#[utoipa::path(get, path = "/api/videos", tag = "library", responses((status = 200, body = VideosResponse)))]
+pub async fn videos(State(st): State<Arc<AppState>>) -> ApiResult<Json<VideosResponse>> {
+    let vids = st.store.videos().await?;
+    let spans = spans_by_video(&st).await?;
+    let progress = progress_by_video(&st).await?;
+    let videos = vids
+        .iter()
+        .map(|v| {
+            let n = spans.get(&v.id).map_or(0, |s| s.len() as i64);
+            video_out(v, n, progress.get(&v.id).copied())
+        })
+        .collect();
+    Ok(Json(VideosResponse { videos }))
+}
+
+/// One video with its segments and jobs.
+#[utoipa::path(get, path = "/api/videos/{id}", tag = "library", params(("id" = i64, Path, description = "Video id")),
+    responses((status = 200, body = VideoDetail), (status = 404, body = ErrorBody)))]
+pub async fn video(State(st): State<Arc<AppState>>, Path(raw): Path<String>) -> ApiResult<Json<VideoDetail>> {
+    let id: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no video with id '{raw}'")))?;
+    let v = st
+        .store
+        .video(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))?;
+    let segs = st.store.segments(id).await?;
+    let jobs = st.store.jobs_of_video(id).await?;
+    let progress = jobs
+        .iter()
+        .find(|j| j.state == kino_store::JobState::Running)
+        .and_then(job_progress);
+    let segments: Vec<SegmentOut> = segs
+        .into_iter()
+        .map(|s| SegmentOut {
+            id: s.id,
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            text: s.text,
+            tags: s.tags,
+            thumbnail: s.thumbnail.map(|_| format!("/thumbnails/{}", s.id)),
+        })
+        .collect();
+    let count = if v.status == kino_store::VideoStatus::Missing {
+        0
+    } else {
+        segments.len() as i64
+    };
+    Ok(Json(VideoDetail {
+        video: video_out(&v, count, progress),
+        segments,
+        jobs: jobs.iter().map(job_out).collect(),
+    }))
+}
+
+/// Recent jobs and counts per state.
+#[utoipa::path(get, path = "/api/jobs", tag = "library", responses((status = 200, body = JobsResponse)))]
+pub async fn jobs(State(st): State<Arc<AppState>>) -> ApiResult<Json<JobsResponse>> {
+    let jobs = st.store.jobs(200).await?;
+    let counts = st.store.job_counts().await?.into_iter().collect();
+    Ok(Json(JobsResponse {
+        jobs: jobs.iter().map(job_out).collect(),
+        counts,
+    }))
+}
+
+/// Re-embeds one video (`video`), the stale ones (`stale`), or all.
+#[utoipa::path(post, path = "/api/reindex", tag = "library", request_body = ReindexRequest,
+    responses((status = 200, description = "Summary from the pipeline"), (status = 404, body = ErrorBody)))]
+pub async fn reindex(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<ReindexRequest>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Json(req) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if let Some(id) = req.video {
+        st.store
+            .video(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))?;
+    }
+    Ok(Json(st.engine.reindex(req.video, req.stale).await?))
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Health>> {
+    st.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {e}")))?;
+    Ok(Json(Health { status: "ok".into() }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")))]
+pub async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of this API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kino",
+        description = "Search a video library by meaning: moments, answers, library, jobs."
+    ),
+    paths(
+        search,
+        ask,
+        videos,
+        video,
+        jobs,
+        reindex,
+        healthz,
+        metrics_text,
+        openapi_json,
+        crate::files::media,
+        crate::files::thumbnail
+    ),
+    components(schemas(
+        SearchResponse,
+        Moment,
+        AskRequest,
+        AskResponse,
+        Citation,
+        ReindexRequest,
+        VideosResponse,
+        VideoOut,
+        VideoDetail,
+        SegmentOut,
+        JobOut,
+        JobsResponse,
+        Health,
+        ErrorBody
+    ))
+)]
+pub struct ApiDoc;
+
+/// This document, as JSON.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

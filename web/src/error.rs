@@ -1,0 +1,101 @@
+//! Errors of the web layer, mapped to JSON responses in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Errors that stop [`crate::serve`] from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without a token.
+    #[error("refusing to listen on {0} without a token: binding anything but a loopback address needs --token or KINO_TOKEN")]
+    NeedsToken(std::net::SocketAddr),
+    /// An empty token.
+    #[error("the token must not be empty")]
+    EmptyToken,
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("web server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An error answer: `{"error": message, "status": code}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// The HTTP status code.
+    pub status: u16,
+}
+
+/// An error of a request handler, with the status it answers with.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Message shown to the client.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// 500 Internal Server Error (the cause is logged).
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!("request failed: {err}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+    }
+}
+
+impl From<kino_store::StoreError> for ApiError {
+    fn from(e: kino_store::StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!("store unavailable: {e}");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.message,
+            status: self.status.as_u16(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,542 @@
+//! API integration tests: the real router over a real store (Postgres and
+//! SQLite) holding a fixture library of real video files made with ffmpeg.
+//! The query engine is the test one (bag-of-words over the store's exact
+//! index, see `common`); production uses the fusion engine.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use common::{Fixture, TestDb, BICYCLE_START_MS};
+use kino_store::{Backend, Store};
+use kino_web::{router, AppState, WebConfig};
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Resp {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap().to_vec();
+    Resp { status, headers, body }
+}
+
+async fn get(app: &Router, uri: &str) -> Resp {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post_json(app: &Router, uri: &str, body: &str) -> Resp {
+    send(
+        app,
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+fn app_for(store: &Store, config: &WebConfig) -> Router {
+    router(Arc::new(AppState::new(config, store.clone(), common::engine(store))))
+}
+
+/// Runs a body against both backends, with the fixture library loaded.
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: Backend) {
+                let db = TestDb::new(backend);
+                let store = db.open().await;
+                let fx = Fixture::build(&store).await;
+                let app = app_for(&store, &fx.config());
+                ($body)(app, store.clone(), fx).await;
+                db.finish(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+both_backends!(
+    search_ranks_the_right_moment_first,
+    |app: Router, _store: Store, fx: Fixture| async move {
+        let r = get(&app, "/api/search?q=red%20bicycle%20wall&k=3").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        let results = j["results"].as_array().expect("results array");
+        assert!(!results.is_empty() && results.len() <= 3, "{j}");
+        let first = &results[0];
+        assert_eq!(first["video_id"], fx.kitchen);
+        assert_eq!(first["start_ms"], BICYCLE_START_MS);
+        assert_eq!(first["end_ms"], BICYCLE_START_MS + 4000);
+        assert!(first["path"].as_str().unwrap().ends_with("kitchen <b>&</b> bikes.webm"));
+        assert!(first["text"].as_str().unwrap().contains("red bicycle"));
+        assert_eq!(first["tags"], serde_json::json!(["bicycle", "wall"]));
+        assert_eq!(first["thumbnail"], format!("/thumbnails/{}", fx.kitchen_segments[3]));
+        let s0 = first["score"].as_f64().unwrap();
+        for r in &results[1..] {
+            assert!(r["score"].as_f64().unwrap() <= s0);
+        }
+        // Restricted to one video.
+        let j = get(&app, &format!("/api/search?q=cat&video={}", fx.kitchen))
+            .await
+            .json();
+        assert!(
+            j["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["video_id"] == fx.kitchen),
+            "{j}"
+        );
+        let j = get(&app, &format!("/api/search?q=cat%20mouse&video={}", fx.cats))
+            .await
+            .json();
+        assert_eq!(j["results"][0]["start_ms"], 5000, "{j}");
+    }
+);
+
+both_backends!(
+    bad_search_requests_get_json_errors,
+    |app: Router, _store: Store, _fx: Fixture| async move {
+        for (uri, want) in [
+            ("/api/search", StatusCode::BAD_REQUEST),
+            ("/api/search?q=", StatusCode::BAD_REQUEST),
+            ("/api/search?q=%20%20", StatusCode::BAD_REQUEST),
+            ("/api/search?q=cat&k=0", StatusCode::BAD_REQUEST),
+            ("/api/search?q=cat&k=1000", StatusCode::BAD_REQUEST),
+            ("/api/search?q=cat&k=abc", StatusCode::BAD_REQUEST),
+            ("/api/nothing", StatusCode::NOT_FOUND),
+        ] {
+            let r = get(&app, uri).await;
+            assert_eq!(r.status, want, "{uri}: {}", r.text());
+            let j = r.json();
+            assert_eq!(j["status"], want.as_u16(), "{uri}: {j}");
+            assert!(!j["error"].as_str().unwrap().is_empty(), "{uri}: {j}");
+        }
+        let long = "a".repeat(1001);
+        let r = get(&app, &format!("/api/search?q={long}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.json()["error"].as_str().unwrap().contains("longer than 1000"));
+        let huge = "a".repeat(5000);
+        let r = get(&app, &format!("/api/search?q={huge}")).await;
+        assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+        let big_body = format!("{{\"question\":\"{}\"}}", "a".repeat(100_000));
+        let r = post_json(&app, "/api/ask", &big_body).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+        let r = post_json(&app, "/api/ask", "{not json").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert!(r.json()["error"].is_string());
+        let r = post_json(&app, "/api/ask", "{\"question\":\"\"}").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+);
+
+both_backends!(
+    ask_answers_with_citations_and_is_stored,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let r = post_json(&app, "/api/ask", r#"{"question":"where does the red bicycle lean?"}"#).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        assert!(
+            j["answer"]
+                .as_str()
+                .unwrap()
+                .contains("red bicycle leans against the old stone wall"),
+            "{j}"
+        );
+        let c = &j["citations"][0];
+        assert_eq!(c["video_id"], fx.kitchen);
+        assert_eq!(c["start_ms"], BICYCLE_START_MS);
+        assert!(c["path"].as_str().unwrap().ends_with(".webm"));
+        let qid = j["query_id"].as_i64().unwrap();
+        let recent = store.recent_queries(10).await.unwrap();
+        let rec = recent.iter().find(|q| q.id == qid).expect("question stored");
+        assert_eq!(rec.question, "where does the red bicycle lean?");
+        assert_eq!(rec.kind, "ask");
+        assert_eq!(rec.model_version, "bow-test");
+        assert_eq!(rec.answer.as_deref(), j["answer"].as_str());
+        assert_eq!(rec.citations[0]["start_ms"], BICYCLE_START_MS);
+        // The History page shows it.
+        let h = get(&app, "/history").await;
+        assert_eq!(h.status, StatusCode::OK);
+        assert!(h.text().contains("where does the red bicycle lean?"));
+        assert!(h.text().contains("red bicycle leans against"));
+    }
+);
+
+both_backends!(
+    library_api_lists_videos_segments_and_jobs,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let j = get(&app, "/api/videos").await.json();
+        let videos = j["videos"].as_array().unwrap();
+        assert_eq!(videos.len(), 6);
+        let k = videos.iter().find(|v| v["id"] == fx.kitchen).unwrap();
+        assert_eq!(k["status"], "done");
+        assert_eq!(k["segment_count"], 5);
+        assert_eq!(k["duration_ms"], 20_000);
+        assert_eq!(k["name"], "kitchen <b>&</b> bikes.webm");
+        let f = videos.iter().find(|v| v["id"] == fx.failed).unwrap();
+        assert_eq!(f["status"], "failed");
+        assert!(f["error"].as_str().unwrap().contains("invalid data"));
+        assert_eq!(f["segment_count"], 0);
+
+        let d = get(&app, &format!("/api/videos/{}", fx.cats)).await.json();
+        assert_eq!(d["video"]["id"], fx.cats);
+        let segs = d["segments"].as_array().unwrap();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[1]["start_ms"], 5000);
+        assert!(segs[1]["text"].as_str().unwrap().contains("mouse"));
+        assert!(segs[0].get("fused").is_none(), "no embeddings in the API");
+        assert_eq!(get(&app, "/api/videos/99999").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(get(&app, "/api/videos/abc").await.status, StatusCode::NOT_FOUND);
+
+        // Jobs, with progress from a running job's checkpoint.
+        let job = store.enqueue_job(fx.cats, "index").await.unwrap();
+        let claimed = store
+            .claim_job("w1", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.id, job.id);
+        store
+            .checkpoint_job(job.id, "w1", r#"{"done":1,"total":4}"#)
+            .await
+            .unwrap();
+        let j = get(&app, "/api/jobs").await.json();
+        assert_eq!(j["jobs"][0]["id"], job.id);
+        assert_eq!(j["jobs"][0]["state"], "running");
+        assert_eq!(j["counts"]["running"], 1);
+        let j = get(&app, "/api/videos").await.json();
+        let c = j["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == fx.cats)
+            .unwrap()
+            .clone();
+        assert_eq!(c["progress"], 0.25);
+
+        // Reindex goes to the engine; an unknown video is 404.
+        let r = post_json(&app, "/api/reindex", &format!("{{\"video\":{}}}", fx.kitchen)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["reindexed"], 1);
+        assert_eq!(
+            post_json(&app, "/api/reindex", "{\"video\":424242}").await.status,
+            StatusCode::NOT_FOUND
+        );
+        // Still searchable after the reindex.
+        let j = get(&app, "/api/search?q=red%20bicycle").await.json();
+        assert_eq!(j["results"][0]["start_ms"], BICYCLE_START_MS);
+    }
+);
+
+both_backends!(
+    media_is_served_with_ranges_by_id_only,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let path = store.video(fx.kitchen).await.unwrap().unwrap().path;
+        let bytes = std::fs::read(&path).unwrap();
+        let r = get(&app, &format!("/media/{}", fx.kitchen)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), "video/webm");
+        assert_eq!(r.header("accept-ranges"), "bytes");
+        assert_eq!(r.body, bytes);
+        // A byte range.
+        let req = Request::get(format!("/media/{}", fx.kitchen))
+            .header(header::RANGE, "bytes=100-1099")
+            .body(Body::empty());
+        let r = send(&app, req.unwrap()).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.header("content-range"), format!("bytes 100-1099/{}", bytes.len()));
+        assert_eq!(r.body, &bytes[100..1100]);
+        // An open-ended range, as browsers send.
+        let req = Request::get(format!("/media/{}", fx.kitchen))
+            .header(header::RANGE, "bytes=500-")
+            .body(Body::empty());
+        let r = send(&app, req.unwrap()).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.body, &bytes[500..]);
+        // An unsatisfiable range.
+        let req = Request::get(format!("/media/{}", fx.kitchen))
+            .header(header::RANGE, format!("bytes={}-", bytes.len() + 10))
+            .body(Body::empty());
+        assert_eq!(send(&app, req.unwrap()).await.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        // Content type by extension, not compressed.
+        let req = Request::get(format!("/media/{}", fx.cats))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty());
+        let r = send(&app, req.unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), "video/mp4");
+        assert_eq!(r.header("content-encoding"), "");
+        assert_eq!(
+            r.body.len() as u64,
+            std::fs::metadata(fx.library.join("cats.mp4")).unwrap().len()
+        );
+
+        // Nothing outside the library: symlink out, a path outside, `..` that leaves, traversal in the URL.
+        for uri in [
+            format!("/media/{}", fx.link_out),
+            format!("/media/{}", fx.outside),
+            format!("/media/{}", fx.dotdot),
+            format!("/media/{}", fx.failed),
+            "/media/999999".into(),
+            "/media/..%2F..%2F..%2Fetc%2Fpasswd".into(),
+            "/media/%2e%2e%2fetc%2fpasswd".into(),
+            "/media/../../etc/passwd".into(),
+            "/media/1%2F..%2F2".into(),
+            "/media/-1".into(),
+            "/thumbnails/..%2Fsecret.png".into(),
+            "/thumbnails/../outside/secret.png".into(),
+            format!("/thumbnails/{}", fx.evil_thumb_segment),
+            "/thumbnails/999999".into(),
+        ] {
+            let r = get(&app, &uri).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}: {}", r.text());
+            assert!(
+                !r.text().contains("not for you"),
+                "{uri} leaked a file outside the library"
+            );
+        }
+        // Thumbnails by segment id.
+        let r = get(&app, &format!("/thumbnails/{}", fx.kitchen_segments[3])).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), "image/png");
+        assert_eq!(r.body, std::fs::read(fx.thumbs.join("kitchen-3.png")).unwrap());
+    }
+);
+
+both_backends!(
+    pages_render_and_escape_untrusted_text,
+    |app: Router, _store: Store, fx: Fixture| async move {
+        let r = get(&app, "/?q=markup%20subtitle&mode=search").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.header("content-type").starts_with("text/html"));
+        let html = r.text();
+        assert!(html.contains("&lt;script&gt;window.__kinoXss"), "subtitle text escaped");
+        assert!(!html.contains("<script>window"), "no raw script from a subtitle");
+        assert!(!html.contains("<img src=x"), "no raw tag from a subtitle");
+        assert!(
+            html.contains("kitchen &lt;b&gt;&amp;&lt;/b&gt; bikes.webm"),
+            "file name escaped"
+        );
+        assert!(!html.contains("<b>&</b>"));
+        assert!(html.contains("<mark>markup</mark>"), "matching words highlighted");
+        assert!(html.contains(&format!("data-video=\"{}\" data-start=\"8000\"", fx.kitchen)));
+        // A question gets an answer block with a linked sentence.
+        let html = get(&app, "/?q=where%20does%20the%20red%20bicycle%20lean%3F")
+            .await
+            .text();
+        assert!(html.contains("id=\"answer\""), "questions are answered");
+        assert!(html.contains(&format!(
+            "class=\"cite\" data-video=\"{}\" data-start=\"{BICYCLE_START_MS}\"",
+            fx.kitchen
+        )));
+        // A query that escapes the attribute stays inside it.
+        let html = get(&app, "/?q=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E").await.text();
+        assert!(!html.contains("<script>alert(1)"));
+        // Library shows status, error, segments; history exists; assets served.
+        let lib = get(&app, "/library").await.text();
+        assert!(lib.contains("status-failed") && lib.contains("invalid data found"));
+        assert!(lib.contains("5 segments") && lib.contains("class=\"timeline\""));
+        assert!(lib.contains(&format!("data-reindex=\"{}\"", fx.kitchen)));
+        assert_eq!(get(&app, "/history").await.status, StatusCode::OK);
+        assert!(get(&app, "/static/app.js").await.text().contains("currentTime"));
+        assert!(get(&app, "/static/app.css")
+            .await
+            .header("content-type")
+            .starts_with("text/css"));
+    }
+);
+
+both_backends!(ops_endpoints, |app: Router, _store: Store, _fx: Fixture| async move {
+    let r = get(&app, "/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+    get(&app, "/api/search?q=bread").await;
+    let m = get(&app, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.header("content-type").starts_with("text/plain"));
+    let text = m.text();
+    assert!(text.contains("kino_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/api/search\""), "{text}");
+    let doc = get(&app, "/api/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/search",
+        "/api/ask",
+        "/api/videos",
+        "/api/videos/{id}",
+        "/api/jobs",
+        "/api/reindex",
+        "/media/{video_id}",
+        "/thumbnails/{segment_id}",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    assert!(doc["components"]["schemas"]["Moment"].is_object());
+    // Compressed when asked.
+    let req = Request::get("/api/openapi.json")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.header("content-encoding"), "gzip");
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guards_api_media_and_pages() {
+    let db = TestDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let fx = Fixture::build(&store).await;
+    let config = WebConfig {
+        token: Some("s3cret-token".into()),
+        ..fx.config()
+    };
+    let app = app_for(&store, &config);
+
+    for uri in [
+        "/api/search?q=bread".to_string(),
+        "/api/videos".into(),
+        format!("/media/{}", fx.kitchen),
+        "/metrics".into(),
+        format!("/thumbnails/{}", fx.kitchen_segments[0]),
+    ] {
+        let r = get(&app, &uri).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(r.header("www-authenticate"), "Bearer");
+        assert_eq!(r.json()["status"], 401);
+        let wrong = Request::get(&uri)
+            .header(header::AUTHORIZATION, "Bearer nope")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, wrong).await.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let right = Request::get(&uri)
+            .header(header::AUTHORIZATION, "Bearer s3cret-token")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, right).await.status, StatusCode::OK, "{uri}");
+    }
+    assert_eq!(
+        post_json(&app, "/api/ask", r#"{"question":"bread"}"#).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Pages redirect to the login form; health stays open.
+    let r = get(&app, "/library").await;
+    assert!(r.status.is_redirection());
+    assert_eq!(r.header("location"), "/login");
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/login").await.status, StatusCode::OK);
+    // Login: wrong token refused, right token sets a session cookie that works.
+    let form = |t: &str| {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={t}")))
+            .unwrap()
+    };
+    let r = send(&app, form("wrong")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.header("set-cookie").is_empty());
+    let r = send(&app, form("s3cret-token")).await;
+    assert!(r.status.is_redirection());
+    let cookie = r.header("set-cookie").to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let req = Request::get("/api/videos")
+        .header(header::COOKIE, &session)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::OK);
+    let req = Request::get("/library")
+        .header(header::COOKIE, &session)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::OK);
+    let req = Request::get("/api/videos")
+        .header(header::COOKIE, "kino_session=forged")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::UNAUTHORIZED);
+    db.finish(store).await;
+}
+
+#[tokio::test]
+async fn non_loopback_bind_without_token_refuses_to_start() {
+    let db = TestDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let engine = common::engine(&store);
+    let config = WebConfig {
+        bind: "0.0.0.0:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let err = kino_web::serve(config, store.clone(), engine.clone(), async {})
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("without a token") && msg.contains("0.0.0.0"), "{msg}");
+    let config = WebConfig {
+        bind: "[::]:0".parse().unwrap(),
+        ..Default::default()
+    };
+    assert!(kino_web::serve(config, store.clone(), engine.clone(), async {})
+        .await
+        .is_err());
+    let config = WebConfig {
+        bind: "0.0.0.0:0".parse().unwrap(),
+        token: Some(String::new()),
+        ..Default::default()
+    };
+    assert!(kino_web::serve(config, store.clone(), engine.clone(), async {})
+        .await
+        .is_err());
+    // With a token it starts (and stops at once on the shutdown signal).
+    let config = WebConfig {
+        bind: "0.0.0.0:0".parse().unwrap(),
+        token: Some("t".into()),
+        ..Default::default()
+    };
+    kino_web::serve(config, store.clone(), engine.clone(), async {})
+        .await
+        .unwrap();
+    // Loopback without a token is the default and starts.
+    let config = WebConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    kino_web::serve(config, store.clone(), engine, async {}).await.unwrap();
+    db.finish(store).await;
+}

@@ -63,7 +63,9 @@ pub fn default_home() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("kino");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/kino")
 }
 
@@ -73,11 +75,10 @@ impl Config {
     pub fn resolve(g: &GlobalArgs) -> Result<Config> {
         let home = g.home.clone().unwrap_or_else(default_home);
         let file = load_file(&home.join("kino.toml"))?;
-        let db = g
-            .db
-            .clone()
-            .or(file.db)
-            .unwrap_or_else(|| home.join("kino.db").display().to_string());
+        let db =
+            g.db.clone()
+                .or(file.db)
+                .unwrap_or_else(|| home.join("kino.db").display().to_string());
         let models = g.models.clone().or(file.models).unwrap_or_else(|| home.join("models"));
         let log_format = g.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
         Ok(Config {

@@ -3,8 +3,13 @@
 mod cli;
 mod cmd;
 mod config;
+mod engines;
 mod error;
+mod library;
 mod logging;
+mod pipeline;
+mod query;
+mod worker;
 
 use clap::Parser;
 
@@ -25,7 +30,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let config = config::Config::resolve(&cli.global)?;
     logging::init(&cli.global, config.log_format);
     tracing::debug!(?config, "configuration resolved");
-    cmd::dispatch(cli.command, &config)
+    let quiet = cli.global.quiet > 0;
+    cmd::dispatch(cli.command, &config, quiet)
 }
 
 /// `outer: cause: cause` on one line (anyhow's `{:#}`), without duplicates.

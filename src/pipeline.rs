@@ -1,0 +1,677 @@
+//! The streaming indexing pipeline of one process.
+//!
+//! ```text
+//!  decode thread (FrameSampler) ──► vision service (one thread, batches
+//!       │ bounded                    frames across videos: size N or timeout T,
+//!       │                            circuit breaker) ──► per-video reply channel (bounded)
+//!       └── (vision off) ─────────────────────────────────┘
+//!  job thread: subtitles ─► text encoder ─► SegmentBuilder ◄─ frames ─► fusion ─► segments
+//!                                                                         │
+//!                              store: replace the video's segments in one transaction
+//! ```
+//!
+//! Every queue is a bounded crossbeam channel: a slow stage blocks the one
+//! before it, so memory is bounded by channel capacities (and one video's
+//! finished segments), never by the length of a video.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use image::RgbImage;
+use kino_fusion::align::Segmenter;
+use kino_fusion::{AlignedSegment, FrameVisual, SegmentInputs, TimedText, VisualGrid};
+use kino_ingest::{FrameSampler, IngestError, SampleOptions};
+use kino_store::{CueRecord, IndexVersions, NewSegment, Store, Video};
+use kino_vision::{FrameFeatures, Swin};
+
+use crate::engines::{Engines, Versions};
+
+/// Tunables of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Frames sampled per second of video.
+    pub fps: f64,
+    /// Largest vision batch.
+    pub batch_size: usize,
+    /// How long the vision service waits to fill a batch.
+    pub batch_timeout: Duration,
+    /// Capacity of each frame queue.
+    pub queue: usize,
+    /// Decoded frames are scaled so the longer side is at most this (the
+    /// vision preprocessing then resizes to the model's input).
+    pub max_side: u32,
+    /// How the timeline is cut.
+    pub segmenter: Segmenter,
+    /// Where segment thumbnails are written.
+    pub thumbnails: PathBuf,
+}
+
+impl PipelineOptions {
+    /// Defaults (see docs/PERFORMANCE.md for the batch size and timeout).
+    pub fn new(thumbnails: PathBuf) -> Self {
+        PipelineOptions {
+            fps: 1.0,
+            batch_size: 8,
+            batch_timeout: Duration::from_millis(50),
+            queue: 16,
+            max_side: 448,
+            segmenter: Segmenter::default(),
+            thumbnails,
+        }
+    }
+}
+
+/// Why indexing a video stopped.
+#[derive(Debug)]
+pub enum IndexError {
+    /// The file is bad input: do not retry.
+    BadInput(String),
+    /// Something a retry may cure (database down, …).
+    Transient(anyhow::Error),
+    /// Stopped by shutdown or a lost lease.
+    Cancelled,
+}
+
+impl std::fmt::Display for IndexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexError::BadInput(m) => f.write_str(m),
+            IndexError::Transient(e) => write!(f, "{e:#}"),
+            IndexError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for IndexError {
+    fn from(e: anyhow::Error) -> Self {
+        IndexError::Transient(e)
+    }
+}
+
+/// Progress of one video.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The video.
+    pub video_id: i64,
+    /// Timeline position reached, ms.
+    pub done_ms: i64,
+    /// Duration, ms (0 when unknown).
+    pub duration_ms: i64,
+    /// Frames through the pipeline so far.
+    pub frames: u64,
+}
+
+/// What indexing produced.
+#[derive(Debug, Clone)]
+pub struct IndexOutcome {
+    /// Segments written.
+    pub segments: usize,
+    /// Frames sampled.
+    pub frames: u64,
+    /// Cues read.
+    pub cues: usize,
+    /// Problems that did not stop indexing.
+    pub warnings: Vec<String>,
+    /// Indexed without vision (branch off or circuit open).
+    pub needs_vision: bool,
+}
+
+/// A frame after the vision stage.
+struct ProcessedFrame {
+    pts_ms: i64,
+    thumbnail: Vec<u8>,
+    features: Option<FrameFeatures>,
+}
+
+enum Reply {
+    Frame(ProcessedFrame),
+    /// Decoding stopped early (the frames before it are good).
+    DecodeError(IngestError),
+}
+
+struct VisionRequest {
+    pts_ms: i64,
+    thumbnail: Vec<u8>,
+    image: RgbImage,
+    reply: Sender<Reply>,
+}
+
+/// Opens after repeated inference failures; while open, frames pass without
+/// vision features (the video is marked as needing vision).
+#[derive(Debug, Default)]
+struct CircuitBreaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+const BREAKER_THRESHOLD: u32 = 3;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(60);
+
+impl CircuitBreaker {
+    fn allow(&mut self) -> bool {
+        match self.open_until {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                self.open_until = None; // half-open: try once
+                true
+            }
+            None => true,
+        }
+    }
+    fn record(&mut self, ok: bool) {
+        if ok {
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+            if self.consecutive_failures >= BREAKER_THRESHOLD {
+                tracing::error!(
+                    failures = self.consecutive_failures,
+                    "vision inference keeps failing: circuit open for {}s, indexing text and thumbnails only",
+                    BREAKER_COOLDOWN.as_secs()
+                );
+                metrics::counter!("kino_vision_circuit_opened_total").increment(1);
+                self.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+            }
+        }
+        metrics::gauge!("kino_vision_circuit_open").set(if self.open_until.is_some() { 1.0 } else { 0.0 });
+    }
+}
+
+/// The shared vision stage: one thread that batches frames from every video
+/// being indexed.
+struct VisionService {
+    tx: Option<Sender<VisionRequest>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl VisionService {
+    fn start(swin: Arc<Swin>, batch_size: usize, timeout: Duration, queue: usize) -> VisionService {
+        let (tx, rx) = bounded::<VisionRequest>(queue.max(batch_size));
+        let handle = std::thread::Builder::new()
+            .name("kino-vision".into())
+            .spawn(move || vision_loop(swin, rx, batch_size.max(1), timeout))
+            .expect("spawn the vision thread");
+        VisionService {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for VisionService {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn vision_loop(swin: Arc<Swin>, rx: Receiver<VisionRequest>, batch_size: usize, timeout: Duration) {
+    let mut breaker = CircuitBreaker::default();
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + timeout;
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match rx.recv_deadline(deadline) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("kino_vision_batch_size").record(batch.len() as f64);
+        metrics::gauge!("kino_queue_depth", "queue" => "vision").set(rx.len() as f64);
+        let features: Vec<Option<FrameFeatures>> = if breaker.allow() {
+            let images: Vec<RgbImage> = batch.iter().map(|r| r.image.clone()).collect();
+            let t = Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| swin.embed(&images)));
+            metrics::histogram!("kino_inference_seconds", "model" => "vision").record(t.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(f)) if f.len() == batch.len() => {
+                    breaker.record(true);
+                    metrics::counter!("kino_frames_embedded_total").increment(f.len() as u64);
+                    f.into_iter().map(Some).collect()
+                }
+                Ok(Ok(_)) => {
+                    breaker.record(false);
+                    tracing::warn!("vision returned the wrong number of results");
+                    metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
+                    batch.iter().map(|_| None).collect()
+                }
+                Ok(Err(e)) => {
+                    breaker.record(false);
+                    tracing::warn!(error = %e, "vision inference failed for a batch");
+                    metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
+                    batch.iter().map(|_| None).collect()
+                }
+                Err(_) => {
+                    breaker.record(false);
+                    tracing::warn!("vision inference panicked for a batch");
+                    metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
+                    batch.iter().map(|_| None).collect()
+                }
+            }
+        } else {
+            batch.iter().map(|_| None).collect()
+        };
+        for (req, f) in batch.into_iter().zip(features) {
+            let _ = req.reply.send(Reply::Frame(ProcessedFrame {
+                pts_ms: req.pts_ms,
+                thumbnail: req.thumbnail,
+                features: f,
+            }));
+        }
+    }
+}
+
+/// The pipeline: models, the vision service, the store.
+pub struct Pipeline {
+    store: Store,
+    rt: tokio::runtime::Handle,
+    engines: Arc<Engines>,
+    vision: Option<VisionService>,
+    opts: PipelineOptions,
+    label_cache: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl Pipeline {
+    /// Starts the pipeline's shared stages.
+    pub fn new(store: Store, rt: tokio::runtime::Handle, engines: Arc<Engines>, opts: PipelineOptions) -> Pipeline {
+        let vision = engines
+            .vision
+            .clone()
+            .map(|swin| VisionService::start(swin, opts.batch_size, opts.batch_timeout, opts.queue));
+        if let Some(why) = &engines.vision_off_reason {
+            tracing::warn!("vision branch off: {why}");
+        }
+        Pipeline {
+            store,
+            rt,
+            engines,
+            vision,
+            opts,
+            label_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The models' versions.
+    pub fn versions(&self) -> Versions {
+        self.engines.versions()
+    }
+
+    /// The shared text encoder.
+    pub fn text_encoder(&self) -> Arc<kino_language::SentenceEncoder> {
+        self.engines.text.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Indexes one video and replaces its segments atomically.
+    pub fn index_video(
+        &self,
+        video: &Video,
+        cancel: &AtomicBool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<IndexOutcome, IndexError> {
+        let path = PathBuf::from(&video.path);
+        let started = Instant::now();
+        let info = kino_ingest::probe(&path).map_err(|e| IndexError::BadInput(e.to_string()))?;
+        let facts = kino_store::MediaFacts {
+            duration_ms: Some(info.duration_ms),
+            width: Some(info.display_width as i64),
+            height: Some(info.display_height as i64),
+            fps: Some(info.fps),
+            video_codec: info.video_codec.clone(),
+            audio_codec: info.audio_codec.clone(),
+        };
+        self.rt
+            .block_on(self.store.set_video_facts(video.id, &facts))
+            .map_err(anyhow::Error::from)?;
+
+        // Text: every cue, embedded in batches.
+        let cue_set = kino_ingest::subtitles::read_cues(&path).map_err(|e| IndexError::BadInput(e.to_string()))?;
+        let mut warnings = cue_set.warnings.clone();
+        let mut cues = cue_set.cues;
+        cues.sort_by_key(|c| (c.start_ms, c.end_ms));
+        if !info.has_video && cues.is_empty() {
+            return Err(IndexError::BadInput(format!(
+                "{}: no video stream and no subtitles: nothing to index",
+                path.display()
+            )));
+        }
+        let t = Instant::now();
+        let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
+        let mut embeddings = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(64) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(IndexError::Cancelled);
+            }
+            embeddings.extend(
+                self.engines
+                    .text
+                    .encode(chunk)
+                    .map_err(|e| anyhow!(e).context("encoding subtitles"))?,
+            );
+        }
+        metrics::histogram!("kino_inference_seconds", "model" => "text").record(t.elapsed().as_secs_f64());
+        let timed: Vec<TimedText> = cues
+            .iter()
+            .zip(embeddings)
+            .map(|(c, e)| TimedText {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                text: c.text.clone(),
+                source: c.source.clone(),
+                embedding: e,
+            })
+            .collect();
+        let records: Vec<CueRecord> = cues
+            .iter()
+            .map(|c| CueRecord {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                text: c.text.clone(),
+                source: c.source.clone(),
+            })
+            .collect();
+        self.rt
+            .block_on(self.store.replace_cues(video.id, &records))
+            .map_err(anyhow::Error::from)?;
+
+        let mut builder = self
+            .opts
+            .segmenter
+            .builder(Some(info.duration_ms))
+            .map_err(|e| IndexError::Transient(anyhow!(e)))?;
+        let mut finished: Vec<AlignedSegment> = Vec::new();
+        for c in &timed {
+            finished.extend(
+                builder
+                    .push_cue(c)
+                    .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?,
+            );
+        }
+        finished.extend(builder.end_cues());
+
+        let mut state = VideoState {
+            video_id: video.id,
+            frames: HashMap::new(),
+            segments: Vec::new(),
+            needs_vision: self.vision.is_none(),
+            thumbs_dir: self.opts.thumbnails.join(video.id.to_string()),
+        };
+        self.finish_segments(&mut state, finished, &timed)?;
+
+        let mut frames_seen = 0u64;
+        if info.has_video {
+            let (reply_tx, reply_rx) = bounded::<Reply>(self.opts.queue);
+            let sample = SampleOptions {
+                fps: self.opts.fps,
+                max_side: Some(self.opts.max_side),
+                thumbnail_width: 320,
+                ..SampleOptions::default()
+            };
+            let vision_tx = self.vision.as_ref().and_then(|v| v.tx.clone());
+            let decode_path = path.clone();
+            let stop_decode = Arc::new(AtomicBool::new(false));
+            let stop_flag = stop_decode.clone();
+            let decode = std::thread::Builder::new()
+                .name(format!("kino-decode-{}", video.id))
+                .spawn(move || decode_loop(&decode_path, &sample, vision_tx, reply_tx, &stop_flag))
+                .context("spawning a decode thread")?;
+            let mut index = 0usize;
+            let mut decode_error: Option<IngestError> = None;
+            for reply in reply_rx.iter() {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                match reply {
+                    Reply::DecodeError(e) => decode_error = Some(e),
+                    Reply::Frame(f) => {
+                        frames_seen += 1;
+                        metrics::counter!("kino_frames_decoded_total").increment(1);
+                        if f.features.is_none() {
+                            state.needs_vision = true;
+                        }
+                        let fv = frame_visual(&f);
+                        let done = builder
+                            .push_frame_with_index(index, &fv)
+                            .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?;
+                        progress(Progress {
+                            video_id: video.id,
+                            done_ms: f.pts_ms,
+                            duration_ms: info.duration_ms,
+                            frames: frames_seen,
+                        });
+                        state.frames.insert(index, f);
+                        index += 1;
+                        self.finish_segments(&mut state, done, &timed)?;
+                    }
+                }
+            }
+            stop_decode.store(true, Ordering::Relaxed);
+            drop(reply_rx); // unblocks the decode thread if we stopped early
+            let _ = decode.join();
+            if cancel.load(Ordering::Relaxed) {
+                return Err(IndexError::Cancelled);
+            }
+            if let Some(e) = decode_error {
+                if frames_seen == 0 && timed.is_empty() {
+                    return Err(IndexError::BadInput(e.to_string()));
+                }
+                let w = format!("decoding stopped early, indexed what decoded: {e}");
+                tracing::warn!(video = %path.display(), "{w}");
+                warnings.push(w);
+            }
+        }
+        let rest = builder.finish();
+        self.finish_segments(&mut state, rest, &timed)?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(IndexError::Cancelled);
+        }
+
+        let v = self.versions();
+        let versions = IndexVersions {
+            text_model: Some(v.text.clone()),
+            vision_model: if state.needs_vision { None } else { v.vision.clone() },
+            fusion_model: Some(v.fusion.clone()),
+        };
+        let t = Instant::now();
+        self.rt
+            .block_on(self.store.replace_segments(video.id, &state.segments, &versions))
+            .map_err(anyhow::Error::from)?;
+        metrics::histogram!("kino_stage_seconds", "stage" => "store").record(t.elapsed().as_secs_f64());
+        metrics::histogram!("kino_stage_seconds", "stage" => "video").record(started.elapsed().as_secs_f64());
+        for w in &warnings {
+            tracing::warn!(video = %path.display(), "{w}");
+        }
+        Ok(IndexOutcome {
+            segments: state.segments.len(),
+            frames: frames_seen,
+            cues: timed.len(),
+            warnings,
+            needs_vision: state.needs_vision,
+        })
+    }
+
+    fn finish_segments(
+        &self,
+        state: &mut VideoState,
+        segs: Vec<AlignedSegment>,
+        cues: &[TimedText],
+    ) -> Result<(), IndexError> {
+        for seg in segs {
+            let max_index = seg.frame_indices.iter().copied().max();
+            let built = self.build_segment(state, &seg, cues)?;
+            if let Some(s) = built {
+                state.segments.push(s);
+            }
+            if let Some(m) = max_index {
+                state.frames.retain(|i, _| *i > m);
+            }
+        }
+        Ok(())
+    }
+
+    fn build_segment(
+        &self,
+        state: &VideoState,
+        seg: &AlignedSegment,
+        cues: &[TimedText],
+    ) -> Result<Option<NewSegment>, IndexError> {
+        let text: Vec<Vec<f32>> = seg.cues.iter().map(|(i, _)| cues[*i].embedding.clone()).collect();
+        let text_weights: Vec<f32> = seg.cues.iter().map(|(_, w)| *w).collect();
+        let frames: Vec<&ProcessedFrame> = seg.frame_indices.iter().filter_map(|i| state.frames.get(i)).collect();
+        let grids: Vec<VisualGrid> = frames
+            .iter()
+            .filter_map(|f| f.features.as_ref())
+            .map(|f| VisualGrid {
+                tokens: f.grid_tokens,
+                hidden: f.hidden,
+                data: f.grid.clone(),
+            })
+            .collect();
+        let labels = if seg.label_text.is_empty() {
+            None
+        } else {
+            Some(self.embed_label(&seg.label_text)?)
+        };
+        if text.is_empty() && grids.is_empty() && labels.is_none() {
+            return Ok(None); // nothing searchable (a silence with the vision branch off)
+        }
+        let fused = self
+            .engines
+            .fusion
+            .fuse(&SegmentInputs {
+                text,
+                text_weights,
+                grids,
+                labels,
+            })
+            .map_err(|e| IndexError::Transient(anyhow!(e).context("fusing a segment")))?;
+        let thumbnail = match frames.get(frames.len() / 2) {
+            Some(f) if !f.thumbnail.is_empty() => {
+                std::fs::create_dir_all(&state.thumbs_dir)
+                    .with_context(|| format!("creating {}", state.thumbs_dir.display()))?;
+                let name = format!("{}.jpg", seg.start_ms);
+                let file = state.thumbs_dir.join(&name);
+                std::fs::write(&file, &f.thumbnail).with_context(|| format!("writing {}", file.display()))?;
+                Some(format!("{}/{}", state.video_id, name))
+            }
+            _ => None,
+        };
+        Ok(Some(NewSegment {
+            start_ms: seg.start_ms,
+            end_ms: seg.end_ms,
+            text: seg.text.clone(),
+            tags: seg.tags.clone(),
+            fused: fused.fused,
+            text_emb: fused.text,
+            visual_emb: fused.visual,
+            model_version: self.versions().combined(),
+            thumbnail,
+        }))
+    }
+
+    fn embed_label(&self, label_text: &str) -> Result<Vec<f32>, IndexError> {
+        if let Some(v) = self.label_cache.lock().ok().and_then(|c| c.get(label_text).cloned()) {
+            return Ok(v);
+        }
+        let v = self
+            .engines
+            .text
+            .encode_one(label_text)
+            .map_err(|e| IndexError::Transient(anyhow!(e).context("encoding visual labels")))?;
+        if let Ok(mut c) = self.label_cache.lock() {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(label_text.to_string(), v.clone());
+        }
+        Ok(v)
+    }
+}
+
+struct VideoState {
+    video_id: i64,
+    frames: HashMap<usize, ProcessedFrame>,
+    segments: Vec<NewSegment>,
+    needs_vision: bool,
+    thumbs_dir: PathBuf,
+}
+
+fn frame_visual(f: &ProcessedFrame) -> FrameVisual {
+    match &f.features {
+        Some(x) => FrameVisual {
+            pts_ms: f.pts_ms,
+            pooled: x.pooled.clone(),
+            grid: Vec::new(), // grids stay in the frame buffer; alignment needs times, pooled and labels
+            grid_tokens: x.grid_tokens,
+            hidden: x.hidden,
+            labels: x.labels.clone(),
+        },
+        None => FrameVisual {
+            pts_ms: f.pts_ms,
+            pooled: Vec::new(),
+            grid: Vec::new(),
+            grid_tokens: 0,
+            hidden: 0,
+            labels: Vec::new(),
+        },
+    }
+}
+
+fn decode_loop(
+    path: &Path,
+    opts: &SampleOptions,
+    vision: Option<Sender<VisionRequest>>,
+    reply: Sender<Reply>,
+    stop: &AtomicBool,
+) {
+    let sampler = match FrameSampler::open(path, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = reply.send(Reply::DecodeError(e));
+            return;
+        }
+    };
+    for frame in sampler {
+        let t = Instant::now();
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = reply.send(Reply::DecodeError(e));
+                return;
+            }
+        };
+        metrics::histogram!("kino_stage_seconds", "stage" => "decode").record(t.elapsed().as_secs_f64());
+        let sent = match &vision {
+            Some(v) => v
+                .send(VisionRequest {
+                    pts_ms: frame.pts_ms,
+                    thumbnail: frame.thumbnail_jpeg,
+                    image: frame.image,
+                    reply: reply.clone(),
+                })
+                .is_ok(),
+            None => reply
+                .send(Reply::Frame(ProcessedFrame {
+                    pts_ms: frame.pts_ms,
+                    thumbnail: frame.thumbnail_jpeg,
+                    features: None,
+                }))
+                .is_ok(),
+        };
+        if !sent || stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The query side: search and ask over the store with the fusion crate's
+//! scoring and extractive answers. The same engine serves the CLI and the
+//! web API (it implements [`kino_web::QueryEngine`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use kino_fusion::score::{self, Candidate, Weights};
+use kino_fusion::Moment as FusionMoment;
+use kino_language::SentenceEncoder;
+use kino_store::Store;
+use kino_web::{Answer, BoxFuture, Citation, Moment, QueryEngine};
+
+/// How many segments are scored exactly before moments are merged.
+const PRESELECT: usize = 200;
+
+/// Search and ask over one store.
+pub struct Engine {
+    store: Store,
+    text: Arc<SentenceEncoder>,
+    weights: Weights,
+    /// Called for `POST /api/reindex` (set by `kino serve`).
+    reindex: Option<Box<dyn Fn(Option<i64>, bool) -> Result<serde_json::Value> + Send + Sync>>,
+}
+
+impl Engine {
+    /// An engine over `store` that embeds queries with `text`.
+    pub fn new(store: Store, text: Arc<SentenceEncoder>) -> Engine {
+        Engine {
+            store,
+            text,
+            weights: Weights::default(),
+            reindex: None,
+        }
+    }
+
+    /// Sets what `reindex` does.
+    pub fn with_reindex(
+        mut self,
+        f: impl Fn(Option<i64>, bool) -> Result<serde_json::Value> + Send + Sync + 'static,
+    ) -> Engine {
+        self.reindex = Some(Box::new(f));
+        self
+    }
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(crate::error::usage("the query is empty"));
+        }
+        self.text
+            .encode_one(text)
+            .map_err(|e| anyhow!(e).context("encoding the query"))
+    }
+
+    /// Ranked fusion moments for an embedded query.
+    pub async fn moments(&self, q: &[f32], k: usize, video: Option<i64>) -> Result<Vec<FusionMoment>> {
+        let w = self.weights;
+        let qv = q.to_vec();
+        let hits = self
+            .store
+            .with_index(|idx| {
+                idx.search_by(PRESELECT.max(k * 4), video, |e| {
+                    let c = Candidate {
+                        segment_id: e.segment_id,
+                        video_id: e.video_id,
+                        start_ms: e.start_ms,
+                        end_ms: e.end_ms,
+                        fused: e.fused.clone(),
+                        text: e.text.clone(),
+                        visual: e.visual.clone(),
+                        transcript: String::new(),
+                        tags: Vec::new(),
+                    };
+                    score::score(&qv, &c, &w).ok()
+                })
+            })
+            .await?;
+        let ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
+        let segs = self.store.segments_by_id(&ids).await?;
+        let candidates: Vec<Candidate> = segs
+            .into_iter()
+            .map(|s| Candidate {
+                segment_id: s.id,
+                video_id: s.video_id,
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                fused: s.fused,
+                text: s.text_emb,
+                visual: s.visual_emb,
+                transcript: s.text,
+                tags: s.tags,
+            })
+            .collect();
+        Ok(score::rank(q, &candidates, k)?)
+    }
+
+    async fn to_web(&self, moments: Vec<FusionMoment>) -> Result<Vec<Moment>> {
+        let mut paths: HashMap<i64, String> = HashMap::new();
+        let mut out = Vec::with_capacity(moments.len());
+        for m in moments {
+            if !paths.contains_key(&m.video_id) {
+                let p = self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default();
+                paths.insert(m.video_id, p);
+            }
+            let first = m.segment_ids.first().copied();
+            let thumb = match first {
+                Some(id) => self
+                    .store
+                    .segments_by_id(&[id])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .and_then(|s| s.thumbnail),
+                None => None,
+            };
+            out.push(Moment {
+                video_id: m.video_id,
+                path: paths[&m.video_id].clone(),
+                start_ms: m.start_ms,
+                end_ms: m.end_ms,
+                score: m.score,
+                text: m.text,
+                tags: m.tags,
+                thumbnail: thumb.and(first.map(|id| format!("/thumbnails/{id}"))),
+                segment_id: first,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `kino search`: moments for a query.
+    pub async fn search_moments(&self, query: &str, k: usize, video: Option<i64>) -> Result<Vec<Moment>> {
+        let q = self.embed(query)?;
+        let moments = self.moments(&q, k.max(1), video).await?;
+        self.to_web(moments).await
+    }
+
+    /// `kino ask`: an extractive answer with citations.
+    pub async fn answer(&self, question: &str) -> Result<Answer> {
+        let q = self.embed(question)?;
+        let moments = self.moments(&q, 5, None).await?;
+        let text = self.text.clone();
+        let embedder = move |t: &[&str]| -> Result<Vec<Vec<f32>>> { text.encode(t).map_err(|e| anyhow!(e)) };
+        let a = kino_fusion::answer::extract(&q, &moments, &embedder)?;
+        let mut citations = Vec::new();
+        for c in a.citations {
+            let path = self.store.video(c.video_id).await?.map(|v| v.path).unwrap_or_default();
+            citations.push(Citation {
+                video_id: c.video_id,
+                path,
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                text: c.text,
+            });
+        }
+        Ok(Answer {
+            answer: a.answer,
+            citations,
+        })
+    }
+}
+
+impl QueryEngine for Engine {
+    fn search(&self, query: &str, k: usize, video: Option<i64>) -> BoxFuture<'_, Result<Vec<Moment>>> {
+        let query = query.to_string();
+        Box::pin(async move { self.search_moments(&query, k, video).await })
+    }
+
+    fn ask(&self, question: &str) -> BoxFuture<'_, Result<Answer>> {
+        let question = question.to_string();
+        Box::pin(async move { self.answer(&question).await })
+    }
+
+    fn reindex(&self, video: Option<i64>, stale: bool) -> BoxFuture<'_, Result<serde_json::Value>> {
+        Box::pin(async move {
+            match &self.reindex {
+                Some(f) => f(video, stale),
+                None => Err(anyhow!("reindexing is not available here")),
+            }
+        })
+    }
+
+    fn model_version(&self) -> String {
+        self.text.version()
+    }
+}

@@ -1,0 +1,292 @@
+//! Job workers: claim a job, hold its lease with heartbeats, index, record
+//! the outcome. Several workers (threads here, or `kino worker` processes
+//! elsewhere against one Postgres) share the queue; the store's claim makes
+//! sure each job goes to exactly one of them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use kino_store::{Job, JobState, Store, VideoStatus};
+
+use crate::pipeline::{IndexError, IndexOutcome, Pipeline, Progress};
+
+/// What a worker reports while it works.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// A job was claimed.
+    Started {
+        /// The job.
+        job: Job,
+        /// The video's path.
+        path: String,
+    },
+    /// Progress on a video.
+    Progress(Progress),
+    /// A job ended.
+    Finished {
+        /// The job.
+        job: Job,
+        /// The video's path.
+        path: String,
+        /// The outcome, or the error.
+        result: Result<IndexOutcome, String>,
+    },
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Lease length; heartbeats renew it every third of it.
+    pub lease: Duration,
+    /// Leave when the queue is empty (for `kino ingest` / `reindex`).
+    pub exit_when_idle: bool,
+    /// Pause between polls of an empty queue.
+    pub poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        let lease = std::env::var("KINO_LEASE_SECS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(60));
+        WorkerOptions {
+            lease,
+            exit_when_idle: false,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A unique lease owner name for this process and thread: `host:pid:n`.
+pub fn owner_name(n: usize) -> String {
+    format!("{}:{}:{n}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Expires the leases of running jobs whose owner was a process on this
+/// host that no longer exists (a `kill -9`ed kino), so they resume now
+/// instead of after the lease runs out.
+pub async fn reclaim_dead_local_leases(store: &Store) -> Result<usize> {
+    let host = hostname();
+    let mut n = 0;
+    for job in store.running_jobs().await? {
+        let Some(owner) = job.lease_owner.as_deref() else {
+            continue;
+        };
+        let mut parts = owner.split(':');
+        let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if h != host {
+            continue;
+        }
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && store.expire_lease(job.id, owner).await?
+        {
+            tracing::info!(job = job.id, owner, "reclaimed the lease of a dead local worker");
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs jobs until `stop` is set (or the queue is empty with `exit_when_idle`).
+pub fn run_worker(
+    pipeline: &Pipeline,
+    rt: &tokio::runtime::Handle,
+    owner: &str,
+    opts: &WorkerOptions,
+    stop: &AtomicBool,
+    events: &(dyn Fn(WorkerEvent) + Sync),
+) {
+    let store = pipeline.store().clone();
+    let mut backoff = Duration::from_millis(250);
+    while !stop.load(Ordering::Relaxed) {
+        let job = match rt.block_on(store.claim_job(owner, opts.lease)) {
+            Ok(j) => {
+                backoff = Duration::from_millis(250);
+                j
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a job; retrying in {:?}", backoff);
+                metrics::counter!("kino_failures_total", "kind" => "store").increment(1);
+                sleep_unless(stop, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let Some(job) = job else {
+            if opts.exit_when_idle {
+                break;
+            }
+            sleep_unless(stop, opts.poll);
+            continue;
+        };
+        run_job(pipeline, rt, &store, owner, opts, stop, events, job);
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !stop.load(Ordering::Relaxed) && left > Duration::ZERO {
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left = left.saturating_sub(s);
+    }
+}
+
+/// Retries a store call with backoff while the database is unreachable.
+fn with_retry<T>(_rt: &tokio::runtime::Handle, what: &str, mut f: impl FnMut() -> kino_store::Result<T>) -> Option<T> {
+    let mut backoff = Duration::from_millis(250);
+    for _ in 0..12 {
+        match f() {
+            Ok(v) => return Some(v),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "{what}: database unavailable, retrying in {:?}", backoff);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what} failed");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_job(
+    pipeline: &Pipeline,
+    rt: &tokio::runtime::Handle,
+    store: &Store,
+    owner: &str,
+    opts: &WorkerOptions,
+    stop: &AtomicBool,
+    events: &(dyn Fn(WorkerEvent) + Sync),
+    job: Job,
+) {
+    let video = match rt.block_on(store.video(job.video_id)) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            let _ = rt.block_on(store.fail_job(
+                job.id,
+                owner,
+                "the video is no longer in the library",
+                false,
+                Duration::ZERO,
+            ));
+            return;
+        }
+        Err(e) => {
+            let _ = rt.block_on(store.fail_job(job.id, owner, &e.to_string(), true, Duration::from_secs(5)));
+            return;
+        }
+    };
+    events(WorkerEvent::Started {
+        job: job.clone(),
+        path: video.path.clone(),
+    });
+    let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Indexing, None));
+    metrics::gauge!("kino_jobs_running").increment(1.0);
+
+    // Heartbeats: renew the lease; a lost lease or a shutdown cancels the work.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let result = std::thread::scope(|s| {
+        let hb_cancel = cancel.clone();
+        let hb_done = done.clone();
+        let hb_store = store.clone();
+        let job_id = job.id;
+        s.spawn(move || {
+            let every = opts.lease / 3;
+            while !hb_done.load(Ordering::Relaxed) {
+                let mut waited = Duration::ZERO;
+                while waited < every && !hb_done.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        hb_cancel.store(true, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    waited += Duration::from_millis(50);
+                }
+                if hb_done.load(Ordering::Relaxed) {
+                    break;
+                }
+                match rt.block_on(hb_store.heartbeat_job(job_id, owner, opts.lease)) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = job_id, "lost the lease: stopping this job");
+                        hb_cancel.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(job = job_id, error = %e, "heartbeat failed; will retry"),
+                }
+            }
+        });
+        let r = pipeline.index_video(&video, &cancel, &|p| events(WorkerEvent::Progress(p)));
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    metrics::gauge!("kino_jobs_running").decrement(1.0);
+
+    let finished = match result {
+        Ok(outcome) => {
+            with_retry(rt, "completing a job", || {
+                rt.block_on(store.complete_job(job.id, owner))
+            });
+            metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
+            Ok(outcome)
+        }
+        Err(IndexError::Cancelled) => {
+            if stop.load(Ordering::Relaxed) {
+                with_retry(rt, "releasing a job", || rt.block_on(store.release_job(job.id, owner)));
+                let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Queued, None));
+            }
+            Err("cancelled".to_string())
+        }
+        Err(IndexError::BadInput(msg)) => {
+            with_retry(rt, "failing a job", || {
+                rt.block_on(store.fail_job(job.id, owner, &msg, false, Duration::ZERO))
+            });
+            let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Failed, Some(&msg)));
+            metrics::counter!("kino_failures_total", "kind" => "bad_input").increment(1);
+            metrics::counter!("kino_jobs_total", "state" => "failed").increment(1);
+            Err(msg)
+        }
+        Err(IndexError::Transient(e)) => {
+            let msg = format!("{e:#}");
+            let backoff = Duration::from_secs(2u64.pow(job.attempts.clamp(0, 6) as u32));
+            let state = with_retry(rt, "failing a job", || {
+                rt.block_on(store.fail_job(job.id, owner, &msg, true, backoff))
+            })
+            .flatten();
+            metrics::counter!("kino_failures_total", "kind" => "transient").increment(1);
+            if state == Some(JobState::Failed) {
+                let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Failed, Some(&msg)));
+            } else {
+                let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Queued, Some(&msg)));
+            }
+            Err(msg)
+        }
+    };
+    events(WorkerEvent::Finished {
+        job,
+        path: video.path,
+        result: finished,
+    });
+}

@@ -1,0 +1,212 @@
+//! End-to-end: generated videos with subtitles are ingested by the `kino`
+//! binary into SQLite and into Postgres, then `kino search --json` and
+//! `kino ask --json` find the right video and time range.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn models_dir() -> PathBuf {
+    let text = std::env::var("KINO_TEST_TEXT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
+        });
+    assert!(
+        text.join("model.safetensors").is_file(),
+        "the default text model is missing at {}: run scripts/setup",
+        text.display()
+    );
+    text.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn kino(home: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models_dir())
+        .arg("--db")
+        .arg(db)
+        .arg("-q");
+    c
+}
+
+/// A `secs`-long video of one colour with an SRT sidecar.
+fn make_video(dir: &Path, name: &str, colour: &str, secs: u32, srt: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.mp4"));
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c={colour}:s=160x120:r=10:d={secs}"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(st.success());
+    std::fs::write(dir.join(format!("{name}.srt")), srt).unwrap();
+    path
+}
+
+fn library(dir: &Path) {
+    make_video(
+        dir,
+        "garden",
+        "green",
+        30,
+        "1\n00:00:01,000 --> 00:00:05,000\nWelcome back to the allotment.\n\n\
+         2\n00:00:21,000 --> 00:00:27,000\nToday I am sowing tomato seeds in small pots of compost.\n\n",
+    );
+    make_video(
+        dir,
+        "chess",
+        "white",
+        30,
+        "1\n00:00:02,000 --> 00:00:08,000\nWhite opens with the queen's gambit.\n\n\
+         2\n00:00:12,000 --> 00:00:18,000\nBlack castles kingside and the bishop pins the knight.\n\n",
+    );
+    make_video(
+        dir,
+        "storm",
+        "gray",
+        30,
+        "1\n00:00:03,000 --> 00:00:09,000\nDark clouds roll in over the hills.\n\n\
+         2\n00:00:14,000 --> 00:00:20,000\nLightning flashes and thunder rumbles as heavy rain begins to pour.\n\n",
+    );
+}
+
+fn run_json_lines(cmd: &mut Command) -> Vec<Value> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed ({:?}): {}",
+        cmd,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ingest_then_search(db: &str, home: &Path, lib: &Path) {
+    let rows = run_json_lines(kino(home, db).arg("ingest").arg(lib).arg("--json"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["status"], "done", "{r}");
+        assert!(r["segments"].as_u64().unwrap() >= 2, "{r}");
+    }
+
+    let res = &run_json_lines(kino(home, db).args(["search", "someone is planting seeds", "--json"]))[0];
+    let top = &res["results"][0];
+    assert!(top["path"].as_str().unwrap().ends_with("garden.mp4"), "{res}");
+    let (s, e) = (top["start_ms"].as_i64().unwrap(), top["end_ms"].as_i64().unwrap());
+    assert!(
+        s <= 21_000 && e >= 27_000,
+        "the sowing cue (21–27 s) lies in the moment {s}–{e}"
+    );
+    for key in ["video_id", "score", "text", "tags"] {
+        assert!(top.get(key).is_some(), "result lacks {key}: {top}");
+    }
+
+    // A paraphrase sharing no words with the subtitles.
+    let res = &run_json_lines(kino(home, db).args(["search", "gardening: putting plants into soil", "--json"]))[0];
+    assert!(
+        res["results"][0]["path"].as_str().unwrap().ends_with("garden.mp4"),
+        "{res}"
+    );
+    let res = &run_json_lines(kino(home, db).args(["search", "a thunderstorm", "-k", "3", "--json"]))[0];
+    assert!(
+        res["results"][0]["path"].as_str().unwrap().ends_with("storm.mp4"),
+        "{res}"
+    );
+
+    let ans = &run_json_lines(kino(home, db).args(["ask", "which chess opening does white play?", "--json"]))[0];
+    assert!(ans["answer"].as_str().unwrap().contains("queen's gambit"), "{ans}");
+    assert!(
+        ans["citations"][0]["path"].as_str().unwrap().ends_with("chess.mp4"),
+        "{ans}"
+    );
+    assert!(ans["query_id"].as_i64().unwrap() > 0);
+
+    // Ingesting again indexes nothing twice.
+    let rows = run_json_lines(kino(home, db).arg("ingest").arg(lib).arg("--json"));
+    assert!(rows.iter().all(|r| r["status"] == "unchanged"), "{rows:?}");
+}
+
+#[test]
+fn sqlite_ingest_search_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    library(&lib);
+    let db = dir.path().join("kino.db").display().to_string();
+    ingest_then_search(&db, &dir.path().join("home"), &lib);
+}
+
+#[test]
+fn postgres_ingest_search_ask() {
+    let base = std::env::var("KINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("kino_e2e_{}", std::process::id());
+    let drop = || {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .status()
+            .unwrap();
+    };
+    drop();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    library(&lib);
+    ingest_then_search(&format!("{base}/{name}"), &dir.path().join("home"), &lib);
+    drop();
+}
+
+#[test]
+fn bad_files_fail_with_their_reason_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("empty.mp4"), b"").unwrap();
+    std::fs::write(lib.join("text.mkv"), b"this is not a video at all").unwrap();
+    make_video(
+        &lib,
+        "good",
+        "blue",
+        3,
+        "1\n00:00:00,500 --> 00:00:02,000\nA short blue clip.\n\n",
+    );
+    let db = dir.path().join("kino.db").display().to_string();
+    let out = kino(&dir.path().join("home"), &db)
+        .arg("ingest")
+        .arg(&lib)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |n: &str| {
+        rows.iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(n))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("good.mp4")["status"], "done");
+    for bad in ["empty.mp4", "text.mkv"] {
+        let r = by(bad);
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(
+            r["error"].as_str().unwrap().contains(bad),
+            "the error names the file: {r}"
+        );
+    }
+}

@@ -61,7 +61,7 @@ pub fn sentences(text: &str) -> Vec<String> {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         cur.push(c);
-        let boundary = matches!(c, '.' | '!' | '?' | '…') && chars.peek().map_or(true, |n| n.is_whitespace());
+        let boundary = matches!(c, '.' | '!' | '?' | '…') && chars.peek().copied().unwrap_or(' ').is_whitespace();
         if boundary || c == '\n' {
             push_sentence(&mut out, &cur);
             cur.clear();
@@ -212,7 +212,7 @@ mod tests {
             Some(0.1),
         );
         let q = letters(&["plant seeds"]).unwrap().remove(0);
-        let a = extract(&q, &[m.clone()], &letters).unwrap();
+        let a = extract(&q, std::slice::from_ref(&m), &letters).unwrap();
         assert_eq!(a.citations[0].text, "Plant seeds here.");
         assert_eq!(a.citations[0].video_id, 3);
         assert_eq!((a.citations[0].start_ms, a.citations[0].end_ms), (10_000, 20_000));

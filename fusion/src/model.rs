@@ -68,7 +68,7 @@ pub struct FusionConfig {
 
 impl FusionConfig {
     fn validate(&self) -> Result<(), FusionError> {
-        if self.text_dim == 0 || self.visual_dim == 0 || self.heads == 0 || self.text_dim % self.heads != 0 {
+        if self.text_dim == 0 || self.visual_dim == 0 || self.text_dim.checked_rem(self.heads) != Some(0) {
             return Err(FusionError::Config(format!(
                 "text_dim ({}) and visual_dim ({}) must be positive and heads ({}) must divide text_dim",
                 self.text_dim, self.visual_dim, self.heads

@@ -198,9 +198,10 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             Registration::New(_) | Registration::Changed(_) => true,
             Registration::Duplicate { .. } => false,
             Registration::Unchanged(v) | Registration::Moved { video: v, .. } => {
-                v.status != VideoStatus::Done
-                    || v.text_model.as_deref() != Some(current.text.as_str())
-                    || v.fusion_model.as_deref() != Some(current.fusion.as_str())
+                v.status != VideoStatus::Duplicate
+                    && (v.status != VideoStatus::Done
+                        || v.text_model.as_deref() != Some(current.text.as_str())
+                        || v.fusion_model.as_deref() != Some(current.fusion.as_str()))
             }
         };
         let label = match &reg {

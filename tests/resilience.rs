@@ -1,0 +1,308 @@
+//! Durability of the pipeline: a `kill -9` mid-ingest loses nothing and
+//! indexes nothing twice; two `kino worker` processes share one Postgres
+//! queue, each job done once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kino_store::{JobState, NewVideo, Store, VideoStatus};
+
+fn models_dir() -> PathBuf {
+    let text = std::env::var("KINO_TEST_TEXT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
+        });
+    assert!(
+        text.join("model.safetensors").is_file(),
+        "text model missing at {}: run scripts/setup",
+        text.display()
+    );
+    text.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn kino(home: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models_dir())
+        .arg("--db")
+        .arg(db);
+    c
+}
+
+/// Videos long enough that indexing them takes a few seconds, each with subtitles.
+fn make_library(dir: &Path, n: usize, secs: u32) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let topics = [
+        "baking bread",
+        "repairing a bicycle",
+        "sailing a boat",
+        "playing the violin",
+        "painting a wall",
+        "climbing a rock",
+    ];
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("clip{i}.mp4"));
+            let st = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+                .arg(format!("testsrc2=s=640x360:r=25:d={secs}"))
+                .arg("-vf")
+                .arg(format!("hue=h={}", i * 50)) // distinct content: identical files would be duplicates
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "50",
+                    "-pix_fmt",
+                    "yuv420p",
+                ])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let mut srt = String::new();
+            for (k, start) in (0..secs).step_by(15).enumerate() {
+                srt.push_str(&format!(
+                    "{}\n00:{:02}:{:02},000 --> 00:{:02}:{:02},000\nPart {k} of a video about {}.\n\n",
+                    k + 1,
+                    start / 60,
+                    start % 60,
+                    (start + 5) / 60,
+                    (start + 5) % 60,
+                    topics[i % topics.len()]
+                ));
+            }
+            std::fs::write(dir.join(format!("clip{i}.srt")), srt).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// (path, status, segment rows) of every video, by path.
+fn snapshot(db: &str) -> Vec<(String, VideoStatus, Vec<(i64, i64, String)>)> {
+    rt().block_on(async {
+        let store = Store::open(db).await.unwrap();
+        let mut out = Vec::new();
+        for v in store.videos().await.unwrap() {
+            let segs = store.segments(v.id).await.unwrap();
+            let name = Path::new(&v.path).file_name().unwrap().to_string_lossy().to_string();
+            out.push((
+                name,
+                v.status,
+                segs.into_iter().map(|s| (s.start_ms, s.end_ms, s.text)).collect(),
+            ));
+        }
+        store.close().await;
+        out
+    })
+}
+
+fn done_count(db: &str) -> usize {
+    rt().block_on(async {
+        let store = Store::open(db).await.unwrap();
+        let n = store
+            .videos()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|v| v.status == VideoStatus::Done)
+            .count();
+        store.close().await;
+        n
+    })
+}
+
+#[test]
+fn kill_9_mid_ingest_then_rerun_indexes_every_video_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    make_library(&lib, 5, 90);
+
+    // Reference: an uninterrupted run.
+    let ref_db = dir.path().join("ref.db").display().to_string();
+    let st = kino(&dir.path().join("home-ref"), &ref_db)
+        .arg("-q")
+        .arg("ingest")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let reference = snapshot(&ref_db);
+    assert_eq!(reference.len(), 5);
+
+    // Interrupted run: kill -9 once the first video is done.
+    let db = dir.path().join("kino.db").display().to_string();
+    let home = dir.path().join("home");
+    let mut child: Child = kino(&home, &db)
+        .arg("-q")
+        .arg("ingest")
+        .arg(&lib)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if dir.path().join("kino.db").exists() && done_count(&db) >= 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "no video finished in time");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest ended before it could be killed"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = done_count(&db);
+    assert!(at_kill < 5, "the kill must land mid-way (done at kill: {at_kill})");
+
+    // Rerun: resumes, indexes the rest, nothing twice.
+    let out = kino(&home, &db)
+        .arg("-q")
+        .arg("ingest")
+        .arg(&lib)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = snapshot(&db);
+    assert_eq!(after.len(), 5);
+    for ((name, status, segs), (rname, _, rsegs)) in after.iter().zip(&reference) {
+        assert_eq!(name, rname);
+        assert_eq!(*status, VideoStatus::Done, "{name}");
+        assert_eq!(segs, rsegs, "{name}: segments differ from an uninterrupted run");
+    }
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        for v in store.videos().await.unwrap() {
+            let jobs = store.jobs_of_video(v.id).await.unwrap();
+            assert!(jobs.iter().all(|j| j.state == JobState::Done), "{}: {jobs:?}", v.path);
+            assert_eq!(jobs.len(), 1, "{}: one job per video", v.path);
+        }
+        store.close().await;
+    });
+}
+
+#[test]
+fn two_workers_share_one_postgres_queue() {
+    let base = std::env::var("KINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("kino_scale_{}", std::process::id());
+    let db = format!("{base}/{name}");
+    let drop_db = || {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .status()
+            .unwrap();
+    };
+    drop_db();
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_library(&dir.path().join("lib"), 6, 30);
+
+    // Queue the videos.
+    let ids: Vec<i64> = rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let mut ids = Vec::new();
+        for f in &files {
+            let v = store
+                .upsert_video(&NewVideo {
+                    path: f.display().to_string(),
+                    content_hash: None,
+                    size_bytes: 0,
+                    mtime_ms: 0,
+                })
+                .await
+                .unwrap();
+            store.enqueue_job(v.id, "index").await.unwrap();
+            ids.push(v.id);
+        }
+        store.close().await;
+        ids
+    });
+
+    let spawn = |n: usize| {
+        kino(&dir.path().join(format!("home{n}")), &db)
+            .args(["--log-format", "json", "worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers = vec![spawn(0), spawn(1)];
+    let t = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let all_done = rt().block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            let jobs = store.jobs(100).await.unwrap();
+            store.close().await;
+            jobs.len() == ids.len()
+                && jobs
+                    .iter()
+                    .all(|j| matches!(j.state, JobState::Done | JobState::Failed))
+        });
+        if all_done {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "workers did not finish the queue"
+        );
+    }
+    // Graceful stop (SIGTERM), then read what each worker did.
+    let mut per_worker = Vec::new();
+    for w in workers {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(w.id().to_string())
+            .status()
+            .unwrap();
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "worker exits cleanly on SIGTERM");
+        let log = String::from_utf8_lossy(&out.stderr).to_string();
+        let indexed: Vec<String> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "indexed")
+            .map(|v| v["fields"]["path"].as_str().unwrap_or_default().to_string())
+            .collect();
+        per_worker.push(indexed);
+    }
+    assert!(
+        per_worker.iter().all(|w| !w.is_empty()),
+        "both workers did work: {per_worker:?}"
+    );
+    let mut all: Vec<String> = per_worker.concat();
+    all.sort();
+    let mut expected: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    expected.sort();
+    assert_eq!(all, expected, "each video indexed exactly once");
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        for id in &ids {
+            let jobs = store.jobs_of_video(*id).await.unwrap();
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].state, JobState::Done);
+            assert_eq!(jobs[0].attempts, 1, "claimed once");
+        }
+        store.close().await;
+    });
+    drop_db();
+}

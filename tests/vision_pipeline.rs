@@ -1,0 +1,166 @@
+//! The vision branch in the pipeline: a library indexed without vision
+//! weights is marked as needing vision; once a (small, random, HF-format)
+//! Swin checkpoint is in place, `kino reindex --stale` adds visual vectors
+//! and tags. Also: peak memory does not grow with the video's length.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kino_store::Store;
+
+fn text_model() -> PathBuf {
+    let text = std::env::var("KINO_TEST_TEXT_MODEL").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
+    });
+    assert!(text.join("model.safetensors").is_file(), "text model missing at {}: run scripts/setup", text.display());
+    text
+}
+
+/// A models folder with the real text model and, optionally, the small Swin fixture as the vision model.
+fn models(dir: &Path, with_vision: bool) -> PathBuf {
+    let m = dir.join("models");
+    std::fs::create_dir_all(m.join("sentence-transformers")).unwrap();
+    let link = m.join("sentence-transformers/all-MiniLM-L6-v2");
+    if !link.exists() {
+        std::os::unix::fs::symlink(text_model(), &link).unwrap();
+    }
+    if with_vision {
+        add_vision(&m);
+    }
+    m
+}
+
+fn add_vision(models: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
+    let dst = models.join("microsoft/swin-tiny-patch4-window7-224");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
+fn kino(home: &Path, models: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL").arg("-q").arg("--home").arg(home).arg("--models").arg(models).arg("--db").arg(db);
+    c
+}
+
+fn make_video(path: &Path, secs: u32, size: &str, rate: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=s={size}:r={rate}:d={secs}"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut srt = String::new();
+    for (k, start) in (0..secs).step_by(10).enumerate() {
+        srt.push_str(&format!(
+            "{}\n{:02}:{:02}:{:02},000 --> {:02}:{:02}:{:02},000\nLine {k}: a cosy living room with a sofa.\n\n",
+            k + 1,
+            start / 3600,
+            (start / 60) % 60,
+            start % 60,
+            (start + 4) / 3600,
+            ((start + 4) / 60) % 60,
+            (start + 4) % 60
+        ));
+    }
+    std::fs::write(path.with_extension("srt"), srt).unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(&lib.join("room.mp4"), 25, "320x180", 10);
+    let models = models(dir.path(), false);
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+
+    let out = kino(&home, &models, &db).arg("ingest").arg(&lib).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vision branch off"), "says the vision branch is off");
+    let (v, segs) = rt().block_on(async {
+        let s = Store::open(&db).await.unwrap();
+        let v = s.videos().await.unwrap().remove(0);
+        let segs = s.segments(v.id).await.unwrap();
+        (v, segs)
+    });
+    assert!(v.needs_vision && v.vision_model.is_none());
+    assert!(segs.iter().all(|s| s.visual_emb.is_none() && s.tags.is_empty()));
+
+    add_vision(&models);
+    let out = kino(&home, &models, &db).args(["reindex", "--stale", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["reindexed"], 1, "{summary}");
+    let (v, segs) = rt().block_on(async {
+        let s = Store::open(&db).await.unwrap();
+        let v = s.videos().await.unwrap().remove(0);
+        let segs = s.segments(v.id).await.unwrap();
+        (v, segs)
+    });
+    assert!(!v.needs_vision, "vision filled in");
+    assert!(v.vision_model.is_some());
+    assert_eq!(segs.len(), 3, "25 s in 10 s windows (the 5 s tail merges only below 2 s)");
+    for s in &segs {
+        assert!(s.visual_emb.as_ref().map(|e| e.len()) == Some(384), "visual vector in the text space");
+        assert!(!s.tags.is_empty(), "labels from the checkpoint's head become tags");
+        assert!(s.thumbnail.is_some());
+        let thumb = home.join("thumbnails").join(s.thumbnail.as_ref().unwrap());
+        assert!(std::fs::read(&thumb).unwrap().starts_with(&[0xFF, 0xD8]), "thumbnail is a JPEG");
+    }
+    // Nothing is stale any more.
+    let out = kino(&home, &models, &db).args(["reindex", "--stale", "--json"]).output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["selected"], 0, "{summary}");
+}
+
+fn peak_rss_kb(cmd: &mut Command) -> u64 {
+    // GNU time prints the peak resident set size (KiB) of the command on its last stderr line.
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f").arg("PEAK_RSS_KB=%M").arg(cmd.get_program()).args(cmd.get_args());
+    let out = t.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    err.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KB="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("GNU time reports the peak RSS")
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_video_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = models(dir.path(), true);
+    let mut peaks = Vec::new();
+    for minutes in [5u32, 30] {
+        let lib = dir.path().join(format!("lib{minutes}"));
+        std::fs::create_dir_all(&lib).unwrap();
+        make_video(&lib.join("long.mp4"), minutes * 60, "320x180", 5);
+        let db = dir.path().join(format!("k{minutes}.db")).display().to_string();
+        let mut cmd = kino(&dir.path().join(format!("home{minutes}")), &models, &db);
+        cmd.arg("ingest").arg(&lib);
+        let kb = peak_rss_kb(&mut cmd);
+        let segments = rt().block_on(async { Store::open(&db).await.unwrap().segment_count().await.unwrap() });
+        assert_eq!(segments, (minutes * 6) as i64, "{minutes} min in 10 s segments");
+        eprintln!("peak RSS indexing a {minutes}-minute video: {} MiB", kb / 1024);
+        peaks.push(kb);
+    }
+    let (short, long) = (peaks[0], peaks[1]);
+    assert!(long < 400 * 1024, "peak RSS {} MiB exceeds the 400 MiB bound", long / 1024);
+    assert!(
+        long < short + 40 * 1024,
+        "6x the length must not cost more memory: 5 min {} MiB, 30 min {} MiB",
+        short / 1024,
+        long / 1024
+    );
+}

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::bert::Bert;
 use crate::error::LanguageError;
 
 /// Default batch size of [`SentenceEncoder::encode`] (sentence-transformers'
@@ -122,7 +123,7 @@ struct TokenizerConfig {
 /// - a huge string is cut before tokenizing (see [`MAX_BYTES_PER_TOKEN`]), so
 ///   time and memory stay bounded.
 pub struct SentenceEncoder {
-    model: BertModel,
+    model: Bert,
     /// Truncates at `max_seq_length` (special tokens included), no padding.
     pub(crate) tokenizer: Tokenizer,
     /// No truncation, no padding (for sliding windows).
@@ -347,7 +348,7 @@ impl SentenceEncoder {
                 source: e,
             }
         })?;
-        let model = BertModel::load(vb, &config).map_err(|e| LanguageError::Weights {
+        let model = Bert::load(vb, &config).map_err(|e| LanguageError::Weights {
             path: weights_path.clone(),
             source: e,
         })?;
@@ -519,8 +520,7 @@ impl SentenceEncoder {
         }
         let ids_t = Tensor::from_vec(ids, (b, len), &self.device)?;
         let mask_t = Tensor::from_vec(mask.clone(), (b, len), &self.device)?;
-        let type_t = ids_t.zeros_like()?;
-        let hidden = self.model.forward(&ids_t, &type_t, Some(&mask_t))?;
+        let hidden = self.model.forward(&ids_t, &mask_t)?;
         let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
         let h = self.hidden;
         let mut out = Vec::with_capacity(b);

@@ -18,6 +18,7 @@
 //! # Ok::<(), kino_language::LanguageError>(())
 //! ```
 
+mod bert;
 mod encoder;
 mod error;
 mod fetch;

@@ -4,38 +4,14 @@
 //! The model comes from `KINO_TEST_TEXT_MODEL`, else `$HOME/.local/share/kino/models/sentence-transformers/
 //! all-MiniLM-L6-v2`; these tests fail (not skip) when it is absent: run `scripts/setup`.
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use common::{embed, encoder, index_video};
 use kino_fusion::score::rank;
-use kino_fusion::{answer, Candidate, FrameVisual, FusionModel, Moment, SegmentInputs, Segmenter, TimedText};
-use kino_language::SentenceEncoder;
-
-fn model_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KINO_TEST_TEXT_MODEL") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME").expect("HOME is not set");
-    PathBuf::from(home).join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-}
-
-fn encoder() -> &'static SentenceEncoder {
-    static ENC: OnceLock<SentenceEncoder> = OnceLock::new();
-    ENC.get_or_init(|| {
-        let dir = model_dir();
-        assert!(
-            dir.join("model.safetensors").is_file(),
-            "the default text model is missing at {}: run scripts/setup or set KINO_TEST_TEXT_MODEL",
-            dir.display()
-        );
-        SentenceEncoder::load(&dir).unwrap_or_else(|e| panic!("cannot load the text model at {}: {e}", dir.display()))
-    })
-}
-
-fn embed(texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
-    Ok(encoder().encode(texts)?)
-}
+use kino_fusion::{answer, Candidate, FrameVisual, FusionModel, Moment, TimedText};
 
 /// Three 30 s "videos" with subtitles: small talk, the topic from 10 s to 20 s, small talk.
 const VIDEOS: [(i64, [[&str; 2]; 3]); 3] = [
@@ -116,43 +92,6 @@ fn cat_frames() -> Vec<FrameVisual> {
             labels: vec![("tabby, tabby cat".into(), 0.7), ("studio couch, day bed".into(), 0.15)],
         })
         .collect()
-}
-
-/// Segments, fuses and indexes one video the way the pipeline does.
-fn index_video(
-    video_id: i64,
-    duration_ms: i64,
-    frames: &[FrameVisual],
-    cues: &[TimedText],
-    model: &FusionModel,
-    out: &mut Vec<Candidate>,
-) {
-    let segments = Segmenter::default().segment(duration_ms, frames, cues).unwrap();
-    for seg in segments.iter().filter(|s| !s.is_empty()) {
-        let labels = if seg.label_text.is_empty() {
-            None
-        } else {
-            Some(embed(&[&seg.label_text]).unwrap().remove(0))
-        };
-        let inputs = SegmentInputs {
-            text: seg.cues.iter().map(|&(i, _)| cues[i].embedding.clone()).collect(),
-            text_weights: seg.cues.iter().map(|&(_, w)| w).collect(),
-            grids: vec![],
-            labels,
-        };
-        let fused = model.fuse(&inputs).unwrap();
-        out.push(Candidate {
-            segment_id: out.len() as i64 + 1,
-            video_id,
-            start_ms: seg.start_ms,
-            end_ms: seg.end_ms,
-            fused: fused.fused,
-            text: fused.text,
-            visual: fused.visual,
-            transcript: seg.text.clone(),
-            tags: seg.tags.clone(),
-        });
-    }
 }
 
 fn library() -> &'static Vec<Candidate> {

@@ -119,8 +119,8 @@ pub struct FrameSampler {
     /// Target size before rotation.
     out_size: (u32, u32),
     thumb_size: (u32, u32),
-    scaler: Option<(scaling::Context, ffmpeg::format::Pixel, u32, u32)>,
-    thumb_scaler: Option<(scaling::Context, ffmpeg::format::Pixel, u32, u32)>,
+    scaler: Option<Scaler>,
+    thumb_scaler: Option<Scaler>,
     scratch: VideoFrame,
     held: Option<Held>,
     /// Conversion cache for a frame emitted at several points.
@@ -221,11 +221,11 @@ impl FrameSampler {
                 context: "reading codec parameters",
                 source: e,
             })?;
-        ctx.set_threading(ffmpeg::codec::threading::Config {
-            kind: ffmpeg::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
+        // As FFmpeg's CLI does: frame and slice threading (the context's default types), one
+        // thread per core (count 0 = auto).
+        unsafe {
+            (*ctx.as_mut_ptr()).thread_count = 0;
+        }
         let mut dec = ctx.decoder();
         dec.set_packet_time_base(tb);
         if opts.mode == SampleMode::Keyframes {
@@ -646,17 +646,25 @@ impl Drop for FrameSampler {
     }
 }
 
+/// A swscale context with the input it was made for.
+struct Scaler(scaling::Context, ffmpeg::format::Pixel, u32, u32);
+
+// SAFETY: an SwsContext is plain heap state with no thread affinity; the sampler owns it
+// and uses it from one thread at a time (`&mut self`), like the other FFmpeg contexts
+// ffmpeg-next already marks `Send`.
+unsafe impl Send for Scaler {}
+
 /// Converts a decoded frame into an RGB image of `w`×`h` with swscale, honouring the
 /// frame's colour matrix and range.
 fn scale_to_rgb(
     path: &Path,
-    slot: &mut Option<(scaling::Context, ffmpeg::format::Pixel, u32, u32)>,
+    slot: &mut Option<Scaler>,
     frame: &VideoFrame,
     w: u32,
     h: u32,
 ) -> Result<RgbImage, IngestError> {
     let (fmt, fw, fh) = (frame.format(), frame.width(), frame.height());
-    let stale = !matches!(slot, Some((_, f, sw, sh)) if *f == fmt && *sw == fw && *sh == fh);
+    let stale = !matches!(slot, Some(Scaler(_, f, sw, sh)) if *f == fmt && *sw == fw && *sh == fh);
     if stale {
         let ctx = scaling::Context::get(
             fmt,
@@ -672,9 +680,9 @@ fn scale_to_rgb(
             context: "creating the colour converter",
             source: e,
         })?;
-        *slot = Some((ctx, fmt, fw, fh));
+        *slot = Some(Scaler(ctx, fmt, fw, fh));
     }
-    let (ctx, _, _, _) = slot.as_mut().expect("set above");
+    let Scaler(ctx, _, _, _) = slot.as_mut().expect("set above");
     set_colorspace(ctx, frame);
     let mut rgb = VideoFrame::empty();
     ctx.run(frame, &mut rgb).map_err(|e| IngestError::Ffmpeg {
@@ -724,7 +732,7 @@ fn set_colorspace(ctx: &mut scaling::Context, frame: &VideoFrame) {
         {
             return;
         }
-        let coeffs = ffi::sws_getCoefficients(cs as i32);
+        let coeffs = ffi::sws_getCoefficients(cs);
         ffi::sws_setColorspaceDetails(
             c,
             coeffs,

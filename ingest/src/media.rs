@@ -151,7 +151,7 @@ pub(crate) fn sniff_container(path: &Path) -> Option<String> {
     }
     buf.resize(n + ffmpeg::ffi::AVPROBE_PADDING_SIZE as usize, 0);
     let empty = c"";
-    let mut pd = ffmpeg::ffi::AVProbeData {
+    let pd = ffmpeg::ffi::AVProbeData {
         filename: empty.as_ptr(),
         buf: buf.as_mut_ptr(),
         buf_size: n as i32,
@@ -159,7 +159,7 @@ pub(crate) fn sniff_container(path: &Path) -> Option<String> {
     };
     let mut score = 0;
     unsafe {
-        let fmt = ffmpeg::ffi::av_probe_input_format2(&mut pd, 1, &mut score);
+        let fmt = ffmpeg::ffi::av_probe_input_format2(&pd, 1, &mut score);
         if fmt.is_null() || score < 50 {
             return None;
         }

@@ -397,7 +397,7 @@ fn decode_entities(s: &str) -> String {
 }
 
 fn sort_cues(cues: &mut Vec<Cue>) {
-    cues.sort_by(|a, b| (a.start_ms, a.end_ms).cmp(&(b.start_ms, b.end_ms)));
+    cues.sort_by_key(|c| (c.start_ms, c.end_ms));
     cues.dedup_by(|b, a| a.start_ms == b.start_ms && a.end_ms == b.end_ms && a.text == b.text && a.origin == b.origin);
 }
 

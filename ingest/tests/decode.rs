@@ -315,3 +315,14 @@ fn probe_reports_facts() {
         assert!(json.get(key).is_some(), "{key} missing in {json}");
     }
 }
+
+#[test]
+fn sampler_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<FrameSampler>();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = rgb_clip(dir.path(), "rgb.mp4", H264);
+    let sampler = FrameSampler::open(&clip, &SampleOptions::default()).unwrap();
+    let n = std::thread::spawn(move || sampler.count()).join().unwrap();
+    assert_eq!(n, 6);
+}

@@ -253,13 +253,13 @@ pub fn ffmpeg(args: &[&str]) {
 
 /// The fixture library.
 pub struct Fixture {
-    /// Temp folder holding everything.
-    pub dir: tempfile::TempDir,
+    /// Temp folder holding everything (shared so a test can keep it alive).
+    pub dir: Arc<tempfile::TempDir>,
     /// The library root.
     pub library: PathBuf,
     /// The thumbnails folder.
     pub thumbs: PathBuf,
-    /// `kitchen <b>&</b> bikes.webm` (20 s VP8): the one with the moments.
+    /// `kitchen <b>&<i> bikes.webm` (20 s VP8): the one with the moments.
     pub kitchen: i64,
     /// `cats.mp4` (10 s H.264).
     pub cats: i64,
@@ -318,7 +318,7 @@ impl Fixture {
         for d in [&library, &thumbs, &outside_dir] {
             std::fs::create_dir_all(d).unwrap();
         }
-        let kitchen_path = library.join("kitchen <b>&</b> bikes.webm");
+        let kitchen_path = library.join("kitchen <b>&<i> bikes.webm");
         let cats_path = library.join("cats.mp4");
         let secret = outside_dir.join("secret.webm");
         let k = kitchen_path.display().to_string();
@@ -447,7 +447,7 @@ impl Fixture {
                 .unwrap();
         }
         Fixture {
-            dir,
+            dir: Arc::new(dir),
             library,
             thumbs,
             kitchen,

@@ -9,29 +9,40 @@ use rayon::prelude::*;
 /// Rows handled per rayon task (keeps tasks large enough to amortise scheduling).
 const MIN_CHUNK: usize = 16 * 1024;
 
+/// `a * b + c`, fused when the caller is compiled with FMA (`FMA = true`),
+/// plain otherwise (a software `fmaf` call would be slow).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// erf for f32 without `exp`: Eigen's / XLA's rational approximation on
 /// [-4, 4] (|error| < 1e-6 against the exact function; see the unit test).
 #[inline(always)]
-pub fn erf_f32(x: f32) -> f32 {
+pub fn erf_f32<const F: bool>(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = x2.mul_add(-2.726_142_3e-10, 2.770_681_4e-8);
-    p = x2.mul_add(p, -2.101_024e-6);
-    p = x2.mul_add(p, -5.692_506_4e-5);
-    p = x2.mul_add(p, -7.349_906_3e-4);
-    p = x2.mul_add(p, -2.954_600_1e-3);
-    p = x2.mul_add(p, -1.609_603_3e-2);
-    let mut q = x2.mul_add(-1.456_607_2e-5, -2.133_740_6e-4);
-    q = x2.mul_add(q, -1.682_827e-3);
-    q = x2.mul_add(q, -7.373_329_3e-3);
-    q = x2.mul_add(q, -1.426_474e-2);
+    let mut p = madd::<F>(x2, -2.726_142_3e-10, 2.770_681_4e-8);
+    p = madd::<F>(x2, p, -2.101_024e-6);
+    p = madd::<F>(x2, p, -5.692_506_4e-5);
+    p = madd::<F>(x2, p, -7.349_906_3e-4);
+    p = madd::<F>(x2, p, -2.954_600_1e-3);
+    p = madd::<F>(x2, p, -1.609_603_3e-2);
+    let mut q = madd::<F>(x2, -1.456_607_2e-5, -2.133_740_6e-4);
+    q = madd::<F>(x2, q, -1.682_827e-3);
+    q = madd::<F>(x2, q, -7.373_329_3e-3);
+    q = madd::<F>(x2, q, -1.426_474e-2);
     x * p / q
 }
 
 /// Exact (erf) GELU in f32.
 #[inline(always)]
-pub fn gelu_erf_f32(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+pub fn gelu_erf_f32<const F: bool>(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32::<F>(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,23 +101,42 @@ impl InplaceOp2 for Fused {
                 }
                 let rows = (MIN_CHUNK / n).max(1);
                 let gelu = self.0 == Kind::BiasGelu;
+                #[cfg(target_arch = "x86_64")]
+                let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
                 dst.par_chunks_mut(rows * n).for_each(|chunk| {
-                    for row in chunk.chunks_exact_mut(n) {
-                        if gelu {
-                            for (d, b) in row.iter_mut().zip(src) {
-                                *d = gelu_erf_f32(*d + b);
-                            }
-                        } else {
-                            for (d, b) in row.iter_mut().zip(src) {
-                                *d += b;
-                            }
-                        }
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                        unsafe { bias_rows_avx2(chunk, src, gelu) };
+                        return;
                     }
+                    bias_rows::<false>(chunk, src, gelu);
                 });
             }
         }
         Ok(())
     }
+}
+
+#[inline(always)]
+fn bias_rows<const F: bool>(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    for row in chunk.chunks_exact_mut(bias.len()) {
+        if gelu {
+            for (d, b) in row.iter_mut().zip(bias) {
+                *d = gelu_erf_f32::<F>(*d + b);
+            }
+        } else {
+            for (d, b) in row.iter_mut().zip(bias) {
+                *d += b;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bias_rows_avx2(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    bias_rows::<true>(chunk, bias, gelu)
 }
 
 fn fast(t: &Tensor) -> bool {
@@ -143,6 +173,273 @@ pub fn add_into(x: &Tensor, y: Tensor) -> Result<Tensor> {
     }
 }
 
+/// Fast `exp` for f32 (Cephes-style: range reduction by ln 2, degree-6
+/// polynomial, exponent bits), relative error about 2e-7 on the range the
+/// softmax uses; inputs below -87 give the smallest normal float instead of a
+/// denormal.
+#[inline(always)]
+pub fn exp_f32<const F: bool>(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = madd::<F>(n, -0.693_359_4, x);
+    let r = madd::<F>(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = madd::<F>(p, r, 1.398_199_9e-3);
+    p = madd::<F>(p, r, 8.333_452e-3);
+    p = madd::<F>(p, r, 4.166_579_6e-2);
+    p = madd::<F>(p, r, 1.666_666_5e-1);
+    p = madd::<F>(p, r, 5e-1);
+    let e = madd::<F>(r * r, p, r) + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Window attention, fused: for every window and head, `softmax(q kᵀ + bias) v`.
+struct WindowAttention {
+    windows_per_image: usize,
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl WindowAttention {
+    /// One window: `qkv` is its `(tokens, 3*dim)` rows, `out` its `(tokens, dim)` rows,
+    /// `bias` its `(heads, tokens, tokens)` block. Works on groups of `R` query
+    /// rows times `L` lanes, accumulated in registers (independent FMA chains).
+    #[inline(always)]
+    fn window<const F: bool>(&self, qkv: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+        const L: usize = 8;
+        const R: usize = 4;
+        let (n, hd, heads) = (self.tokens, self.head_dim, self.heads);
+        let dim = heads * hd;
+        let np = n.div_ceil(L) * L;
+        scratch.clear();
+        scratch.resize(hd * np + 2 * R * np + R * hd, 0.0);
+        let (kt, rest) = scratch.split_at_mut(hd * np);
+        let (s, rest) = rest.split_at_mut(R * np);
+        let (pt, qb) = rest.split_at_mut(R * np);
+        let vrow = |j: usize, h: usize| 3 * dim * j + 2 * dim + h * hd;
+        for h in 0..heads {
+            // kᵀ of this head: (hd, np), zero-padded columns.
+            for j in 0..n {
+                let k = &qkv[j * 3 * dim + dim + h * hd..][..hd];
+                for (d, &kv) in k.iter().enumerate() {
+                    kt[d * np + j] = kv;
+                }
+            }
+            for i0 in (0..n).step_by(R) {
+                let rows = R.min(n - i0);
+                for r in 0..R {
+                    let dst = &mut qb[r * hd..][..hd];
+                    if r < rows {
+                        dst.copy_from_slice(&qkv[(i0 + r) * 3 * dim + h * hd..][..hd]);
+                    } else {
+                        dst.fill(0.0);
+                    }
+                }
+                // Scores: q kᵀ for R rows.
+                for jb in (0..np).step_by(L) {
+                    let mut acc = [[0f32; L]; R];
+                    for d in 0..hd {
+                        let kr: &[f32; L] = kt[d * np + jb..][..L].try_into().expect("L lanes");
+                        for r in 0..R {
+                            let qv = qb[r * hd + d];
+                            for l in 0..L {
+                                acc[r][l] = madd::<F>(qv, kr[l], acc[r][l]);
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        s[r * np + jb..][..L].copy_from_slice(&acc[r]);
+                    }
+                }
+                // Bias and softmax (unnormalised; 1/sum applied at the end),
+                // stored transposed in `pt` (n x R) for the next step.
+                let mut inv = [0f32; R];
+                for r in 0..R {
+                    if r >= rows {
+                        for j in 0..n {
+                            pt[j * R + r] = 0.0;
+                        }
+                        continue;
+                    }
+                    let row = &mut s[r * np..][..np];
+                    let brow = &bias[(h * n + i0 + r) * n..][..n];
+                    for (sj, &bj) in row.iter_mut().zip(brow) {
+                        *sj += bj;
+                    }
+                    for sj in row[n..].iter_mut() {
+                        *sj = f32::NEG_INFINITY;
+                    }
+                    let mut mx = [f32::NEG_INFINITY; L];
+                    for c in row.chunks_exact(L) {
+                        for l in 0..L {
+                            mx[l] = mx[l].max(c[l]);
+                        }
+                    }
+                    let m = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    for sj in row.iter_mut() {
+                        *sj = exp_f32::<F>(*sj - m);
+                    }
+                    let mut sm = [0f32; L];
+                    for c in row[..n].chunks(L) {
+                        for (l, &v) in c.iter().enumerate() {
+                            sm[l] += v;
+                        }
+                    }
+                    inv[r] = 1.0 / sm.iter().sum::<f32>();
+                    for j in 0..n {
+                        pt[j * R + r] = row[j];
+                    }
+                }
+                // probs · v for R rows.
+                let mut db = 0;
+                while db + L <= hd {
+                    let mut acc = [[0f32; L]; R];
+                    for j in 0..n {
+                        let v: &[f32; L] = qkv[vrow(j, h) + db..][..L].try_into().expect("L lanes");
+                        let pj: &[f32; R] = pt[j * R..][..R].try_into().expect("R rows");
+                        for r in 0..R {
+                            let p = pj[r];
+                            for l in 0..L {
+                                acc[r][l] = madd::<F>(p, v[l], acc[r][l]);
+                            }
+                        }
+                    }
+                    for r in 0..rows {
+                        let o = &mut out[(i0 + r) * dim + h * hd + db..][..L];
+                        for l in 0..L {
+                            o[l] = acc[r][l] * inv[r];
+                        }
+                    }
+                    db += L;
+                }
+                for d in db..hd {
+                    for r in 0..rows {
+                        let mut acc = 0.0;
+                        for j in 0..n {
+                            acc = madd::<F>(pt[j * R + r], qkv[vrow(j, h) + d], acc);
+                        }
+                        out[(i0 + r) * dim + h * hd + d] = acc * inv[r];
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn window_avx2(&self, qkv: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+        self.window::<true>(qkv, bias, out, scratch)
+    }
+
+    fn run(&self, qkv: &[f32], bias: &[f32], out: &mut [f32]) {
+        let (n, dim) = (self.tokens, self.heads * self.head_dim);
+        let per_bias = self.heads * n * n;
+        let bias_windows = bias.len() / per_bias;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        out.par_chunks_mut(n * dim)
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (w, o)| {
+                let b = if bias_windows == 1 {
+                    0
+                } else {
+                    w % self.windows_per_image
+                };
+                let bias = &bias[b * per_bias..][..per_bias];
+                let qkv = &qkv[w * n * 3 * dim..][..n * 3 * dim];
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                    unsafe { self.window_avx2(qkv, bias, o, scratch) };
+                    return;
+                }
+                self.window::<false>(qkv, bias, o, scratch);
+            });
+    }
+}
+
+impl candle_core::CustomOp2 for WindowAttention {
+    fn name(&self) -> &'static str {
+        "kino-window-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, candle_core::Shape)> {
+        let qkv = slice(s1, l1, "qkv")?;
+        let bias = slice(s2, l2, "attention bias")?;
+        let (n, dim) = (self.tokens, self.heads * self.head_dim);
+        if qkv.len() % (n * 3 * dim) != 0 || bias.len() % (self.heads * n * n) != 0 {
+            bail!("window attention: bad sizes");
+        }
+        let windows = qkv.len() / (n * 3 * dim);
+        let mut out = vec![0f32; windows * n * dim];
+        self.run(qkv, bias, &mut out);
+        Ok((CpuStorage::F32(out), (windows * n, dim).into()))
+    }
+}
+
+/// Window attention on `qkv` = `(windows * tokens, 3 * dim)` (queries already
+/// scaled) with `bias` = `(1 or windows_per_image, heads, tokens, tokens)`;
+/// returns `(windows * tokens, dim)`. Uses the fused kernel on the CPU and
+/// candle's matmul and softmax elsewhere.
+pub fn window_attention(
+    qkv: &Tensor,
+    bias: &Tensor,
+    windows_per_image: usize,
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
+    if fast(qkv) && fast(bias) {
+        return qkv.apply_op2_no_bwd(
+            bias,
+            &WindowAttention {
+                windows_per_image,
+                tokens,
+                heads,
+                head_dim,
+            },
+        );
+    }
+    window_attention_generic(qkv, bias, windows_per_image, tokens, heads, head_dim)
+}
+
+/// [`window_attention`] with candle's generic ops (any device).
+pub fn window_attention_generic(
+    qkv: &Tensor,
+    bias: &Tensor,
+    windows_per_image: usize,
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
+    let dim = heads * head_dim;
+    let rows = qkv.dim(0)?;
+    let bw = rows / tokens;
+    let b = bw / windows_per_image;
+    let qkv = qkv
+        .reshape((bw, tokens, 3, heads, head_dim))?
+        .permute((2, 0, 3, 1, 4))?;
+    let q = qkv.get(0)?.contiguous()?;
+    let kt = qkv.get(1)?.transpose(2, 3)?.contiguous()?;
+    let v = qkv.get(2)?.contiguous()?;
+    let scores = q.matmul(&kt)?.reshape((b, windows_per_image, heads, tokens, tokens))?;
+    let nb = bias.dim(0)?;
+    let scores = scores.broadcast_add(&bias.reshape((1, nb, heads, tokens, tokens))?)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores.reshape((bw, heads, tokens, tokens))?)?;
+    probs
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((bw * tokens, dim))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,11 +468,46 @@ mod tests {
     }
 
     #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0f64;
+        for i in -870000..=0 {
+            let x = (i as f64 / 10000.0) as f32;
+            let want = (x as f64).exp();
+            let rel = ((exp_f32::<false>(x) as f64) - want).abs() / want;
+            worst = worst.max(rel);
+        }
+        assert!(worst < 1e-6, "exp max relative error {worst}");
+    }
+
+    #[test]
+    fn fused_window_attention_matches_matmul_softmax() {
+        let dev = candle_core::Device::Cpu;
+        let (b, nw, n, heads, hd) = (2, 3, 9, 2, 4);
+        let qkv = Tensor::randn(0f32, 1.0, (b * nw * n, 3 * heads * hd), &dev).unwrap();
+        for nb in [1, nw] {
+            let bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
+            let fused = window_attention(&qkv, &bias, nw, n, heads, hd).unwrap();
+            let generic = window_attention_generic(&qkv, &bias, nw, n, heads, hd).unwrap();
+            let d: f32 = (fused - generic)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-5, "fused attention differs by {d} (bias windows {nb})");
+        }
+    }
+
+    #[test]
     fn fast_erf_is_accurate() {
         let mut worst = 0f64;
         for i in -60000..=60000 {
             let x = i as f64 / 10000.0;
-            let d = (erf_f32(x as f32) as f64 - erf64(x)).abs();
+            let d = (erf_f32::<false>(x as f32) as f64 - erf64(x)).abs();
             worst = worst.max(d);
         }
         assert!(worst < 2e-6, "erf max error {worst}");

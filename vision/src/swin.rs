@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{Activation, SwinConfig};
@@ -525,26 +525,8 @@ impl Swin {
             h
         };
         let win = h.index_select(&bp.partition, 1)?.reshape((bw * n, dim))?;
-        let qkv = blk
-            .qkv
-            .forward(&win)?
-            .reshape((bw, n, 3, heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = qkv.i(0)?.contiguous()?;
-        let kt = qkv.i(1)?.transpose(2, 3)?.contiguous()?;
-        let v = qkv.i(2)?.contiguous()?;
-        let scores = q.matmul(&kt)?.reshape((b, nw, heads, n, n))?;
-        let scores = if bp.bias.dim(0)? == 1 {
-            scores.broadcast_add(&bp.bias.reshape((1, 1, heads, n, n))?)?
-        } else {
-            scores.broadcast_add(&bp.bias.unsqueeze(0)?)?
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores.reshape((bw, heads, n, n))?)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((bw * n, dim))?;
+        let qkv = blk.qkv.forward(&win)?;
+        let ctx = ops::window_attention(&qkv, &bp.bias, nw, n, heads, hd)?;
         let att = blk.output.forward(&ctx)?.reshape((b, nw * n, dim))?;
         let att = att.index_select(&bp.reverse, 1)?;
         let x = ops::add_into(x, att)?;

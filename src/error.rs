@@ -33,8 +33,3 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
     1
 }
-
-/// The message for "this command exists but its stage is not built yet".
-pub fn not_implemented(area: &str) -> anyhow::Error {
-    usage(format!("not implemented yet: {area}"))
-}

@@ -50,6 +50,9 @@ pub struct PipelineOptions {
     pub segmenter: Segmenter,
     /// Where segment thumbnails are written.
     pub thumbnails: PathBuf,
+    /// A running job checkpoints its finished segments every this many ms
+    /// of video, so a crash does not redo a whole film (`KINO_CHECKPOINT_SECS`).
+    pub checkpoint_every_ms: i64,
 }
 
 impl PipelineOptions {
@@ -63,6 +66,11 @@ impl PipelineOptions {
             max_side: 448,
             segmenter: Segmenter::default(),
             thumbnails,
+            checkpoint_every_ms: std::env::var("KINO_CHECKPOINT_SECS")
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(|s| s.max(1) * 1000)
+                .unwrap_or(300_000),
         }
     }
 }
@@ -315,14 +323,34 @@ impl Pipeline {
     }
 
     /// Indexes one video and replaces its segments atomically.
+    ///
+    /// `resume_ms`: the timeline position of the job's last checkpoint (its
+    /// staged segments are kept and decoding starts there). `checkpoint` is
+    /// called with the new position after each checkpoint is staged and
+    /// returns false when the job's lease was lost.
     pub fn index_video(
         &self,
         video: &Video,
+        resume_ms: Option<i64>,
         cancel: &AtomicBool,
         progress: &dyn Fn(Progress),
+        checkpoint: &dyn Fn(i64) -> bool,
     ) -> Result<IndexOutcome, IndexError> {
         let path = PathBuf::from(&video.path);
         let started = Instant::now();
+        let db = |e: kino_store::StoreError| IndexError::Transient(anyhow::Error::from(e));
+        // Resume from a checkpoint only when its staged segments are there.
+        let mut resume_from = 0i64;
+        if let Some(done) = resume_ms.filter(|d| *d > 0) {
+            let staged = self.rt.block_on(self.store.staged_segments(video.id)).map_err(db)?;
+            if staged.iter().any(|s| s.end_ms == done) {
+                resume_from = done;
+                tracing::info!(video = %path.display(), "resuming from its checkpoint at {} s", done / 1000);
+            }
+        }
+        if resume_from == 0 {
+            self.rt.block_on(self.store.clear_staged(video.id)).map_err(db)?;
+        }
         let info = kino_ingest::probe(&path).map_err(|e| IndexError::BadInput(e.to_string()))?;
         let facts = kino_store::MediaFacts {
             duration_ms: Some(info.duration_ms),
@@ -407,6 +435,9 @@ impl Pipeline {
             segments: Vec::new(),
             needs_vision: self.vision.is_none(),
             thumbs_dir: self.opts.thumbnails.join(video.id.to_string()),
+            resume_from,
+            checkpointed_ms: resume_from,
+            staged: 0,
         };
         self.finish_segments(&mut state, finished, &timed)?;
 
@@ -417,6 +448,7 @@ impl Pipeline {
                 fps: self.opts.fps,
                 max_side: Some(self.opts.max_side),
                 thumbnail_width: 320,
+                start_ms: resume_from,
                 ..SampleOptions::default()
             };
             let vision_tx = self.vision.as_ref().and_then(|v| v.tx.clone());
@@ -454,6 +486,7 @@ impl Pipeline {
                         state.frames.insert(index, f);
                         index += 1;
                         self.finish_segments(&mut state, done, &timed)?;
+                        self.maybe_checkpoint(&mut state, checkpoint)?;
                     }
                 }
             }
@@ -485,21 +518,56 @@ impl Pipeline {
             fusion_model: Some(v.fusion.clone()),
         };
         let t = Instant::now();
+        // Everything checkpointed (this run's and earlier runs') plus the rest.
+        let mut all: Vec<NewSegment> = if state.checkpointed_ms > 0 {
+            let staged = self.rt.block_on(self.store.staged_segments(video.id)).map_err(db)?;
+            staged
+                .into_iter()
+                .filter(|s| s.end_ms <= state.checkpointed_ms)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        all.append(&mut state.segments);
+        let total = all.len();
         self.rt
-            .block_on(self.store.replace_segments(video.id, &state.segments, &versions))
-            .map_err(anyhow::Error::from)?;
+            .block_on(self.store.replace_segments(video.id, &all, &versions))
+            .map_err(db)?;
+        tracing::debug!(video = %path.display(), segments = total, staged_this_run = state.staged, "index replaced");
         metrics::histogram!("kino_stage_seconds", "stage" => "store").record(t.elapsed().as_secs_f64());
         metrics::histogram!("kino_stage_seconds", "stage" => "video").record(started.elapsed().as_secs_f64());
         for w in &warnings {
             tracing::warn!(video = %path.display(), "{w}");
         }
         Ok(IndexOutcome {
-            segments: state.segments.len(),
+            segments: total,
             frames: frames_seen,
             cues: timed.len(),
             warnings,
             needs_vision: state.needs_vision,
         })
+    }
+
+    /// Stages the finished segments once enough video has passed since the
+    /// last checkpoint, and records the new position in the job.
+    fn maybe_checkpoint(&self, state: &mut VideoState, checkpoint: &dyn Fn(i64) -> bool) -> Result<(), IndexError> {
+        let Some(last_end) = state.segments.last().map(|s| s.end_ms) else {
+            return Ok(());
+        };
+        if last_end - state.checkpointed_ms < self.opts.checkpoint_every_ms {
+            return Ok(());
+        }
+        self.rt
+            .block_on(self.store.stage_segments(state.video_id, &state.segments))
+            .map_err(|e| IndexError::Transient(anyhow::Error::from(e)))?;
+        state.staged += state.segments.len();
+        state.segments.clear();
+        state.checkpointed_ms = last_end;
+        metrics::counter!("kino_checkpoints_total").increment(1);
+        if !checkpoint(last_end) {
+            return Err(IndexError::Cancelled);
+        }
+        Ok(())
     }
 
     fn finish_segments(
@@ -510,6 +578,9 @@ impl Pipeline {
     ) -> Result<(), IndexError> {
         for seg in segs {
             let max_index = seg.frame_indices.iter().copied().max();
+            if seg.start_ms < state.resume_from {
+                continue; // staged by an earlier run
+            }
             let built = self.build_segment(state, &seg, cues)?;
             if let Some(s) = built {
                 state.segments.push(s);
@@ -606,6 +677,12 @@ struct VideoState {
     segments: Vec<NewSegment>,
     needs_vision: bool,
     thumbs_dir: PathBuf,
+    /// Segments before this were staged by an earlier run.
+    resume_from: i64,
+    /// Position of the last checkpoint (all segments before it are staged).
+    checkpointed_ms: i64,
+    /// Segments staged by this run.
+    staged: usize,
 }
 
 fn frame_visual(f: &ProcessedFrame) -> FrameVisual {

@@ -238,7 +238,19 @@ fn run_job(
                 }
             }
         });
-        let r = pipeline.index_video(&video, &cancel, &|p| events(WorkerEvent::Progress(p)));
+        let resume = job
+            .checkpoint
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|v| v["done_ms"].as_i64());
+        let save = |done_ms: i64| {
+            let cp = serde_json::json!({ "done_ms": done_ms }).to_string();
+            with_retry(rt, "saving a checkpoint", || {
+                rt.block_on(store.checkpoint_job(job_id, owner, &cp))
+            })
+            .unwrap_or(false)
+        };
+        let r = pipeline.index_video(&video, resume, &cancel, &|p| events(WorkerEvent::Progress(p)), &save);
         done.store(true, Ordering::Relaxed);
         r
     });

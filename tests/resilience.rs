@@ -306,3 +306,82 @@ fn two_workers_share_one_postgres_queue() {
     });
     drop_db();
 }
+
+#[test]
+fn a_long_video_resumes_from_its_checkpoint_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    make_library(&lib, 1, 300);
+
+    // Reference: uninterrupted (checkpointing along the way too).
+    let ref_db = dir.path().join("ref.db").display().to_string();
+    let st = kino(&dir.path().join("home-ref"), &ref_db)
+        .env("KINO_CHECKPOINT_SECS", "20")
+        .arg("-q")
+        .arg("ingest")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let reference = snapshot(&ref_db);
+    assert_eq!(
+        reference[0].2.len(),
+        20,
+        "300 s with a cue every 15 s: 20 segments with text"
+    );
+
+    let db = dir.path().join("kino.db").display().to_string();
+    let home = dir.path().join("home");
+    let mut child = kino(&home, &db)
+        .env("KINO_CHECKPOINT_SECS", "20")
+        .arg("-q")
+        .arg("ingest")
+        .arg(&lib)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let checkpoint = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if dir.path().join("kino.db").exists() {
+            let cp = rt().block_on(async {
+                let store = Store::open(&db).await.ok()?;
+                let jobs = store.jobs(10).await.ok()?;
+                store.close().await;
+                jobs.first().and_then(|j| j.checkpoint.clone())
+            });
+            if let Some(cp) = cp {
+                break cp;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint in time");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest ended before a checkpoint was seen"
+        );
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_ms: i64 = serde_json::from_str::<serde_json::Value>(&checkpoint).unwrap()["done_ms"]
+        .as_i64()
+        .unwrap();
+    assert!(done_ms > 0 && done_ms < 300_000, "{checkpoint}");
+    assert!(
+        snapshot(&db)[0].2.is_empty(),
+        "search sees nothing of a half-indexed video"
+    );
+
+    let out = kino(&home, &db)
+        .env("KINO_CHECKPOINT_SECS", "20")
+        .arg("ingest")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("resuming from its checkpoint"), "the rerun resumes: {log}");
+    let after = snapshot(&db);
+    assert_eq!(after[0].1, VideoStatus::Done);
+    assert_eq!(after[0].2, reference[0].2, "same segments as an uninterrupted run");
+}

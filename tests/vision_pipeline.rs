@@ -9,10 +9,17 @@ use std::process::Command;
 use kino_store::Store;
 
 fn text_model() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-    });
-    assert!(text.join("model.safetensors").is_file(), "text model missing at {}: run scripts/setup", text.display());
+    let text = std::env::var("KINO_TEST_TEXT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
+        });
+    assert!(
+        text.join("model.safetensors").is_file(),
+        "text model missing at {}: run scripts/setup",
+        text.display()
+    );
     text
 }
 
@@ -41,7 +48,14 @@ fn add_vision(models: &Path) {
 
 fn kino(home: &Path, models: &Path, db: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
-    c.env_remove("KINO_DATABASE_URL").arg("-q").arg("--home").arg(home).arg("--models").arg(models).arg("--db").arg(db);
+    c.env_remove("KINO_DATABASE_URL")
+        .arg("-q")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models)
+        .arg("--db")
+        .arg(db);
     c
 }
 
@@ -71,7 +85,10 @@ fn make_video(path: &Path, secs: u32, size: &str, rate: u32) {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -86,7 +103,10 @@ fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
 
     let out = kino(&home, &models, &db).arg("ingest").arg(&lib).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("vision branch off"), "says the vision branch is off");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vision branch off"),
+        "says the vision branch is off"
+    );
     let (v, segs) = rt().block_on(async {
         let s = Store::open(&db).await.unwrap();
         let v = s.videos().await.unwrap().remove(0);
@@ -97,7 +117,10 @@ fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
     assert!(segs.iter().all(|s| s.visual_emb.is_none() && s.tags.is_empty()));
 
     add_vision(&models);
-    let out = kino(&home, &models, &db).args(["reindex", "--stale", "--json"]).output().unwrap();
+    let out = kino(&home, &models, &db)
+        .args(["reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["reindexed"], 1, "{summary}");
@@ -109,16 +132,29 @@ fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
     });
     assert!(!v.needs_vision, "vision filled in");
     assert!(v.vision_model.is_some());
-    assert_eq!(segs.len(), 3, "25 s in 10 s windows (the 5 s tail merges only below 2 s)");
+    assert_eq!(
+        segs.len(),
+        3,
+        "25 s in 10 s windows (the 5 s tail merges only below 2 s)"
+    );
     for s in &segs {
-        assert!(s.visual_emb.as_ref().map(|e| e.len()) == Some(384), "visual vector in the text space");
+        assert!(
+            s.visual_emb.as_ref().map(|e| e.len()) == Some(384),
+            "visual vector in the text space"
+        );
         assert!(!s.tags.is_empty(), "labels from the checkpoint's head become tags");
         assert!(s.thumbnail.is_some());
         let thumb = home.join("thumbnails").join(s.thumbnail.as_ref().unwrap());
-        assert!(std::fs::read(&thumb).unwrap().starts_with(&[0xFF, 0xD8]), "thumbnail is a JPEG");
+        assert!(
+            std::fs::read(&thumb).unwrap().starts_with(&[0xFF, 0xD8]),
+            "thumbnail is a JPEG"
+        );
     }
     // Nothing is stale any more.
-    let out = kino(&home, &models, &db).args(["reindex", "--stale", "--json"]).output().unwrap();
+    let out = kino(&home, &models, &db)
+        .args(["reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["selected"], 0, "{summary}");
 }
@@ -126,7 +162,10 @@ fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
 fn peak_rss_kb(cmd: &mut Command) -> u64 {
     // GNU time prints the peak resident set size (KiB) of the command on its last stderr line.
     let mut t = Command::new("/usr/bin/time");
-    t.arg("-f").arg("PEAK_RSS_KB=%M").arg(cmd.get_program()).args(cmd.get_args());
+    t.arg("-f")
+        .arg("PEAK_RSS_KB=%M")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     let out = t.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{err}");
@@ -156,7 +195,11 @@ fn peak_memory_does_not_grow_with_video_length() {
         peaks.push(kb);
     }
     let (short, long) = (peaks[0], peaks[1]);
-    assert!(long < 400 * 1024, "peak RSS {} MiB exceeds the 400 MiB bound", long / 1024);
+    assert!(
+        long < 400 * 1024,
+        "peak RSS {} MiB exceeds the 400 MiB bound",
+        long / 1024
+    );
     assert!(
         long < short + 40 * 1024,
         "6x the length must not cost more memory: 5 min {} MiB, 30 min {} MiB",

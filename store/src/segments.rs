@@ -103,6 +103,10 @@ impl Store {
             .bind(video_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM staged_segments WHERE video_id = $1")
+            .bind(video_id)
+            .execute(&mut *tx)
+            .await?;
         let mut ids = Vec::with_capacity(segments.len());
         for s in segments {
             let id: i64 = sqlx::query_scalar(
@@ -158,6 +162,67 @@ impl Store {
             }
         }
         Ok(ids)
+    }
+
+    /// Checkpoints part of a video's new index: appends finished segments to
+    /// the video's staging area (invisible to search). The next
+    /// [`Store::replace_segments`] of the video clears it.
+    pub async fn stage_segments(&self, video_id: i64, segments: &[NewSegment]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for s in segments {
+            sqlx::query(
+                "INSERT INTO staged_segments (video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(video_id)
+            .bind(s.start_ms)
+            .bind(s.end_ms)
+            .bind(&s.text)
+            .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
+            .bind(s.fused.len() as i64)
+            .bind(encode_f32(&s.fused))
+            .bind(s.text_emb.as_deref().map(encode_f32))
+            .bind(s.visual_emb.as_deref().map(encode_f32))
+            .bind(&s.model_version)
+            .bind(&s.thumbnail)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The staged (checkpointed) segments of a video, in time order.
+    pub async fn staged_segments(&self, video_id: i64) -> Result<Vec<NewSegment>> {
+        let sql = format!("SELECT {SEG_COLS} FROM staged_segments WHERE video_id = $1 ORDER BY start_ms, id");
+        let rows = sqlx::query(&sql).bind(video_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let s = segment_from_row(r)?;
+                Ok(NewSegment {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    text: s.text,
+                    tags: s.tags,
+                    fused: s.fused,
+                    text_emb: s.text_emb,
+                    visual_emb: s.visual_emb,
+                    model_version: s.model_version,
+                    thumbnail: s.thumbnail,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops a video's staged segments (a fresh start without checkpoint).
+    pub async fn clear_staged(&self, video_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM staged_segments WHERE video_id = $1")
+            .bind(video_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A video's segments in time order.

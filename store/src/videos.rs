@@ -190,6 +190,7 @@ impl Store {
         for sql in [
             "UPDATE videos SET duplicate_of = NULL WHERE duplicate_of = $1",
             "DELETE FROM segments WHERE video_id = $1",
+            "DELETE FROM staged_segments WHERE video_id = $1",
             "DELETE FROM cues WHERE video_id = $1",
             "DELETE FROM jobs WHERE video_id = $1",
             "DELETE FROM videos WHERE id = $1",

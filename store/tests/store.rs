@@ -125,7 +125,7 @@ both_backends!(
     migrations_are_idempotent_and_newer_schema_is_refused,
     |store: Store, url: String| async move {
         store.migrate().await.unwrap();
-        assert_eq!(store.schema_version(), 1);
+        assert_eq!(store.schema_version(), 2);
         // Pretend a newer kino migrated this database.
         let sql = match store.backend() {
             Backend::Postgres => {
@@ -140,7 +140,7 @@ both_backends!(
         sqlx::query(sql).execute(store.pool()).await.unwrap();
         let err = Store::open(&url).await.err().expect("a newer schema must be refused");
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 1 }),
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 2 }),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this kino"), "{err}");
@@ -248,6 +248,21 @@ both_backends!(
         let v = store.video(vid).await.unwrap().unwrap();
         assert_eq!(v.status, VideoStatus::Done);
         assert!(v.needs_vision, "indexed without a vision model");
+
+        // Checkpointed (staged) segments stay invisible until the replace, which clears them.
+        store
+            .stage_segments(vid, &[segment(0, "staged", vec![0.0, 1.0, 0.0])])
+            .await
+            .unwrap();
+        assert_eq!(store.staged_segments(vid).await.unwrap().len(), 1);
+        assert!(store.segments(vid).await.unwrap().iter().all(|s| s.text == "gen-39"));
+        let staged = store.staged_segments(vid).await.unwrap();
+        store
+            .replace_segments(vid, &staged, &IndexVersions::default())
+            .await
+            .unwrap();
+        assert!(store.staged_segments(vid).await.unwrap().is_empty());
+        assert_eq!(store.segments(vid).await.unwrap()[0].text, "staged");
     }
 );
 

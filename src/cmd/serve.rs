@@ -102,7 +102,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
                         }
                     }
                     if let Ok(counts) = handle.block_on(store.job_counts()) {
-                        for (state, n) in counts {
+                        for state in ["queued", "running", "done", "failed"] {
+                            let n = counts.iter().find(|(s, _)| s == state).map(|(_, n)| *n).unwrap_or(0);
                             metrics::gauge!("kino_jobs", "state" => state).set(n as f64);
                         }
                     }

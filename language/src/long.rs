@@ -14,9 +14,15 @@ use serde::Serialize;
 use crate::encoder::{cut_text, l2_normalize, SentenceEncoder};
 use crate::error::LanguageError;
 
-/// Default window length in text tokens (special tokens not counted).
+/// Default window length in text tokens (special tokens not counted): 128.
+/// all-MiniLM-L6-v2 was trained on inputs of at most 128 tokens, so its
+/// vectors are best for passages of that size (~100 words, 30–40 s of
+/// speech), which is also the grain at which a user wants a moment found.
 pub const DEFAULT_WINDOW: usize = 128;
-/// Default distance between window starts, in tokens.
+/// Default distance between window starts, in tokens: 96, so consecutive
+/// windows overlap by 32 tokens (a sentence or two) and a phrase cut by one
+/// window boundary is whole in the next window. A 3,000-word transcript
+/// (~3,900 tokens) gives about 40 windows.
 pub const DEFAULT_STRIDE: usize = 96;
 /// At most this many windows are encoded per text; the rest of a longer text
 /// is dropped and [`LongEmbedding::truncated`] says so. With the defaults that

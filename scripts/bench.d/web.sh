@@ -15,8 +15,12 @@ duration="${KINO_WEB_DURATION:-15s}"
 conns="${KINO_WEB_CONNECTIONS:-32}"
 
 command -v wrk >/dev/null || { echo "web bench: wrk is not installed (Debian package wrk)" >&2; exit 1; }
-cargo build --release --quiet -p kino-web --example loadtest_server
-server=target/release/examples/loadtest_server
+# KINO_WEB_SERVER: an already built loadtest_server (default: build it in release).
+server="${KINO_WEB_SERVER:-}"
+if [ -z "$server" ]; then
+  cargo build --release --quiet -p kino-web --example loadtest_server
+  server=target/release/examples/loadtest_server
+fi
 
 rm -f "$dir/kino.addr" "$dir/load.db"*
 "$server" "$dir/load.db" "$segments" "$dir/kino.addr" >/dev/null 2>"$dir/kino.log" &
@@ -113,7 +117,9 @@ run_wrk kino "$kino_addr"
 
 if "$py" -c 'import numpy' 2>/dev/null; then
   rm -f "$dir/peer.addr"
-  "$py" "$dir/peer.py" "$dir/load.db" "$dir/peer.addr" 2>"$dir/peer.log" &
+  # One BLAS thread per request thread: 32 request threads share the 2 cores.
+  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+    "$py" "$dir/peer.py" "$dir/load.db" "$dir/peer.addr" 2>"$dir/peer.log" &
   peer_pid=$!
   for _ in $(seq 1 100); do [ -s "$dir/peer.addr" ] && break; sleep 0.2; done
   peer_addr="$(cat "$dir/peer.addr")"

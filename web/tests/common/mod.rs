@@ -66,16 +66,21 @@ impl BowEngine {
         let ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
         let segs = self.store.segments_by_id(&ids).await?;
         let mut out = Vec::with_capacity(hits.len());
+        let mut paths: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
         for h in hits {
             let Some(s) = segs.iter().find(|s| s.id == h.segment_id) else {
                 continue;
             };
-            let Some(v) = self.store.video(h.video_id).await? else {
-                continue;
-            };
+            // One lookup per video, not per hit.
+            if !paths.contains_key(&h.video_id) {
+                let Some(v) = self.store.video(h.video_id).await? else {
+                    continue;
+                };
+                paths.insert(h.video_id, v.path);
+            }
             out.push(Moment {
                 video_id: h.video_id,
-                path: v.path,
+                path: paths[&h.video_id].clone(),
                 start_ms: h.start_ms,
                 end_ms: h.end_ms,
                 score: h.score,

@@ -72,11 +72,11 @@ impl BowEngine {
                 continue;
             };
             // One lookup per video, not per hit.
-            if !paths.contains_key(&h.video_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = paths.entry(h.video_id) {
                 let Some(v) = self.store.video(h.video_id).await? else {
                     continue;
                 };
-                paths.insert(h.video_id, v.path);
+                slot.insert(v.path);
             }
             out.push(Moment {
                 video_id: h.video_id,

@@ -35,7 +35,6 @@ use kino_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use engine::{Answer, AskResponse, BoxFuture, Citation, Moment, QueryEngine, SearchResponse};
@@ -213,6 +212,23 @@ async fn limit_query(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Answers 408 with a JSON error when the handler has not produced a response
+/// head within the configured time (a media body may stream for longer).
+async fn timeout(axum::extract::State(limit): axum::extract::State<Duration>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!("{path}: no answer within {limit:?}");
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("no answer within {} ms", limit.as_millis()),
+            )
+            .into_response()
+        }
+    }
+}
+
 async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -232,7 +248,7 @@ async fn track(req: Request, next: Next) -> Response {
 /// The whole app: pages, API, media, metrics, with auth, limits, timeout,
 /// tracing and (except for media) compression.
 pub fn router(state: Arc<AppState>) -> Router {
-    let timeout = state.request_timeout;
+    let limit = state.request_timeout;
     let app = Router::new()
         .route("/", get(pages::search))
         .route("/library", get(pages::library))
@@ -266,7 +282,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(limit_query))
         .layer(middleware::from_fn(track))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(middleware::from_fn_with_state(limit, timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

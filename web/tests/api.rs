@@ -543,3 +543,49 @@ async fn non_loopback_bind_without_token_refuses_to_start() {
     kino_web::serve(config, store.clone(), engine, async {}).await.unwrap();
     db.finish(store).await;
 }
+
+/// An engine that never answers in time.
+struct SlowEngine;
+
+impl kino_web::QueryEngine for SlowEngine {
+    fn search(
+        &self,
+        _q: &str,
+        _k: usize,
+        _v: Option<i64>,
+    ) -> kino_web::BoxFuture<'_, anyhow::Result<Vec<kino_web::Moment>>> {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Ok(vec![])
+        })
+    }
+    fn ask(&self, _q: &str) -> kino_web::BoxFuture<'_, anyhow::Result<kino_web::Answer>> {
+        Box::pin(async { anyhow::bail!("the answer model is not loaded") })
+    }
+    fn reindex(&self, _v: Option<i64>, _s: bool) -> kino_web::BoxFuture<'_, anyhow::Result<Value>> {
+        Box::pin(async { Ok(Value::Null) })
+    }
+}
+
+#[tokio::test]
+async fn slow_and_failing_engines_answer_json_errors() {
+    let db = TestDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let config = WebConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = router(Arc::new(AppState::new(&config, store.clone(), Arc::new(SlowEngine))));
+    let started = std::time::Instant::now();
+    let r = get(&app, "/api/search?q=bread").await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("300 ms"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let r = post_json(&app, "/api/ask", r#"{"question":"why?"}"#).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.json()["error"].as_str().unwrap().contains("not loaded"));
+    // Pages show the failure instead of failing.
+    let r = get(&app, "/?q=why%3F").await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+    db.finish(store).await;
+}

@@ -15,13 +15,16 @@ use kino_web::{Answer, BoxFuture, Citation, Moment, QueryEngine};
 /// How many segments are scored exactly before moments are merged.
 const PRESELECT: usize = 200;
 
+/// What `POST /api/reindex` runs: `(video, stale)` → summary.
+type ReindexFn = Box<dyn Fn(Option<i64>, bool) -> Result<serde_json::Value> + Send + Sync>;
+
 /// Search and ask over one store.
 pub struct Engine {
     store: Store,
     text: Arc<SentenceEncoder>,
     weights: Weights,
     /// Called for `POST /api/reindex` (set by `kino serve`).
-    reindex: Option<Box<dyn Fn(Option<i64>, bool) -> Result<serde_json::Value> + Send + Sync>>,
+    reindex: Option<ReindexFn>,
 }
 
 impl Engine {
@@ -100,9 +103,8 @@ impl Engine {
         let mut paths: HashMap<i64, String> = HashMap::new();
         let mut out = Vec::with_capacity(moments.len());
         for m in moments {
-            if !paths.contains_key(&m.video_id) {
-                let p = self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default();
-                paths.insert(m.video_id, p);
+            if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(m.video_id) {
+                e.insert(self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default());
             }
             let first = m.segment_ids.first().copied();
             let thumb = match first {

@@ -93,8 +93,11 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// (path, status, segment rows) of every video, by path.
-fn snapshot(db: &str) -> Vec<(String, VideoStatus, Vec<(i64, i64, String)>)> {
+/// A video's file name, status and segments as (start, end, text).
+type VideoSnapshot = (String, VideoStatus, Vec<(i64, i64, String)>);
+
+/// Every video, by path.
+fn snapshot(db: &str) -> Vec<VideoSnapshot> {
     rt().block_on(async {
         let store = Store::open(db).await.unwrap();
         let mut out = Vec::new();

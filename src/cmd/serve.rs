@@ -40,6 +40,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     std::fs::create_dir_all(config.home.join("thumbnails"))
         .with_context(|| format!("creating {}", config.home.join("thumbnails").display()))?;
 
+    // The recorder first, so the pipeline's metrics reach /metrics.
+    kino_web::install_metrics();
     let rt = super::runtime()?;
     let (store, pipeline) = super::index::start_pipeline(config, &rt)?;
     let stop = super::index::install_shutdown_flag();

@@ -14,7 +14,7 @@ pub fn encode_f32(v: &[f32]) -> Vec<u8> {
 /// Decodes little-endian `f32` bytes; the length must be a multiple of 4
 /// and, when `dim` is given, equal to `dim * 4`.
 pub fn decode_f32(bytes: &[u8], dim: Option<usize>) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 || dim.map(|d| d * 4 != bytes.len()).unwrap_or(false) {
+    if !bytes.len().is_multiple_of(4) || dim.map(|d| d * 4 != bytes.len()).unwrap_or(false) {
         return Err(StoreError::Corrupt(format!(
             "embedding of {} bytes does not hold {} f32 values",
             bytes.len(),

@@ -1,0 +1,251 @@
+//! `kino serve` as a whole: watcher + workers + web with the real query
+//! engine (fusion scoring over the real text model). Files dropped into the
+//! library are indexed and searchable over HTTP; a moved file keeps its
+//! index; a deleted file disappears from search; SIGTERM stops cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn models_dir() -> PathBuf {
+    let text = std::env::var("KINO_TEST_TEXT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
+        });
+    assert!(
+        text.join("model.safetensors").is_file(),
+        "text model missing at {}: run scripts/setup",
+        text.display()
+    );
+    text.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn make_video(dir: &Path, name: &str, colour: &str, srt: &str) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c={colour}:s=160x120:r=10:d=20"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(dir.join(format!("{name}.tmp.mp4")))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(dir.join(format!("{name}.srt")), srt).unwrap();
+    // Appear atomically under the final name (temporary names are ignored by the watcher).
+    std::fs::rename(dir.join(format!("{name}.tmp.mp4")), dir.join(format!("{name}.mp4"))).unwrap();
+}
+
+/// A minimal HTTP/1.1 request over loopback; returns (status, headers, body).
+fn http(port: u16, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..line_end]).trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
+        b = &b[line_end + 2 + n + 2..];
+    }
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, _, body) = http(port, "GET", path, None, &[]);
+    assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(180), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_indexes_dropped_files_and_answers_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(
+        &lib,
+        "garden",
+        "green",
+        "1\n00:00:11,000 --> 00:00:17,000\nToday I am sowing tomato seeds in small pots of compost.\n\n",
+    );
+    let port = free_port();
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_kino"))
+            .env_remove("KINO_DATABASE_URL")
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .arg("--models")
+            .arg(models_dir())
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // A second file dropped while serving.
+    make_video(
+        &lib,
+        "storm",
+        "gray",
+        "1\n00:00:02,000 --> 00:00:08,000\nLightning flashes and thunder rumbles as heavy rain pours.\n\n",
+    );
+    wait_for("both videos indexed", || {
+        let v = get_json(port, "/api/videos");
+        let vids = v["videos"].as_array().cloned().unwrap_or_default();
+        vids.len() == 2 && vids.iter().all(|v| v["status"] == "done")
+    });
+
+    let res = get_json(port, "/api/search?q=someone%20is%20planting%20seeds&k=3");
+    let top = &res["results"][0];
+    assert!(top["path"].as_str().unwrap().ends_with("garden.mp4"), "{res}");
+    assert!(
+        top["start_ms"].as_i64().unwrap() <= 11_000 && top["end_ms"].as_i64().unwrap() >= 17_000,
+        "{res}"
+    );
+    let video_id = top["video_id"].as_i64().unwrap();
+
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/api/ask",
+        Some(r#"{"question":"what is the weather doing?"}"#),
+        &[],
+    );
+    assert_eq!(status, 200);
+    let ans: Value = serde_json::from_slice(&body).unwrap();
+    assert!(ans["answer"].as_str().unwrap().contains("thunder"), "{ans}");
+    assert!(
+        ans["citations"][0]["path"].as_str().unwrap().ends_with("storm.mp4"),
+        "{ans}"
+    );
+    assert!(ans["query_id"].as_i64().unwrap() > 0);
+
+    let (status, head, body) = http(
+        port,
+        "GET",
+        &format!("/media/{video_id}"),
+        None,
+        &[("Range", "bytes=0-99")],
+    );
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(body.len(), 100);
+    assert!(head.to_ascii_lowercase().contains("content-type: video/mp4"), "{head}");
+
+    let (_, _, metrics) = http(port, "GET", "/metrics", None, &[]);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for m in ["kino_frames_decoded_total", "kino_stage_seconds", "kino_jobs_total"] {
+        assert!(metrics.contains(m), "/metrics lacks {m}");
+    }
+
+    // A move keeps the index (same id, same segments); a deletion hides the video.
+    let before = get_json(port, &format!("/api/videos/{video_id}"));
+    std::fs::create_dir_all(lib.join("moved")).unwrap();
+    std::fs::rename(lib.join("garden.mp4"), lib.join("moved/garden.mp4")).unwrap();
+    wait_for("the move", || {
+        let v = get_json(port, &format!("/api/videos/{video_id}"));
+        v.to_string().contains("moved/garden.mp4") && v.to_string().contains("\"done\"")
+    });
+    let after = get_json(port, &format!("/api/videos/{video_id}"));
+    assert_eq!(before["segments"], after["segments"], "moved, not re-indexed");
+    std::fs::remove_file(lib.join("moved/garden.mp4")).unwrap();
+    wait_for("the deletion", || {
+        let r = get_json(port, "/api/search?q=planting%20seeds&k=5");
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["video_id"].as_i64() != Some(video_id))
+    });
+
+    // SIGTERM: a clean exit.
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(server.0.id().to_string())
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(st) = server.0.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_refuses_a_public_bind_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kino"))
+        .env_remove("KINO_TOKEN")
+        .arg("--home")
+        .arg(dir.path())
+        .args(["serve", "--bind", "0.0.0.0:18999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -673,7 +673,7 @@ fn scale_to_rgb(
             ffmpeg::format::Pixel::RGB24,
             w,
             h,
-            scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT,
+            scaling::Flags::BILINEAR,
         )
         .map_err(|e| IngestError::Ffmpeg {
             path: path.to_owned(),

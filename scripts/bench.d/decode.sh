@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 DUR="${KINO_BENCH_DECODE_SECONDS:-60}"
 RUNS="${KINO_BENCH_DECODE_RUNS:-3}"
 CLIP="$KINO_BENCH_DIR/decode-${DUR}s-720p.mp4"
-cargo build --release --quiet -p kino-ingest --example decode_bench
+[ -n "${KINO_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet -p kino-ingest --example decode_bench
 if [ ! -f "$CLIP" ]; then
   ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i "testsrc2=s=1280x720:r=30:d=$DUR" \
     -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 60 -bf 2 "$CLIP"

@@ -130,8 +130,13 @@ pub fn run_worker(
             }
         };
         let Some(job) = job else {
+            // Leave only when nothing is left to do: a job waiting out a
+            // retry backoff, or running elsewhere, may still come back.
             if opts.exit_when_idle {
-                break;
+                match rt.block_on(store.job_counts()) {
+                    Ok(c) if !c.iter().any(|(s, n)| *n > 0 && (s == "queued" || s == "running")) => break,
+                    _ => {}
+                }
             }
             sleep_unless(stop, opts.poll);
             continue;

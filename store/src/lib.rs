@@ -92,9 +92,13 @@ impl Store {
             .await
             .map_err(|e| StoreError::connect(&parsed, e))?;
         if !exists {
-            Any::create_database(&parsed.url)
-                .await
-                .map_err(|e| StoreError::connect(&parsed, e))?;
+            if let Err(e) = Any::create_database(&parsed.url).await {
+                // Another process may have created it at the same moment.
+                let now_exists = Any::database_exists(&parsed.url).await.unwrap_or(false);
+                if !now_exists {
+                    return Err(StoreError::connect(&parsed, e));
+                }
+            }
         }
         let max = match parsed.backend {
             Backend::Postgres => 8,

@@ -752,3 +752,28 @@ fn decode_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circuit_breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {
+        let mut b = CircuitBreaker::default();
+        assert!(b.allow());
+        b.record(false);
+        b.record(false);
+        assert!(b.allow(), "two failures keep it closed");
+        b.record(true);
+        b.record(false);
+        b.record(false);
+        assert!(b.allow(), "a success resets the count");
+        b.record(false);
+        assert!(!b.allow(), "three failures in a row open it");
+        // After the cool-down it lets one batch through (half-open).
+        b.open_until = Some(Instant::now() - Duration::from_millis(1));
+        assert!(b.allow());
+        b.record(true);
+        assert!(b.allow() && b.open_until.is_none(), "a success closes it");
+    }
+}

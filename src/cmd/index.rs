@@ -103,7 +103,7 @@ impl Bars {
             WorkerEvent::Started { job, path } => {
                 let bar = self.multi.add(ProgressBar::new(1));
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {percent:>3}% {msg} ({per_sec}, ETA {eta})")
+                    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {percent:>3}% {msg} (ETA {eta})")
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                 );
@@ -118,8 +118,9 @@ impl Bars {
                     if let Some(bar) = m.get(&p.video_id) {
                         bar.set_length(p.duration_ms.max(1) as u64);
                         bar.set_position(p.done_ms.clamp(0, p.duration_ms.max(1)) as u64);
-                        if p.frames % 10 == 0 {
-                            bar.set_message(format!("{} frames", p.frames));
+                        if p.frames % 5 == 0 {
+                            let secs = bar.elapsed().as_secs_f64().max(1e-3);
+                            bar.set_message(format!("{} frames, {:.1} frames/s", p.frames, p.frames as f64 / secs));
                         }
                     }
                 }

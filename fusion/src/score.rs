@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 
-use crate::vecmath::cosine;
 use crate::FusionError;
 
 /// Weights of the three similarities. Defaults: fused 0.5, text 0.3, visual 0.2 — the fused vector carries both
@@ -139,7 +138,13 @@ fn sim(query: &[f32], v: &[f32], c: &Candidate, what: &str) -> Result<f32, Fusio
             got: v.len(),
         });
     }
-    Ok(cosine(query, v))
+    // `query` is unit length (see `score_parts`): one pass for the dot product, one for the norm.
+    let n = crate::vecmath::norm(v);
+    Ok(if n > 0.0 && n.is_finite() {
+        crate::vecmath::dot(query, v) / n
+    } else {
+        0.0
+    })
 }
 
 /// Scores one candidate: the weighted mean of the similarities it has.
@@ -148,6 +153,11 @@ pub fn score(query: &[f32], c: &Candidate, w: &Weights) -> Result<f32, FusionErr
 }
 
 fn score_parts(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, FusionError> {
+    let q = crate::vecmath::normalized(query);
+    score_unit(&q, c, w)
+}
+
+fn score_unit(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, FusionError> {
     let mut sum = 0.0;
     let mut total = 0.0;
     if !c.fused.is_empty() {

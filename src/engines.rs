@@ -60,7 +60,13 @@ pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
             dir.display()
         )));
     }
-    SentenceEncoder::load(dir).with_context(|| format!("loading the text model from {}", dir.display()))
+    SentenceEncoder::load(dir).map_err(|e| {
+        if e.is_bad_input() {
+            usage(e.to_string())
+        } else {
+            anyhow::Error::from(e).context(format!("loading the text model from {}", dir.display()))
+        }
+    })
 }
 
 impl Engines {

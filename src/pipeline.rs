@@ -141,6 +141,8 @@ enum Reply {
     Frame(ProcessedFrame),
     /// Decoding stopped early (the frames before it are good).
     DecodeError(IngestError),
+    /// What the decoder skipped or repaired (sent at the end).
+    Warnings(Vec<String>),
 }
 
 struct VisionRequest {
@@ -467,6 +469,7 @@ impl Pipeline {
                 }
                 match reply {
                     Reply::DecodeError(e) => decode_error = Some(e),
+                    Reply::Warnings(w) => warnings.extend(w),
                     Reply::Frame(f) => {
                         frames_seen += 1;
                         metrics::counter!("kino_frames_decoded_total").increment(1);
@@ -713,14 +716,14 @@ fn decode_loop(
     reply: Sender<Reply>,
     stop: &AtomicBool,
 ) {
-    let sampler = match FrameSampler::open(path, opts) {
+    let mut sampler = match FrameSampler::open(path, opts) {
         Ok(s) => s,
         Err(e) => {
             let _ = reply.send(Reply::DecodeError(e));
             return;
         }
     };
-    for frame in sampler {
+    for frame in sampler.by_ref() {
         let t = Instant::now();
         let frame = match frame {
             Ok(f) => f,
@@ -750,6 +753,10 @@ fn decode_loop(
         if !sent || stop.load(Ordering::Relaxed) {
             return;
         }
+    }
+    let w = sampler.warnings().to_vec();
+    if !w.is_empty() {
+        let _ = reply.send(Reply::Warnings(w));
     }
 }
 

@@ -124,21 +124,24 @@ fn serve_indexes_dropped_files_and_answers_over_http() {
         "1\n00:00:11,000 --> 00:00:17,000\nToday I am sowing tomato seeds in small pots of compost.\n\n",
     );
     let port = free_port();
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_kino"))
-            .env_remove("KINO_DATABASE_URL")
-            .arg("--home")
-            .arg(dir.path().join("home"))
-            .arg("--models")
-            .arg(models_dir())
-            .args(["serve", "--library"])
-            .arg(&lib)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let start = || {
+        Server(
+            Command::new(env!("CARGO_BIN_EXE_kino"))
+                .env_remove("KINO_DATABASE_URL")
+                .arg("--home")
+                .arg(dir.path().join("home"))
+                .arg("--models")
+                .arg(models_dir())
+                .args(["serve", "--library"])
+                .arg(&lib)
+                .args(["--bind", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut server = start();
     wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
     // A second file dropped while serving.
     make_video(
@@ -230,6 +233,21 @@ fn serve_indexes_dropped_files_and_answers_over_http() {
         assert!(t.elapsed() < Duration::from_secs(30), "no exit within 30 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A file deleted while kino was down is found missing at the next start.
+    std::fs::remove_file(lib.join("storm.mp4")).unwrap();
+    let _server = start();
+    wait_for("the restarted server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    wait_for("the storm video marked missing", || {
+        let v = get_json(port, "/api/videos");
+        v["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "storm.mp4" && v["status"] == "missing")
+    });
 }
 
 #[test]

@@ -70,11 +70,12 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             let store = store.clone();
             let handle = rt.handle().clone();
             let stop = &stop;
+            let roots: Vec<PathBuf> = libraries.iter().filter_map(|l| std::fs::canonicalize(l).ok()).collect();
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match events.recv_timeout(Duration::from_millis(200)) {
                         Ok(ev) => {
-                            if let Err(e) = handle.block_on(on_watch_event(&store, ev)) {
+                            if let Err(e) = handle.block_on(on_watch_event(&store, &roots, ev)) {
                                 tracing::warn!(error = %format!("{e:#}"), "library change not recorded");
                             }
                         }
@@ -142,7 +143,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     Ok(())
 }
 
-async fn on_watch_event(store: &Store, ev: WatchEvent) -> Result<()> {
+async fn on_watch_event(store: &Store, roots: &[PathBuf], ev: WatchEvent) -> Result<()> {
     match ev {
         WatchEvent::Stable { path, .. } => {
             let reg = library::register(store, &path).await?;
@@ -173,7 +174,18 @@ async fn on_watch_event(store: &Store, ev: WatchEvent) -> Result<()> {
                 tracing::info!(path = p, "video missing; hidden from search");
             }
         }
-        WatchEvent::ScanComplete => tracing::info!("library scan complete"),
+        WatchEvent::ScanComplete => {
+            // Files deleted while kino was down: known, under a watched root, gone.
+            let mut gone = 0;
+            for v in store.videos().await? {
+                let p = std::path::Path::new(&v.path);
+                if v.status != VideoStatus::Missing && roots.iter().any(|r| p.starts_with(r)) && !p.exists() {
+                    store.mark_video_missing(v.id).await?;
+                    gone += 1;
+                }
+            }
+            tracing::info!(missing = gone, "library scan complete");
+        }
     }
     Ok(())
 }

@@ -59,29 +59,34 @@ impl Engine {
 
     /// Ranked fusion moments for an embedded query.
     pub async fn moments(&self, q: &[f32], k: usize, video: Option<i64>) -> Result<Vec<FusionMoment>> {
+        Ok(self.moments_and_segments(q, k, video).await?.0)
+    }
+
+    /// Ranked moments plus the thumbnails of the candidate segments they were built from.
+    async fn moments_and_segments(
+        &self,
+        q: &[f32],
+        k: usize,
+        video: Option<i64>,
+    ) -> Result<(Vec<FusionMoment>, HashMap<i64, Option<String>>)> {
         let w = self.weights;
-        let qv = q.to_vec();
+        let unit = kino_fusion::vecmath::normalized(q);
         let hits = self
             .store
             .with_index(|idx| {
                 idx.search_by(PRESELECT.max(k * 4), video, |e| {
-                    let c = Candidate {
-                        segment_id: e.segment_id,
-                        video_id: e.video_id,
-                        start_ms: e.start_ms,
-                        end_ms: e.end_ms,
-                        fused: e.fused.clone(),
-                        text: e.text.clone(),
-                        visual: e.visual.clone(),
-                        transcript: String::new(),
-                        tags: Vec::new(),
+                    let v = score::SegmentVectors {
+                        fused: &e.fused,
+                        text: e.text.as_deref(),
+                        visual: e.visual.as_deref(),
                     };
-                    score::score(&qv, &c, &w).ok()
+                    score::score_unit_vectors(&unit, &v, (e.segment_id, e.video_id), &w).ok()
                 })
             })
             .await?;
         let ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
         let segs = self.store.segments_by_id(&ids).await?;
+        let thumbs: HashMap<i64, Option<String>> = segs.iter().map(|s| (s.id, s.thumbnail.clone())).collect();
         let candidates: Vec<Candidate> = segs
             .into_iter()
             .map(|s| Candidate {
@@ -96,10 +101,10 @@ impl Engine {
                 tags: s.tags,
             })
             .collect();
-        Ok(score::rank(q, &candidates, k)?)
+        Ok((score::rank(q, &candidates, k)?, thumbs))
     }
 
-    async fn to_web(&self, moments: Vec<FusionMoment>) -> Result<Vec<Moment>> {
+    async fn to_web(&self, moments: Vec<FusionMoment>, thumbs: &HashMap<i64, Option<String>>) -> Result<Vec<Moment>> {
         let mut paths: HashMap<i64, String> = HashMap::new();
         let mut out = Vec::with_capacity(moments.len());
         for m in moments {
@@ -107,16 +112,7 @@ impl Engine {
                 e.insert(self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default());
             }
             let first = m.segment_ids.first().copied();
-            let thumb = match first {
-                Some(id) => self
-                    .store
-                    .segments_by_id(&[id])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .and_then(|s| s.thumbnail),
-                None => None,
-            };
+            let thumb = first.and_then(|id| thumbs.get(&id).cloned().flatten());
             out.push(Moment {
                 video_id: m.video_id,
                 path: paths[&m.video_id].clone(),
@@ -135,8 +131,8 @@ impl Engine {
     /// `kino search`: moments for a query.
     pub async fn search_moments(&self, query: &str, k: usize, video: Option<i64>) -> Result<Vec<Moment>> {
         let q = self.embed(query)?;
-        let moments = self.moments(&q, k.max(1), video).await?;
-        self.to_web(moments).await
+        let (moments, thumbs) = self.moments_and_segments(&q, k.max(1), video).await?;
+        self.to_web(moments, &thumbs).await
     }
 
     /// `kino ask`: an extractive answer with citations.

@@ -130,10 +130,10 @@ struct Scored {
     visual: Option<f32>,
 }
 
-fn sim(query: &[f32], v: &[f32], c: &Candidate, what: &str) -> Result<f32, FusionError> {
+fn sim(query: &[f32], v: &[f32], ids: (i64, i64), what: &str) -> Result<f32, FusionError> {
     if v.len() != query.len() {
         return Err(FusionError::Dimension {
-            context: format!("{what} vector of segment {} (video {})", c.segment_id, c.video_id),
+            context: format!("{what} vector of segment {} (video {})", ids.0, ids.1),
             expected: query.len(),
             got: v.len(),
         });
@@ -158,14 +158,50 @@ fn score_parts(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, Fusi
 }
 
 fn score_unit(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, FusionError> {
+    let v = SegmentVectors {
+        fused: &c.fused,
+        text: c.text.as_deref(),
+        visual: c.visual.as_deref(),
+    };
+    score_vectors_unit(query, &v, (c.segment_id, c.video_id), w)
+}
+
+/// Borrowed vectors of one segment, for scoring without copying them (e.g. straight from an index).
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentVectors<'a> {
+    /// Fused vector (may be empty).
+    pub fused: &'a [f32],
+    /// Text-only vector.
+    pub text: Option<&'a [f32]>,
+    /// Visual-only vector.
+    pub visual: Option<&'a [f32]>,
+}
+
+/// [`score`] for borrowed vectors and a query that is already unit length (normalise it once per query with
+/// [`crate::vecmath::normalized`]). `ids` (segment, video) only name the segment in errors.
+pub fn score_unit_vectors(
+    unit_query: &[f32],
+    v: &SegmentVectors<'_>,
+    ids: (i64, i64),
+    w: &Weights,
+) -> Result<f32, FusionError> {
+    Ok(score_vectors_unit(unit_query, v, ids, w)?.score)
+}
+
+fn score_vectors_unit(
+    query: &[f32],
+    v: &SegmentVectors<'_>,
+    ids: (i64, i64),
+    w: &Weights,
+) -> Result<Scored, FusionError> {
     let mut sum = 0.0;
     let mut total = 0.0;
-    if !c.fused.is_empty() {
-        sum += w.fused * sim(query, &c.fused, c, "fused")?;
+    if !v.fused.is_empty() {
+        sum += w.fused * sim(query, v.fused, ids, "fused")?;
         total += w.fused;
     }
-    let text = c.text.as_deref().map(|t| sim(query, t, c, "text")).transpose()?;
-    let visual = c.visual.as_deref().map(|v| sim(query, v, c, "visual")).transpose()?;
+    let text = v.text.map(|t| sim(query, t, ids, "text")).transpose()?;
+    let visual = v.visual.map(|x| sim(query, x, ids, "visual")).transpose()?;
     if let Some(s) = text {
         sum += w.text * s;
         total += w.text;
@@ -192,9 +228,10 @@ pub fn rank_with(
     weights: &Weights,
     opts: &RankOptions,
 ) -> Result<Vec<Moment>, FusionError> {
+    let q = crate::vecmath::normalized(query);
     let scored: Vec<Scored> = candidates
         .iter()
-        .map(|c| score_parts(query, c, weights))
+        .map(|c| score_unit(&q, c, weights))
         .collect::<Result<_, _>>()?;
 
     // Each video's segments in time order, and every candidate's place in that order.

@@ -232,12 +232,17 @@ impl Store {
         rows.iter().map(segment_from_row).collect()
     }
 
-    /// Segments by id (any order; unknown ids are skipped).
+    /// Segments by id (any order; unknown ids are skipped), in one query per 500 ids.
     pub async fn segments_by_id(&self, ids: &[i64]) -> Result<Vec<Segment>> {
         let mut out = Vec::with_capacity(ids.len());
-        let sql = format!("SELECT {SEG_COLS} FROM segments WHERE id = $1");
-        for id in ids {
-            if let Some(r) = sqlx::query(&sql).bind(*id).fetch_optional(&self.pool).await? {
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT {SEG_COLS} FROM segments WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
                 out.push(segment_from_row(&r)?);
             }
         }

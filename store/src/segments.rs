@@ -42,6 +42,36 @@ fn segment_from_row(r: &AnyRow) -> Result<Segment> {
     })
 }
 
+/// Inserts one segment row into `table` (`segments` or `staged_segments`,
+/// which share their columns) and returns its id.
+async fn insert_segment(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    video_id: i64,
+    s: &NewSegment,
+    now: i64,
+) -> Result<i64> {
+    let sql = format!(
+        "INSERT INTO {table} (video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, \
+         thumbnail, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(video_id)
+        .bind(s.start_ms)
+        .bind(s.end_ms)
+        .bind(&s.text)
+        .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(s.fused.len() as i64)
+        .bind(encode_f32(&s.fused))
+        .bind(s.text_emb.as_deref().map(encode_f32))
+        .bind(s.visual_emb.as_deref().map(encode_f32))
+        .bind(&s.model_version)
+        .bind(&s.thumbnail)
+        .bind(now)
+        .fetch_one(conn)
+        .await?)
+}
+
 impl Store {
     /// Replaces all cues of a video in one transaction.
     pub async fn replace_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
@@ -109,25 +139,7 @@ impl Store {
             .await?;
         let mut ids = Vec::with_capacity(segments.len());
         for s in segments {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO segments (video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-            )
-            .bind(video_id)
-            .bind(s.start_ms)
-            .bind(s.end_ms)
-            .bind(&s.text)
-            .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
-            .bind(s.fused.len() as i64)
-            .bind(encode_f32(&s.fused))
-            .bind(s.text_emb.as_deref().map(encode_f32))
-            .bind(s.visual_emb.as_deref().map(encode_f32))
-            .bind(&s.model_version)
-            .bind(&s.thumbnail)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
+            ids.push(insert_segment(&mut tx, "segments", video_id, s, now).await?);
         }
         sqlx::query(
             "UPDATE videos SET status = 'done', error = NULL, text_model = $2, vision_model = $3, fusion_model = $4, \
@@ -171,24 +183,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         for s in segments {
-            sqlx::query(
-                "INSERT INTO staged_segments (video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(video_id)
-            .bind(s.start_ms)
-            .bind(s.end_ms)
-            .bind(&s.text)
-            .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
-            .bind(s.fused.len() as i64)
-            .bind(encode_f32(&s.fused))
-            .bind(s.text_emb.as_deref().map(encode_f32))
-            .bind(s.visual_emb.as_deref().map(encode_f32))
-            .bind(&s.model_version)
-            .bind(&s.thumbnail)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            insert_segment(&mut tx, "staged_segments", video_id, s, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -261,27 +256,14 @@ impl Store {
     /// store keep it current.
     pub async fn load_index(&self) -> Result<()> {
         let rows = sqlx::query(
-            "SELECT s.id, s.video_id, s.start_ms, s.end_ms, s.dim, s.fused, s.text_emb, s.visual_emb \
+            "SELECT s.id, s.video_id, s.start_ms, s.end_ms, s.text, s.tags, s.dim, s.fused, s.text_emb, s.visual_emb, s.model_version, s.thumbnail \
              FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.status <> 'missing' ORDER BY s.id",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut index = VectorIndex::default();
         for r in &rows {
-            let dim = r.try_get::<i64, _>("dim")? as usize;
-            let opt = |name: &str| -> Result<Option<Vec<f32>>> {
-                let b: Option<Vec<u8>> = r.try_get(name)?;
-                b.map(|b| decode_f32(&b, None)).transpose()
-            };
-            index.insert(IndexedSegment {
-                segment_id: r.try_get("id")?,
-                video_id: r.try_get("video_id")?,
-                start_ms: r.try_get("start_ms")?,
-                end_ms: r.try_get("end_ms")?,
-                fused: decode_f32(&r.try_get::<Vec<u8>, _>("fused")?, Some(dim))?,
-                text: opt("text_emb")?,
-                visual: opt("visual_emb")?,
-            });
+            index.insert(IndexedSegment::from(segment_from_row(r)?));
         }
         if let Ok(mut guard) = self.index.write() {
             *guard = Some(index);
@@ -316,23 +298,26 @@ impl Store {
             return Ok(());
         }
         let segs = self.segments(video_id).await?;
-        let entries = segs
-            .into_iter()
-            .map(|s| IndexedSegment {
-                segment_id: s.id,
-                video_id,
-                start_ms: s.start_ms,
-                end_ms: s.end_ms,
-                fused: s.fused,
-                text: s.text_emb,
-                visual: s.visual_emb,
-            })
-            .collect();
+        let entries = segs.into_iter().map(IndexedSegment::from).collect();
         if let Ok(mut guard) = self.index.write() {
             if let Some(index) = guard.as_mut() {
                 index.replace_video(video_id, entries);
             }
         }
         Ok(())
+    }
+}
+
+impl From<Segment> for IndexedSegment {
+    fn from(s: Segment) -> Self {
+        IndexedSegment {
+            segment_id: s.id,
+            video_id: s.video_id,
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            fused: s.fused,
+            text: s.text_emb,
+            visual: s.visual_emb,
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! The `kino` binary's foundation: `db migrate` on Postgres and SQLite,
 //! bad URLs, configuration precedence, exit codes.
 
+mod common;
+
+use common::pg_base;
+
 use std::process::Command;
 
 fn kino() -> Command {
@@ -9,10 +13,6 @@ fn kino() -> Command {
         .env_remove("KINO_HOME")
         .env_remove("KINO_MODELS");
     c
-}
-
-fn pg_base() -> String {
-    std::env::var("KINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn psql(sql: &str) -> String {

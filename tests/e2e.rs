@@ -2,25 +2,14 @@
 //! binary into SQLite and into Postgres, then `kino search --json` and
 //! `kino ask --json` find the right video and time range.
 
+mod common;
+
+use common::{drop_pg_database, models_dir, pg_base};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-        });
-    assert!(
-        text.join("model.safetensors").is_file(),
-        "the default text model is missing at {}: run scripts/setup",
-        text.display()
-    );
-    text.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn kino(home: &Path, db: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
@@ -150,15 +139,9 @@ fn sqlite_ingest_search_ask() {
 
 #[test]
 fn postgres_ingest_search_ask() {
-    let base = std::env::var("KINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = pg_base();
     let name = format!("kino_e2e_{}", std::process::id());
-    let drop = || {
-        Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .status()
-            .unwrap();
-    };
+    let drop = || drop_pg_database(&name);
     drop();
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path().join("lib");

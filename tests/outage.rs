@@ -3,26 +3,15 @@
 //! Postgres server (initdb in a temporary folder, on a free port), so the
 //! restart touches no other test.
 
+mod common;
+
+use common::{models_dir, rt};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kino_store::{JobState, Store, VideoStatus};
-
-fn models_dir() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-        });
-    assert!(
-        text.join("model.safetensors").is_file(),
-        "text model missing at {}: run scripts/setup",
-        text.display()
-    );
-    text.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn make_library(dir: &Path, n: usize, secs: u32) {
     std::fs::create_dir_all(dir).unwrap();
@@ -142,13 +131,6 @@ impl Drop for PrivatePg {
             .stdout(Stdio::null())
             .status();
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

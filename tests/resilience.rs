@@ -2,26 +2,15 @@
 //! indexes nothing twice; two `kino worker` processes share one Postgres
 //! queue, each job done once.
 
+mod common;
+
+use common::{drop_pg_database, models_dir, pg_base, rt};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kino_store::{JobState, NewVideo, Store, VideoStatus};
-
-fn models_dir() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-        });
-    assert!(
-        text.join("model.safetensors").is_file(),
-        "text model missing at {}: run scripts/setup",
-        text.display()
-    );
-    text.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn kino(home: &Path, db: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
@@ -84,13 +73,6 @@ fn make_library(dir: &Path, n: usize, secs: u32) -> Vec<PathBuf> {
             path
         })
         .collect()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A video's file name, status and segments as (start, end, text).
@@ -205,16 +187,10 @@ fn kill_9_mid_ingest_then_rerun_indexes_every_video_exactly_once() {
 
 #[test]
 fn two_workers_share_one_postgres_queue() {
-    let base = std::env::var("KINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = pg_base();
     let name = format!("kino_scale_{}", std::process::id());
     let db = format!("{base}/{name}");
-    let drop_db = || {
-        Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .status()
-            .unwrap();
-    };
+    let drop_db = || drop_pg_database(&name);
     drop_db();
     let dir = tempfile::tempdir().unwrap();
     let files = make_library(&dir.path().join("lib"), 6, 30);

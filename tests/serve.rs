@@ -3,28 +3,17 @@
 //! library are indexed and searchable over HTTP; a moved file keeps its
 //! index; a deleted file disappears from search; SIGTERM stops cleanly.
 
+mod common;
+
+use common::models_dir;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-        });
-    assert!(
-        text.join("model.safetensors").is_file(),
-        "text model missing at {}: run scripts/setup",
-        text.display()
-    );
-    text.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn make_video(dir: &Path, name: &str, colour: &str, srt: &str) {
     let st = Command::new("ffmpeg")

@@ -3,25 +3,14 @@
 //! Swin checkpoint is in place, `kino reindex --stale` adds visual vectors
 //! and tags. Also: peak memory does not grow with the video's length.
 
+mod common;
+
+use common::{rt, text_model};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kino_store::Store;
-
-fn text_model() -> PathBuf {
-    let text = std::env::var("KINO_TEST_TEXT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".local/share/kino/models/sentence-transformers/all-MiniLM-L6-v2")
-        });
-    assert!(
-        text.join("model.safetensors").is_file(),
-        "text model missing at {}: run scripts/setup",
-        text.display()
-    );
-    text
-}
 
 /// A models folder with the real text model and, optionally, the small Swin fixture as the vision model.
 fn models(dir: &Path, with_vision: bool) -> PathBuf {
@@ -82,13 +71,6 @@ fn make_video(path: &Path, secs: u32, size: &str, rate: u32) {
         ));
     }
     std::fs::write(path.with_extension("srt"), srt).unwrap();
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -39,6 +39,26 @@ pub enum Registration {
 }
 
 impl Registration {
+    /// Whether the file should be (re)indexed: new or changed content, a
+    /// video whose indexing never finished, a failed one when `retry_failed`
+    /// (an explicit `kino ingest`), or one indexed with other text or fusion
+    /// models than `current`. Duplicates never are.
+    pub fn needs_index(&self, current: &crate::engines::Versions, retry_failed: bool) -> bool {
+        match self {
+            Registration::New(_) | Registration::Changed(_) => true,
+            Registration::Duplicate { .. } => false,
+            Registration::Unchanged(v) | Registration::Moved { video: v, .. } => match v.status {
+                VideoStatus::Queued | VideoStatus::Indexing => true,
+                VideoStatus::Failed => retry_failed,
+                VideoStatus::Done => {
+                    v.text_model.as_deref() != Some(current.text.as_str())
+                        || v.fusion_model.as_deref() != Some(current.fusion.as_str())
+                }
+                VideoStatus::Duplicate | VideoStatus::Missing => false,
+            },
+        }
+    }
+
     /// The video row.
     pub fn video(&self) -> &Video {
         match self {

@@ -440,6 +440,7 @@ impl Pipeline {
             resume_from,
             checkpointed_ms: resume_from,
             staged: 0,
+            model_version: self.versions().combined(),
         };
         self.finish_segments(&mut state, finished, &timed)?;
 
@@ -650,7 +651,7 @@ impl Pipeline {
             fused: fused.fused,
             text_emb: fused.text,
             visual_emb: fused.visual,
-            model_version: self.versions().combined(),
+            model_version: state.model_version.clone(),
             thumbnail,
         }))
     }
@@ -686,6 +687,8 @@ struct VideoState {
     checkpointed_ms: i64,
     /// Segments staged by this run.
     staged: usize,
+    /// Model versions written with each segment (computed once per video).
+    model_version: String,
 }
 
 fn frame_visual(f: &ProcessedFrame) -> FrameVisual {

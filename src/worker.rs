@@ -156,7 +156,7 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// Retries a store call with backoff while the database is unreachable.
-fn with_retry<T>(_rt: &tokio::runtime::Handle, what: &str, mut f: impl FnMut() -> kino_store::Result<T>) -> Option<T> {
+fn with_retry<T>(what: &str, mut f: impl FnMut() -> kino_store::Result<T>) -> Option<T> {
     let mut backoff = Duration::from_millis(250);
     for _ in 0..12 {
         match f() {
@@ -250,7 +250,7 @@ fn run_job(
             .and_then(|v| v["done_ms"].as_i64());
         let save = |done_ms: i64| {
             let cp = serde_json::json!({ "done_ms": done_ms }).to_string();
-            with_retry(rt, "saving a checkpoint", || {
+            with_retry("saving a checkpoint", || {
                 rt.block_on(store.checkpoint_job(job_id, owner, &cp))
             })
             .unwrap_or(false)
@@ -263,21 +263,19 @@ fn run_job(
 
     let finished = match result {
         Ok(outcome) => {
-            with_retry(rt, "completing a job", || {
-                rt.block_on(store.complete_job(job.id, owner))
-            });
+            with_retry("completing a job", || rt.block_on(store.complete_job(job.id, owner)));
             metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
             Ok(outcome)
         }
         Err(IndexError::Cancelled) => {
             if stop.load(Ordering::Relaxed) {
-                with_retry(rt, "releasing a job", || rt.block_on(store.release_job(job.id, owner)));
+                with_retry("releasing a job", || rt.block_on(store.release_job(job.id, owner)));
                 let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Queued, None));
             }
             Err("cancelled".to_string())
         }
         Err(IndexError::BadInput(msg)) => {
-            with_retry(rt, "failing a job", || {
+            with_retry("failing a job", || {
                 rt.block_on(store.fail_job(job.id, owner, &msg, false, Duration::ZERO))
             });
             let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Failed, Some(&msg)));
@@ -288,7 +286,7 @@ fn run_job(
         Err(IndexError::Transient(e)) => {
             let msg = format!("{e:#}");
             let backoff = Duration::from_secs(2u64.pow(job.attempts.clamp(0, 6) as u32));
-            let state = with_retry(rt, "failing a job", || {
+            let state = with_retry("failing a job", || {
                 rt.block_on(store.fail_job(job.id, owner, &msg, true, backoff))
             })
             .flatten();

@@ -195,16 +195,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             }
         };
         let v = reg.video().clone();
-        let needs = match &reg {
-            Registration::New(_) | Registration::Changed(_) => true,
-            Registration::Duplicate { .. } => false,
-            Registration::Unchanged(v) | Registration::Moved { video: v, .. } => {
-                v.status != VideoStatus::Duplicate
-                    && (v.status != VideoStatus::Done
-                        || v.text_model.as_deref() != Some(current.text.as_str())
-                        || v.fusion_model.as_deref() != Some(current.fusion.as_str()))
-            }
-        };
+        let needs = reg.needs_index(&current, true);
         let label = match &reg {
             Registration::New(_) => "new",
             Registration::Changed(_) => "changed",
@@ -238,7 +229,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
         let video = if *id >= 0 { rt.block_on(store.video(*id))? } else { None };
         let (status, error, segments) = match &video {
             Some(v) => {
-                let n = rt.block_on(store.segments(v.id))?.len();
+                let n = rt.block_on(store.segment_count_of(v.id))? as usize;
                 (v.status.as_str().to_string(), v.error.clone(), n)
             }
             None => ("failed".to_string(), Some("could not be registered".to_string()), 0),

@@ -11,6 +11,7 @@ use kino_ingest::watch::{WatchEvent, WatchOptions, Watcher};
 use kino_store::{Store, VideoStatus};
 
 use crate::config::Config;
+use crate::engines::Versions;
 use crate::error::usage;
 use crate::library::{self, Registration};
 use crate::query::Engine;
@@ -70,12 +71,13 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             let store = store.clone();
             let handle = rt.handle().clone();
             let stop = &stop;
+            let current = pipeline.versions();
             let roots: Vec<PathBuf> = libraries.iter().filter_map(|l| std::fs::canonicalize(l).ok()).collect();
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match events.recv_timeout(Duration::from_millis(200)) {
                         Ok(ev) => {
-                            if let Err(e) = handle.block_on(on_watch_event(&store, &roots, ev)) {
+                            if let Err(e) = handle.block_on(on_watch_event(&store, &roots, &current, ev)) {
                                 tracing::warn!(error = %format!("{e:#}"), "library change not recorded");
                             }
                         }
@@ -143,18 +145,12 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     Ok(())
 }
 
-async fn on_watch_event(store: &Store, roots: &[PathBuf], ev: WatchEvent) -> Result<()> {
+async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev: WatchEvent) -> Result<()> {
     match ev {
         WatchEvent::Stable { path, .. } => {
             let reg = library::register(store, &path).await?;
             let v = reg.video();
-            let needs = match &reg {
-                Registration::New(_) | Registration::Changed(_) => true,
-                Registration::Duplicate { .. } => false,
-                Registration::Unchanged(v) | Registration::Moved { video: v, .. } => {
-                    matches!(v.status, VideoStatus::Queued | VideoStatus::Indexing)
-                }
-            };
+            let needs = reg.needs_index(current, false);
             match &reg {
                 Registration::Moved { from, .. } => tracing::info!(from, to = %v.path, "video moved; index kept"),
                 Registration::Duplicate { of, .. } => tracing::info!(path = %v.path, of, "duplicate of a known video"),

@@ -244,6 +244,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of stored segments of one video.
+    pub async fn segment_count_of(&self, video_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM segments WHERE video_id = $1")
+            .bind(video_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Total number of stored segments.
     pub async fn segment_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM segments")

@@ -1,12 +1,8 @@
-//! A BERT encoder forward pass for inference on the CPU, on candle tensors,
-//! with Hugging Face weight names (`embeddings.*`, `encoder.layer.N.*`,
-//! optionally under `bert.`).
-//!
-//! It computes what candle-transformers' `BertModel` computes (and what
-//! Hugging Face transformers computes), arranged for inference speed: the
-//! query, key and value projections are one matrix product on a pre-fused,
-//! pre-transposed weight; every linear layer is one 2-D product over all
-//! tokens of the batch; softmax and layer norm are candle's fused kernels.
+//! The padded BERT encoder forward pass on candle tensors (batch × length
+//! with an attention mask), with Hugging Face weight names. It is the
+//! reference the packed CPU forward in `cpu` is tested against (built in
+//! tests only); it computes what candle-transformers' `BertModel` and
+//! Hugging Face transformers compute.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;

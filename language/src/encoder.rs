@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::bert::Bert;
+use crate::cpu::CpuBert;
 use crate::error::LanguageError;
 
 /// Default batch size of [`SentenceEncoder::encode`] (sentence-transformers'
@@ -123,7 +123,7 @@ struct TokenizerConfig {
 /// - a huge string is cut before tokenizing (see [`MAX_BYTES_PER_TOKEN`]), so
 ///   time and memory stay bounded.
 pub struct SentenceEncoder {
-    model: Bert,
+    model: CpuBert,
     /// Truncates at `max_seq_length` (special tokens included), no padding.
     pub(crate) tokenizer: Tokenizer,
     /// No truncation, no padding (for sliding windows).
@@ -136,13 +136,11 @@ pub struct SentenceEncoder {
     dim: usize,
     name: String,
     checksum: String,
-    pad_id: u32,
     /// Special tokens the post-processor puts before the text (`[CLS]`).
     pub(crate) prefix: Vec<u32>,
     /// Special tokens the post-processor puts after the text (`[SEP]`).
     pub(crate) suffix: Vec<u32>,
     batch_size: usize,
-    device: Device,
     dir: PathBuf,
 }
 
@@ -328,12 +326,6 @@ impl SentenceEncoder {
         let last_text = mask.iter().rposition(|m| *m == 0).unwrap_or(first_text);
         let prefix = ids[..first_text].to_vec();
         let suffix = ids[last_text + 1..].to_vec();
-        let pad_id = tokenizer_full
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| tokenizer_full.token_to_id("[PAD]"))
-            .unwrap_or(config.pad_token_id as u32);
-
         // --- weights -----------------------------------------------------
         let weights_path = dir.join("model.safetensors");
         let weights = read_file(
@@ -341,14 +333,13 @@ impl SentenceEncoder {
             "the model's weights; only safetensors are supported, not pytorch_model.bin",
         )?;
         let checksum = blake3::hash(&weights).to_hex().to_string();
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(|e| {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).map_err(|e| {
             LanguageError::Weights {
                 path: weights_path.clone(),
                 source: e,
             }
         })?;
-        let model = Bert::load(vb, &config).map_err(|e| LanguageError::Weights {
+        let model = CpuBert::load(vb, &config).map_err(|e| LanguageError::Weights {
             path: weights_path.clone(),
             source: e,
         })?;
@@ -369,11 +360,9 @@ impl SentenceEncoder {
             dim: hidden * pooling.modes(),
             name,
             checksum,
-            pad_id,
             prefix,
             suffix,
             batch_size: DEFAULT_BATCH_SIZE,
-            device,
             dir: dir.to_path_buf(),
         })
     }
@@ -512,26 +501,20 @@ impl SentenceEncoder {
                 self.max_seq_length
             )));
         }
-        let mut ids = vec![self.pad_id; b * len];
-        let mut mask = vec![0u32; b * len];
-        for (r, s) in batch.iter().enumerate() {
-            ids[r * len..r * len + s.len()].copy_from_slice(s);
-            mask[r * len..r * len + s.len()].fill(1);
-        }
-        let ids_t = Tensor::from_vec(ids, (b, len), &self.device)?;
-        let mask_t = Tensor::from_vec(mask.clone(), (b, len), &self.device)?;
-        let hidden = self.model.forward(&ids_t, &mask_t)?;
-        let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        // Packed forward: no padding tokens (see `cpu`), so every row is real.
+        let hidden = self.model.forward(batch)?;
         let h = self.hidden;
+        let ones = vec![1u32; len];
         let mut out = Vec::with_capacity(b);
-        for r in 0..b {
-            let rows = &hidden[r * len * h..(r + 1) * len * h];
-            let m = &mask[r * len..(r + 1) * len];
-            let mut v = pool(rows, m, h, &self.pooling);
+        let mut start = 0;
+        for s in batch {
+            let n = s.len();
+            let mut v = pool(&hidden[start * h..(start + n) * h], &ones[..n], h, &self.pooling);
             if self.normalize {
                 l2_normalize(&mut v);
             }
             out.push(v);
+            start += n;
         }
         Ok(out)
     }

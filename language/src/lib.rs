@@ -18,7 +18,9 @@
 //! # Ok::<(), kino_language::LanguageError>(())
 //! ```
 
+#[cfg(test)]
 mod bert;
+mod cpu;
 mod encoder;
 mod error;
 mod fetch;

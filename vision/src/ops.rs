@@ -4,46 +4,8 @@
 //! candle's generic ops.
 
 use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
+use kino_kernels::{exp_f32, gelu_erf_f32, madd, MIN_CHUNK};
 use rayon::prelude::*;
-
-/// Rows handled per rayon task (keeps tasks large enough to amortise scheduling).
-const MIN_CHUNK: usize = 16 * 1024;
-
-/// `a * b + c`, fused when the caller is compiled with FMA (`FMA = true`),
-/// plain otherwise (a software `fmaf` call would be slow).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// erf for f32 without `exp`: Eigen's / XLA's rational approximation on
-/// [-4, 4] (|error| < 1e-6 against the exact function; see the unit test).
-#[inline(always)]
-pub fn erf_f32<const F: bool>(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = madd::<F>(x2, -2.726_142_3e-10, 2.770_681_4e-8);
-    p = madd::<F>(x2, p, -2.101_024e-6);
-    p = madd::<F>(x2, p, -5.692_506_4e-5);
-    p = madd::<F>(x2, p, -7.349_906_3e-4);
-    p = madd::<F>(x2, p, -2.954_600_1e-3);
-    p = madd::<F>(x2, p, -1.609_603_3e-2);
-    let mut q = madd::<F>(x2, -1.456_607_2e-5, -2.133_740_6e-4);
-    q = madd::<F>(x2, q, -1.682_827e-3);
-    q = madd::<F>(x2, q, -7.373_329_3e-3);
-    q = madd::<F>(x2, q, -1.426_474e-2);
-    x * p / q
-}
-
-/// Exact (erf) GELU in f32.
-#[inline(always)]
-pub fn gelu_erf_f32<const F: bool>(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf_f32::<F>(x * std::f32::consts::FRAC_1_SQRT_2))
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -171,26 +133,6 @@ pub fn add_into(x: &Tensor, y: Tensor) -> Result<Tensor> {
     } else {
         x + y
     }
-}
-
-/// Fast `exp` for f32 (Cephes-style: range reduction by ln 2, degree-6
-/// polynomial, exponent bits), relative error about 2e-7 on the range the
-/// softmax uses; inputs below -87 give the smallest normal float instead of a
-/// denormal.
-#[inline(always)]
-pub fn exp_f32<const F: bool>(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = madd::<F>(n, -0.693_359_4, x);
-    let r = madd::<F>(n, 2.121_944_4e-4, r);
-    let mut p = 1.987_569_1e-4f32;
-    p = madd::<F>(p, r, 1.398_199_9e-3);
-    p = madd::<F>(p, r, 8.333_452e-3);
-    p = madd::<F>(p, r, 4.166_579_6e-2);
-    p = madd::<F>(p, r, 1.666_666_5e-1);
-    p = madd::<F>(p, r, 5e-1);
-    let e = madd::<F>(r * r, p, r) + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// Window attention, fused: for every window and head, `softmax(q kᵀ + bias) v`.
@@ -444,41 +386,6 @@ pub fn window_attention_generic(
 mod tests {
     use super::*;
 
-    fn erf64(x: f64) -> f64 {
-        // Abramowitz-Stegun 7.1.28 is too coarse; use a series / continued fraction pair.
-        if x.abs() < 2.5 {
-            let mut sum = x;
-            let mut term = x;
-            let x2 = x * x;
-            for n in 1..200 {
-                term *= -x2 / n as f64;
-                sum += term / (2 * n + 1) as f64;
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        } else {
-            // erfc continued fraction.
-            let ax = x.abs();
-            let mut f = 0.0;
-            for k in (1..120).rev() {
-                f = (k as f64 / 2.0) / (ax + f);
-            }
-            let erfc = (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f);
-            (1.0 - erfc) * x.signum()
-        }
-    }
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut worst = 0f64;
-        for i in -870000..=0 {
-            let x = (i as f64 / 10000.0) as f32;
-            let want = (x as f64).exp();
-            let rel = ((exp_f32::<false>(x) as f64) - want).abs() / want;
-            worst = worst.max(rel);
-        }
-        assert!(worst < 1e-6, "exp max relative error {worst}");
-    }
-
     #[test]
     fn fused_window_attention_matches_matmul_softmax() {
         let dev = candle_core::Device::Cpu;
@@ -500,17 +407,6 @@ mod tests {
                 .unwrap();
             assert!(d < 1e-5, "fused attention differs by {d} (bias windows {nb})");
         }
-    }
-
-    #[test]
-    fn fast_erf_is_accurate() {
-        let mut worst = 0f64;
-        for i in -60000..=60000 {
-            let x = i as f64 / 10000.0;
-            let d = (erf_f32::<false>(x as f32) as f64 - erf64(x)).abs();
-            worst = worst.max(d);
-        }
-        assert!(worst < 2e-6, "erf max error {worst}");
     }
 
     #[test]

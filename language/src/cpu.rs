@@ -1,0 +1,385 @@
+//! The BERT encoder forward pass for the CPU on plain f32 buffers, with the
+//! sequences of a batch packed one after another (no padding tokens at all).
+//!
+//! It computes what [`crate::bert::Bert`] (and Hugging Face transformers)
+//! computes for the real tokens of each sequence: with an additive
+//! `f32::MIN` mask a padded key gets exactly zero attention weight, and the
+//! padded query rows are discarded by pooling, so leaving padding out changes
+//! nothing but the work done. Per layer:
+//!
+//! 1. `qkv = x·Wqkv + b` — one product over all tokens (bias pre-filled).
+//! 2. per (sequence, head), in parallel: `softmax(q·kᵀ/√d)·v`, read straight
+//!    from the `qkv` rows through strides, written into the head's columns.
+//! 3. `x = LayerNorm(x + b + ctx·Wo)` — residual and bias pre-filled, the
+//!    product accumulates onto them.
+//! 4. `i = GELU(b + x·Wi)`, then `x = LayerNorm(x + b + i·Wo2)`.
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{Config, HiddenAct};
+use kino_kernels::{gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, Threads};
+use rayon::prelude::*;
+
+fn vec1(t: Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+/// A linear layer: weight transposed to `in × out` (row-major) and bias.
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    out: usize,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Dense> {
+        Ok(Dense {
+            w: vec1(vb.get((out, inp), "weight")?.t()?.contiguous()?)?,
+            b: vec1(vb.get(out, "bias")?)?,
+            out,
+        })
+    }
+
+    /// Several layers on the same input as one (outputs side by side).
+    fn fused(vb: &[VarBuilder], inp: usize, out: usize) -> Result<Dense> {
+        let ws = vb
+            .iter()
+            .map(|v| v.get((out, inp), "weight"))
+            .collect::<Result<Vec<_>>>()?;
+        let bs = vb.iter().map(|v| v.get(out, "bias")).collect::<Result<Vec<_>>>()?;
+        Ok(Dense {
+            w: vec1(Tensor::cat(&ws, 0)?.t()?.contiguous()?)?,
+            b: vec1(Tensor::cat(&bs, 0)?)?,
+            out: out * vb.len(),
+        })
+    }
+
+    /// `dst = pre + b + x·W` for `x` of `t` rows (`pre` is `dst`'s current
+    /// content when `residual`, else nothing).
+    fn forward_into(&self, x: &[f32], t: usize, dst: &mut [f32], residual: bool) {
+        let inp = self.w.len() / self.out;
+        let o = self.out;
+        dst[..t * o].par_chunks_mut(o * 64).for_each(|rows| {
+            for row in rows.chunks_exact_mut(o) {
+                if residual {
+                    for (d, b) in row.iter_mut().zip(&self.b) {
+                        *d += b;
+                    }
+                } else {
+                    row.copy_from_slice(&self.b);
+                }
+            }
+        });
+        matmul(
+            t,
+            inp,
+            o,
+            Mat::rows(&x[..t * inp], inp),
+            Mat::rows(&self.w, o),
+            &mut dst[..t * o],
+            o,
+            true,
+            1.0,
+            Threads::All,
+        );
+    }
+}
+
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, h: usize, eps: f64) -> Result<Norm> {
+        let (w, b) = match (vb.get(h, "weight"), vb.get(h, "bias")) {
+            (Ok(w), Ok(b)) => (w, b),
+            // Old TF-converted checkpoints name them gamma/beta.
+            _ => (vb.get(h, "gamma")?, vb.get(h, "beta")?),
+        };
+        Ok(Norm {
+            w: vec1(w)?,
+            b: vec1(b)?,
+            eps: eps as f32,
+        })
+    }
+
+    fn apply(&self, x: &mut [f32]) {
+        layer_norm_in_place(x, &self.w, &self.b, self.eps)
+    }
+}
+
+struct Layer {
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: Norm,
+    inter: Dense,
+    out: Dense,
+    out_norm: Norm,
+}
+
+/// A raw pointer that may cross threads: each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint regions of one buffer to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `SendPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The BERT encoder (embeddings + layers; no pooler) on the CPU.
+pub(crate) struct CpuBert {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    max_positions: usize,
+    token_type0: Vec<f32>,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    heads: usize,
+    hidden: usize,
+    intermediate: usize,
+    act: HiddenAct,
+}
+
+impl CpuBert {
+    /// Loads the weights (with or without a `bert.` prefix).
+    pub(crate) fn load(vb: VarBuilder, c: &Config) -> Result<CpuBert> {
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let h = c.hidden_size;
+        if c.num_attention_heads == 0 || !h.is_multiple_of(c.num_attention_heads) {
+            candle_core::bail!(
+                "hidden_size {h} is not a multiple of num_attention_heads {}",
+                c.num_attention_heads
+            );
+        }
+        let e = vb.pp("embeddings");
+        let word = vec1(e.get((c.vocab_size, h), "word_embeddings.weight")?)?;
+        let position = vec1(e.get((c.max_position_embeddings, h), "position_embeddings.weight")?)?;
+        let token_type0 = vec1(e.get((c.type_vocab_size, h), "token_type_embeddings.weight")?.get(0)?)?;
+        let emb_norm = Norm::load(&e.pp("LayerNorm"), h, c.layer_norm_eps)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            let qkv = [a.pp("self.query"), a.pp("self.key"), a.pp("self.value")];
+            layers.push(Layer {
+                qkv: Dense::fused(&qkv, h, h)?,
+                attn_out: Dense::load(&a.pp("output.dense"), h, h)?,
+                attn_norm: Norm::load(&a.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+                inter: Dense::load(&l.pp("intermediate.dense"), h, c.intermediate_size)?,
+                out: Dense::load(&l.pp("output.dense"), c.intermediate_size, h)?,
+                out_norm: Norm::load(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+            });
+        }
+        Ok(CpuBert {
+            word,
+            position,
+            max_positions: c.max_position_embeddings,
+            token_type0,
+            emb_norm,
+            layers,
+            heads: c.num_attention_heads,
+            hidden: h,
+            intermediate: c.intermediate_size,
+            act: c.hidden_act,
+        })
+    }
+
+    /// The last hidden states of every token of `seqs`, packed: sequence
+    /// `i`'s rows follow sequence `i - 1`'s, `hidden` values per row. Token
+    /// type ids are all 0.
+    pub(crate) fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let vocab = self.word.len() / h;
+        let mut offsets = Vec::with_capacity(seqs.len() + 1);
+        offsets.push(0usize);
+        for s in seqs {
+            if s.len() > self.max_positions {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds max_position_embeddings {}",
+                    s.len(),
+                    self.max_positions
+                );
+            }
+            if let Some(&bad) = s.iter().find(|&&id| id as usize >= vocab) {
+                candle_core::bail!("token id {bad} is outside the vocabulary of {vocab}");
+            }
+            offsets.push(offsets.last().unwrap() + s.len());
+        }
+        let t = *offsets.last().unwrap();
+        if t == 0 {
+            return Ok(Vec::new());
+        }
+        // Embeddings: word + position + token type 0, then layer norm.
+        let mut x = vec![0f32; t * h];
+        let mut row = 0;
+        for s in seqs {
+            for (p, &id) in s.iter().enumerate() {
+                let dst = &mut x[row * h..(row + 1) * h];
+                let w = &self.word[id as usize * h..(id as usize + 1) * h];
+                let pe = &self.position[p * h..(p + 1) * h];
+                for (((d, a), b), c) in dst.iter_mut().zip(w).zip(pe).zip(&self.token_type0) {
+                    *d = a + b + c;
+                }
+                row += 1;
+            }
+        }
+        self.emb_norm.apply(&mut x);
+
+        let nh = self.heads;
+        let dh = h / nh;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut qkv = vec![0f32; t * 3 * h];
+        let mut ctx = vec![0f32; t * h];
+        let mut inter = vec![0f32; t * self.intermediate];
+        let tasks: Vec<(usize, usize)> = (0..seqs.len())
+            .filter(|&s| offsets[s + 1] > offsets[s])
+            .flat_map(|s| (0..nh).map(move |j| (s, j)))
+            .collect();
+        for layer in &self.layers {
+            layer.qkv.forward_into(&x, t, &mut qkv, false);
+            let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+            let qkv_ref = &qkv;
+            let offsets_ref = &offsets;
+            tasks
+                .par_iter()
+                .for_each_init(Vec::new, |scores: &mut Vec<f32>, &(s, j)| {
+                    let (start, len) = (offsets_ref[s], offsets_ref[s + 1] - offsets_ref[s]);
+                    let rows = &qkv_ref[start * 3 * h..(start + len) * 3 * h];
+                    scores.clear();
+                    scores.resize(len * len, 0.0);
+                    let q = Mat {
+                        data: &rows[j * dh..],
+                        row_stride: 3 * h,
+                        col_stride: 1,
+                    };
+                    let k = Mat {
+                        data: &rows[h + j * dh..],
+                        row_stride: 3 * h,
+                        col_stride: 1,
+                    };
+                    let v = Mat {
+                        data: &rows[2 * h + j * dh..],
+                        row_stride: 3 * h,
+                        col_stride: 1,
+                    };
+                    matmul(len, dh, len, q, k.t(), scores, len, false, scale, Threads::One);
+                    softmax_rows(scores, len);
+                    // SAFETY: this task alone writes columns j*dh..(j+1)*dh of
+                    // rows start..start+len of `ctx` (tasks are distinct (s, j)),
+                    // and `ctx` outlives the parallel loop.
+                    unsafe {
+                        matmul_ptr(
+                            len,
+                            len,
+                            dh,
+                            Mat::rows(scores, len),
+                            v,
+                            ctx_ptr.get().add(start * h + j * dh),
+                            h,
+                            false,
+                            1.0,
+                            Threads::One,
+                        )
+                    };
+                });
+            layer.attn_out.forward_into(&ctx, t, &mut x, true);
+            layer.attn_norm.apply(&mut x);
+            layer.inter.forward_into(&x, t, &mut inter, false);
+            match self.act {
+                HiddenAct::Gelu => gelu_in_place(&mut inter),
+                HiddenAct::GeluApproximate => inter.par_iter_mut().for_each(|v| {
+                    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+                    *v = 0.5 * *v * (1.0 + (c * (*v + 0.044715 * *v * *v * *v)).tanh());
+                }),
+                HiddenAct::Relu => inter.par_iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+            layer.out.forward_into(&inter, t, &mut x, true);
+            layer.out_norm.apply(&mut x);
+        }
+        Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bert::Bert;
+    use candle_core::Device;
+
+    /// Same hidden states as the padded candle forward, on a small random
+    /// BERT, for sequences of different lengths in one batch.
+    #[test]
+    fn packed_forward_matches_the_padded_one() {
+        let cfg = Config {
+            vocab_size: 50,
+            hidden_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 40,
+            hidden_act: HiddenAct::Gelu,
+            max_position_embeddings: 32,
+            ..Config::default()
+        };
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        // Create every variable (zeros), give them random values, then load
+        // both models from them (loading copies the weights).
+        Bert::load(vb.clone(), &cfg).unwrap();
+        for var in vm.all_vars() {
+            let noise = Tensor::randn(0f32, 0.5, var.shape(), &dev).unwrap();
+            var.set(&noise).unwrap();
+        }
+        let padded = Bert::load(vb.clone(), &cfg).unwrap();
+        let packed = CpuBert::load(vb, &cfg).unwrap();
+        let seqs: Vec<Vec<u32>> = vec![
+            vec![1, 5, 9, 13, 2],
+            vec![1, 7, 2],
+            vec![1, 2],
+            vec![1, 40, 41, 42, 43, 44, 2],
+        ];
+        let l = 7;
+        let mut ids = vec![0u32; seqs.len() * l];
+        let mut mask = vec![0u32; seqs.len() * l];
+        for (r, s) in seqs.iter().enumerate() {
+            ids[r * l..r * l + s.len()].copy_from_slice(s);
+            mask[r * l..r * l + s.len()].fill(1);
+        }
+        let want = padded
+            .forward(
+                &Tensor::from_vec(ids, (seqs.len(), l), &dev).unwrap(),
+                &Tensor::from_vec(mask, (seqs.len(), l), &dev).unwrap(),
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let got = packed.forward(&refs).unwrap();
+        let h = 24;
+        let mut row = 0;
+        for (r, s) in seqs.iter().enumerate() {
+            for p in 0..s.len() {
+                for c in 0..h {
+                    let (a, b) = (want[(r * l + p) * h + c], got[row * h + c]);
+                    assert!((a - b).abs() < 1e-4, "seq {r} token {p} dim {c}: {a} vs {b}");
+                }
+                row += 1;
+            }
+        }
+        assert_eq!(got.len(), row * h);
+        assert!(packed.forward(&[&[1, 99]]).is_err(), "out-of-vocabulary id accepted");
+    }
+}

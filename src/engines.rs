@@ -73,19 +73,35 @@ impl Engines {
     /// Loads every model the configuration names. A missing vision model is
     /// not an error: the vision branch is off and the reason is kept.
     pub fn load(config: &Config) -> Result<Engines> {
-        let text = load_text(&config.text_model_dir())?;
         let vdir = config.vision_model_dir();
-        let (vision, vision_off_reason) = if kino_vision::is_model_dir(&vdir) {
-            let swin = Swin::load(&vdir, &candle_core::Device::Cpu)
-                .with_context(|| format!("loading the vision model from {}", vdir.display()))?;
-            (Some(Arc::new(swin)), None)
-        } else {
-            let why = format!(
-                "no vision weights at {} (config.json + model.safetensors): indexing text only; \
-                 `kino reindex --stale` adds vision once they are there",
-                vdir.display()
-            );
-            (None, Some(why))
+        // The two models load side by side (reading, hashing and laying out
+        // a few hundred MB of weights each is mostly one thread's work).
+        let (text, vision) = std::thread::scope(|s| {
+            let vision = s.spawn(|| -> Result<Option<Swin>> {
+                if !kino_vision::is_model_dir(&vdir) {
+                    return Ok(None);
+                }
+                let swin = Swin::load(&vdir, &candle_core::Device::Cpu)
+                    .with_context(|| format!("loading the vision model from {}", vdir.display()))?;
+                Ok(Some(swin))
+            });
+            let text = load_text(&config.text_model_dir());
+            let vision = vision
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the vision model panicked")));
+            (text, vision)
+        });
+        let text = text?;
+        let (vision, vision_off_reason) = match vision? {
+            Some(swin) => (Some(Arc::new(swin)), None),
+            None => {
+                let why = format!(
+                    "no vision weights at {} (config.json + model.safetensors): indexing text only; \
+                     `kino reindex --stale` adds vision once they are there",
+                    vdir.display()
+                );
+                (None, Some(why))
+            }
         };
         let visual_dim = vision.as_ref().map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM);
         let fusion = FusionModel::identity(text.dim(), visual_dim, FUSION_HEADS)?;

@@ -619,8 +619,11 @@ impl Pipeline {
         } else {
             Some(self.embed_label(&seg.label_text)?)
         };
-        if text.is_empty() && grids.is_empty() && labels.is_none() {
-            return Ok(None); // nothing searchable (a silence with the vision branch off)
+        let grids_count = !grids.is_empty() && self.engines.fusion.uses_grids();
+        if text.is_empty() && !grids_count && labels.is_none() {
+            // Nothing searchable: no cue here, and no label (the vision branch is
+            // off, or its model has no classifier head) nor fused grid.
+            return Ok(None);
         }
         let fused = self
             .engines

@@ -73,6 +73,41 @@ fn make_video(path: &Path, secs: u32, size: &str, rate: u32) {
     std::fs::write(path.with_extension("srt"), srt).unwrap();
 }
 
+/// A vision checkpoint without a classifier head (a bare `SwinModel`) gives
+/// no labels, and the default fusion weights do not use raw grids: a video
+/// without subtitles then has nothing searchable by text. That is indexed as
+/// such (no segments), not failed.
+#[test]
+fn a_headless_vision_model_and_no_subtitles_index_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let video = lib.join("silent.mp4");
+    make_video(&video, 12, "320x180", 10);
+    std::fs::remove_file(video.with_extension("srt")).unwrap();
+    let models = models(dir.path(), true);
+    let cfg_path = models.join("microsoft/swin-tiny-patch4-window7-224/config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let obj = cfg.as_object_mut().unwrap();
+    obj.remove("id2label");
+    obj.remove("label2id");
+    obj.insert("architectures".into(), serde_json::json!(["SwinModel"]));
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+
+    let out = kino(&home, &models, &db).arg("ingest").arg(&lib).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (v, segs) = rt().block_on(async {
+        let s = Store::open(&db).await.unwrap();
+        let v = s.videos().await.unwrap().remove(0);
+        let segs = s.segments(v.id).await.unwrap();
+        (v, segs)
+    });
+    assert_eq!(v.status, kino_store::VideoStatus::Done, "{:?}", v.error);
+    assert!(segs.is_empty(), "nothing searchable, so no segments: {}", segs.len());
+}
+
 #[test]
 fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
     let dir = tempfile::tempdir().unwrap();

@@ -308,6 +308,13 @@ impl FusionModel {
         &self.version
     }
 
+    /// Whether frame grids become visual tokens (`grid_gate` > 0). With the
+    /// default weights they do not: then a segment's visual side is its label
+    /// embedding alone, and a headless vision model adds nothing searchable.
+    pub fn uses_grids(&self) -> bool {
+        self.grid_gate > 0.0
+    }
+
     /// Fuses one segment. Fails on vectors of the wrong width, on grids of different shapes, and on a segment
     /// with neither cues nor visual tokens.
     pub fn fuse(&self, inputs: &SegmentInputs) -> Result<FusedSegment, FusionError> {

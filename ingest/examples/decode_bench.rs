@@ -1,7 +1,9 @@
 //! Decode benchmark helper: samples FILE at FPS and writes every RGB frame to stdout as
 //! raw rgb24 (the same work as `ffmpeg -i FILE -vf fps=FPS -f rawvideo -pix_fmt rgb24 -`).
 //!
-//! Usage: `decode_bench FILE [FPS] > /dev/null`; prints `frames=N seconds=S` on stderr.
+//! Usage: `decode_bench FILE [FPS] [--decode-all] > /dev/null`; prints
+//! `frames=N decoded=D seconds=S` on stderr (`--decode-all`: decode every
+//! picture, see `SampleOptions::decode_all`).
 
 use std::io::Write;
 use std::time::Instant;
@@ -15,20 +17,22 @@ fn main() {
         .next()
         .map(|s| s.parse().expect("FPS must be a number"))
         .unwrap_or(1.0);
+    let decode_all = args.next().as_deref() == Some("--decode-all");
     let t = Instant::now();
     let opts = SampleOptions {
         fps,
         thumbnail_width: 0,
+        decode_all,
         ..Default::default()
     };
-    let sampler = FrameSampler::open(file.as_ref(), &opts).unwrap_or_else(|e| {
+    let mut sampler = FrameSampler::open(file.as_ref(), &opts).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut n = 0u64;
-    for f in sampler {
+    for f in sampler.by_ref() {
         let f = f.unwrap_or_else(|e| {
             eprintln!("{e}");
             std::process::exit(1)
@@ -37,5 +41,9 @@ fn main() {
         n += 1;
     }
     out.flush().expect("stdout");
-    eprintln!("frames={n} seconds={:.3}", t.elapsed().as_secs_f64());
+    eprintln!(
+        "frames={n} decoded={} seconds={:.3}",
+        sampler.decoded_frames(),
+        t.elapsed().as_secs_f64()
+    );
 }

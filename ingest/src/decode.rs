@@ -65,6 +65,15 @@ pub struct SampleOptions {
     pub start_ms: i64,
     /// Time and frame limits.
     pub decode_budget: DecodeBudget,
+    /// Decode every frame, even those no sample point needs (default false).
+    ///
+    /// By default, in [`SampleMode::Fps`] on constant-frame-rate H.264, the
+    /// decoder skips non-reference pictures (`nal_ref_idc` 0: no other
+    /// picture is predicted from them) whose display interval is not near a
+    /// sample point. No kept picture depends on a skipped one, so the sampled
+    /// frames are the same pixels; at 1 fps from 25-30 fps video with B-frames
+    /// about half the decoding work goes away.
+    pub decode_all: bool,
 }
 
 impl Default for SampleOptions {
@@ -76,6 +85,7 @@ impl Default for SampleOptions {
             thumbnail_width: 320,
             start_ms: 0,
             decode_budget: DecodeBudget::default(),
+            decode_all: false,
         }
     }
 }
@@ -140,6 +150,11 @@ pub struct FrameSampler {
     serial: u64,
     bogus_timestamps: u64,
     warnings: Vec<String>,
+    /// Whether unneeded non-reference pictures may be skipped (see
+    /// [`SampleOptions::decode_all`]).
+    may_skip: bool,
+    /// Whether the decoder is set to skip non-reference pictures now.
+    skipping: bool,
 }
 
 struct Held {
@@ -246,6 +261,18 @@ impl FrameSampler {
             },
         })?;
 
+        // Skipping is exact only where a picture's interval is its packet's
+        // duration (constant frame rate) and "non-reference" means no picture
+        // refers to it (H.264's nal_ref_idc; other codecs' notions differ).
+        let (r, avg) = (stream.rate(), stream.avg_frame_rate());
+        let may_skip = !opts.decode_all
+            && opts.mode == SampleMode::Fps
+            && decoder.id() == ffmpeg::codec::Id::H264
+            && r.numerator() > 0
+            && r.denominator() > 0
+            && (r.numerator() as i64) * (avg.denominator() as i64)
+                == (avg.numerator() as i64) * (r.denominator() as i64);
+
         let (w, h) = (info.width, info.height);
         let out_size = match opts.max_side {
             Some(m) if w.max(h) > m => {
@@ -318,6 +345,8 @@ impl FrameSampler {
             consecutive_errors: 0,
             serial: 0,
             bogus_timestamps: 0,
+            may_skip,
+            skipping: false,
             warnings: Vec::new(),
         };
         if opts.start_ms > 0 {
@@ -396,6 +425,17 @@ impl FrameSampler {
                 if self.opts.mode == SampleMode::Keyframes && !packet.is_key() {
                     return Ok(());
                 }
+                if self.may_skip {
+                    let skip = !self.packet_needed(&packet);
+                    if skip != self.skipping {
+                        self.decoder.skip_frame(if skip {
+                            ffmpeg::codec::discard::Discard::NonReference
+                        } else {
+                            ffmpeg::codec::discard::Discard::Default
+                        });
+                        self.skipping = skip;
+                    }
+                }
                 match self.decoder.send_packet(&packet) {
                     Ok(()) => {}
                     Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => {
@@ -414,6 +454,24 @@ impl FrameSampler {
                 self.end_of_input(Some(e))
             }
         }
+    }
+
+    /// Whether the picture in `packet` may be the one shown at a sample
+    /// point: its interval `[t, t + d)`, widened by one interval on each side
+    /// (timestamp rounding), holds a point. Packets
+    /// without timing, and those before the first frame, are always needed.
+    fn packet_needed(&self, packet: &ffmpeg::Packet) -> bool {
+        let (Some(pts), d) = (packet.pts(), packet.duration()) else {
+            return true;
+        };
+        if d <= 0 || self.held.is_none() {
+            return true;
+        }
+        let t = (pts - self.start_ticks) as f64 * self.tick;
+        let d = d as f64 * self.tick;
+        let (lo, hi) = (t - d, t + 2.0 * d);
+        let k = (lo * self.opts.fps).ceil().max(0.0);
+        self.point(k as u64) <= hi + EPS
     }
 
     fn end_of_input(&mut self, err: Option<ffmpeg::Error>) -> Result<(), IngestError> {

@@ -326,3 +326,61 @@ fn sampler_can_move_to_another_thread() {
     let n = std::thread::spawn(move || sampler.count()).join().unwrap();
     assert_eq!(n, 6);
 }
+
+/// Skipping the non-reference pictures no sample point needs (the default
+/// on constant-rate H.264) gives the very same frames as decoding them all,
+/// at several sampling rates, with fewer pictures decoded.
+#[test]
+fn skipping_unneeded_non_reference_pictures_changes_no_sampled_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("bframes.mp4");
+    let clip_s = clip.to_str().unwrap();
+    // 29.97 fps with B-frames (x264's default of 3, most of them non-reference).
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=30000/1001:d=8",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "fast",
+        "-bf",
+        "3",
+        "-pix_fmt",
+        "yuv420p",
+        clip_s,
+    ]);
+    for fps in [1.0, 0.5, 2.5, 7.0] {
+        let skipping = SampleOptions {
+            fps,
+            ..Default::default()
+        };
+        let all = SampleOptions {
+            decode_all: true,
+            ..skipping.clone()
+        };
+        let mut s = FrameSampler::open(&clip, &skipping).unwrap();
+        let a: Vec<kino_ingest::Frame> = s.by_ref().map(|f| f.unwrap()).collect();
+        let skipped_decodes = s.decoded_frames();
+        let mut s = FrameSampler::open(&clip, &all).unwrap();
+        let b: Vec<kino_ingest::Frame> = s.by_ref().map(|f| f.unwrap()).collect();
+        assert_eq!(s.decoded_frames(), 240, "decode_all decodes every picture");
+        // At 7 fps nearly every picture is near a point; at 1 fps most are not.
+        let bound = if fps <= 2.5 { 200 } else { 240 };
+        assert!(
+            skipped_decodes <= bound,
+            "at {fps} fps only {} of 240 pictures skipped",
+            240 - skipped_decodes
+        );
+        assert_eq!(a.len(), b.len(), "{fps} fps");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.pts_ms, x.frame_pts_ms), (y.pts_ms, y.frame_pts_ms), "{fps} fps");
+            assert!(
+                x.image.as_raw() == y.image.as_raw(),
+                "{fps} fps: frame at {} ms differs",
+                x.pts_ms
+            );
+        }
+    }
+}

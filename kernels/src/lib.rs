@@ -140,7 +140,10 @@ dispatch!(layer_norm_rows_fma, (x: &mut [f32], w: &[f32], b: &[f32], eps: f32), 
 /// If `x.len()` is not a multiple of `w.len()` or `w` and `b` differ in length.
 pub fn layer_norm_in_place(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let h = w.len();
-    assert!(h > 0 && b.len() == h && x.len().is_multiple_of(h), "layer norm: bad shapes");
+    assert!(
+        h > 0 && b.len() == h && x.len().is_multiple_of(h),
+        "layer norm: bad shapes"
+    );
     let rows = (MIN_CHUNK / h).max(1);
     let f = fma();
     x.par_chunks_mut(rows * h).for_each(|c| {

@@ -13,6 +13,10 @@ use std::time::Instant;
 
 use kino_language::SentenceEncoder;
 
+// As the kino binary (see its main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {

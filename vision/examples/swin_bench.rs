@@ -11,6 +11,11 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use kino_vision::Swin;
 
+// As the kino binary: an allocator that reuses freed tensor memory instead of
+// returning it to the OS and faulting it in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or("usage: swin_bench MODEL_DIR [BATCH] [ITERS]")?;

@@ -83,6 +83,22 @@ pub fn fma() -> bool {
     }
 }
 
+/// Whether this CPU has AVX-512F besides AVX2 and FMA (checked once; always
+/// false off x86-64). `KINO_NO_AVX512=1` turns it off (for comparisons).
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            fma() && std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("KINO_NO_AVX512").is_none()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Runs `$body` (an expression generic over `const F: bool`, spelled with
 /// the identifier given first) through an AVX2+FMA-compiled copy when the
 /// CPU has it.

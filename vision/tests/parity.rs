@@ -1,7 +1,11 @@
 //! Parity with Hugging Face transformers on committed fixtures made by
 //! `scripts/fixtures/swin_reference.py` (tiny random checkpoints; see that
 //! script for what each exercises). Tolerance: max |diff| <= 1e-4 on pooled
-//! outputs, logits and last hidden states (f32, CPU).
+//! outputs, logits and last hidden states (f32).
+//!
+//! The models run on the CPU, or on the first CUDA GPU when the crate is built
+//! with `--features cuda` and `KINO_TEST_DEVICE=cuda` is set (references and
+//! comparisons stay on the CPU).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +19,21 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The device under test: `KINO_TEST_DEVICE=cuda` picks CUDA GPU 0.
+fn device() -> Device {
+    match std::env::var("KINO_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("KINO_TEST_DEVICE=cuda needs a GPU and --features cuda"),
+        _ => Device::Cpu,
+    }
+}
+
 fn refs(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join(name).join("reference.safetensors"), &Device::Cpu).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let a = a.to_device(&Device::Cpu).unwrap();
     (a - b)
         .unwrap()
         .abs()
@@ -41,10 +54,14 @@ fn images(name: &str) -> Vec<PathBuf> {
 
 /// Model parity on the reference's own pixel values (independent of preprocessing).
 fn check_model(name: &str, keys: &[&str]) {
-    let model = Swin::load(&fixtures().join(name), &Device::Cpu).unwrap();
+    let model = Swin::load(&fixtures().join(name), &device()).unwrap();
     let r = refs(name);
     for key in keys {
-        let pv = r[&format!("{key}.pixel_values")].unsqueeze(0).unwrap();
+        let pv = r[&format!("{key}.pixel_values")]
+            .unsqueeze(0)
+            .unwrap()
+            .to_device(model.device())
+            .unwrap();
         let out = model.forward(&pv).unwrap();
         let pooled = max_diff(&out.pooled.squeeze(0).unwrap(), &r[&format!("{key}.pooled")]);
         let logits = max_diff(
@@ -84,7 +101,7 @@ fn absolute_position_embeddings_match_transformers() {
 #[test]
 fn end_to_end_embed_matches_transformers() {
     for name in ["swin_pad", "swin_abs"] {
-        let model = Swin::load(&fixtures().join(name), &Device::Cpu).unwrap();
+        let model = Swin::load(&fixtures().join(name), &device()).unwrap();
         let r = refs(name);
         let imgs: Vec<_> = images(name).iter().map(|p| load_image(p).unwrap().to_rgb8()).collect();
         let feats = model.embed(&imgs).unwrap();
@@ -119,7 +136,7 @@ fn end_to_end_embed_matches_transformers() {
 
 #[test]
 fn batch_equals_single() {
-    let model = Swin::load(&fixtures().join("swin_pad"), &Device::Cpu).unwrap();
+    let model = Swin::load(&fixtures().join("swin_pad"), &device()).unwrap();
     let imgs: Vec<_> = images("swin_pad")
         .iter()
         .map(|p| load_image(p).unwrap().to_rgb8())

@@ -148,6 +148,8 @@ enum Reply {
 struct VisionRequest {
     pts_ms: i64,
     thumbnail: Vec<u8>,
+    /// The frame, already resized by the model's preprocessor (on the
+    /// decode thread, so the vision thread only normalises and runs it).
     image: RgbImage,
     reply: Sender<Reply>,
 }
@@ -239,7 +241,7 @@ fn vision_loop(swin: Arc<Swin>, rx: Receiver<VisionRequest>, batch_size: usize, 
         let features: Vec<Option<FrameFeatures>> = if breaker.allow() {
             let images: Vec<RgbImage> = batch.iter().map(|r| r.image.clone()).collect();
             let t = Instant::now();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| swin.embed(&images)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| swin.embed_resized(&images)));
             metrics::histogram!("kino_inference_seconds", "model" => "vision").record(t.elapsed().as_secs_f64());
             match result {
                 Ok(Ok(f)) if f.len() == batch.len() => {
@@ -452,15 +454,29 @@ impl Pipeline {
                 max_side: Some(self.opts.max_side),
                 thumbnail_width: 320,
                 start_ms: resume_from,
+                // With the vision branch on, Swin keeps every core busy and
+                // one decoder thread per video keeps ahead of it (threaded
+                // decoding would only add CPU time); without it, decoding is
+                // the bottleneck and gets all cores.
+                threads: if self.vision.is_some() { 1 } else { 0 },
                 ..SampleOptions::default()
             };
             let vision_tx = self.vision.as_ref().and_then(|v| v.tx.clone());
+            let preprocessor = self.engines.vision.as_ref().map(|v| v.preprocessor().clone());
             let decode_path = path.clone();
             let stop_decode = Arc::new(AtomicBool::new(false));
             let stop_flag = stop_decode.clone();
             let decode = std::thread::Builder::new()
                 .name(format!("kino-decode-{}", video.id))
-                .spawn(move || decode_loop(&decode_path, &sample, vision_tx, reply_tx, &stop_flag))
+                .spawn(move || {
+                    decode_loop(
+                        &decode_path,
+                        &sample,
+                        vision_tx.map(|tx| (tx, preprocessor.expect("vision model loaded"))),
+                        reply_tx,
+                        &stop_flag,
+                    )
+                })
                 .context("spawning a decode thread")?;
             let mut index = 0usize;
             let mut decode_error: Option<IngestError> = None;
@@ -718,7 +734,7 @@ fn frame_visual(f: &ProcessedFrame) -> FrameVisual {
 fn decode_loop(
     path: &Path,
     opts: &SampleOptions,
-    vision: Option<Sender<VisionRequest>>,
+    vision: Option<(Sender<VisionRequest>, kino_vision::Preprocessor)>,
     reply: Sender<Reply>,
     stop: &AtomicBool,
 ) {
@@ -740,14 +756,18 @@ fn decode_loop(
         };
         metrics::histogram!("kino_stage_seconds", "stage" => "decode").record(t.elapsed().as_secs_f64());
         let sent = match &vision {
-            Some(v) => v
-                .send(VisionRequest {
+            Some((v, pre)) => {
+                // A frame the preprocessor refuses (no pixels) goes on as it
+                // is; the vision stage reports the error for its batch.
+                let image = pre.resize(&frame.image).unwrap_or(frame.image);
+                v.send(VisionRequest {
                     pts_ms: frame.pts_ms,
                     thumbnail: frame.thumbnail_jpeg,
-                    image: frame.image,
+                    image,
                     reply: reply.clone(),
                 })
-                .is_ok(),
+                .is_ok()
+            }
             None => reply
                 .send(Reply::Frame(ProcessedFrame {
                     pts_ms: frame.pts_ms,

@@ -478,13 +478,30 @@ impl Preprocessor {
     /// Preprocesses a batch into a `(B, 3, H, W)` tensor on `device`. All
     /// images must come out the same size (always true with an exact `size`).
     pub fn batch(&self, imgs: &[RgbImage], device: &Device) -> Result<Tensor> {
+        self.batch_with(imgs, device, true)
+    }
+
+    /// As [`Preprocessor::batch`] for images already through
+    /// [`Preprocessor::resize`] (for example on the threads that decode them):
+    /// only rescaling and normalisation are left.
+    pub fn batch_resized(&self, imgs: &[RgbImage], device: &Device) -> Result<Tensor> {
+        self.batch_with(imgs, device, false)
+    }
+
+    fn batch_with(&self, imgs: &[RgbImage], device: &Device, resize: bool) -> Result<Tensor> {
         if imgs.is_empty() {
             return Err(VisionError::Input("empty batch".into()));
         }
         let mut data = Vec::new();
         let mut dims = None;
         for (i, img) in imgs.iter().enumerate() {
-            let r = self.resize(img)?;
+            let resized;
+            let r = if resize {
+                resized = self.resize(img)?;
+                &resized
+            } else {
+                img
+            };
             let d = (r.height() as usize, r.width() as usize);
             if *dims.get_or_insert(d) != d {
                 return Err(VisionError::Input(format!(
@@ -495,7 +512,7 @@ impl Preprocessor {
                     dims.unwrap().0
                 )));
             }
-            data.extend(self.to_chw(&r));
+            data.extend(self.to_chw(r));
         }
         let (h, w) = dims.expect("non-empty");
         Ok(Tensor::from_vec(data, (imgs.len(), 3, h, w), device)?)

@@ -413,6 +413,17 @@ impl Swin {
         self.features(&out)
     }
 
+    /// Runs a batch of images already resized by this model's
+    /// [`crate::Preprocessor::resize`] (see [`Swin::preprocessor`]).
+    pub fn embed_resized(&self, images: &[image::RgbImage]) -> Result<Vec<FrameFeatures>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pixels = self.preprocessor.batch_resized(images, &self.device)?;
+        let out = self.forward(&pixels)?;
+        self.features(&out)
+    }
+
     /// Turns a forward pass's tensors into per-image [`FrameFeatures`].
     pub fn features(&self, out: &SwinOutput) -> Result<Vec<FrameFeatures>> {
         let (b, tokens, hidden) = out.last_hidden_state.dims3()?;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BATCH="${KINO_BENCH_VISION_BATCH:-8}"
-ITERS="${KINO_BENCH_VISION_ITERS:-5}"
+ITERS="${KINO_BENCH_VISION_ITERS:-12}"
 THREADS="$(nproc)"
 MODEL="$KINO_BENCH_DIR/swin-t-random"
 cargo build --release --quiet -p kino-vision --example swin_bench

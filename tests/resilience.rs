@@ -133,12 +133,13 @@ fn kill_9_mid_ingest_then_rerun_indexes_every_video_exactly_once() {
     // Interrupted run: kill -9 once the first video is done.
     let db = dir.path().join("kino.db").display().to_string();
     let home = dir.path().join("home");
+    let log_path = dir.path().join("interrupted.log");
     let mut child: Child = kino(&home, &db)
         .arg("-q")
         .arg("ingest")
         .arg(&lib)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let t = Instant::now();
@@ -148,10 +149,12 @@ fn kill_9_mid_ingest_then_rerun_indexes_every_video_exactly_once() {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(300), "no video finished in time");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ingest ended before it could be killed"
-        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "ingest ended ({status}) before it could be killed: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -224,3 +224,49 @@ fn peak_memory_does_not_grow_with_video_length() {
         long / 1024
     );
 }
+
+/// `kino embed-image --json`: one `{"path","embedding","labels"}` line per
+/// image; a truncated image is exit code 2 with the file named.
+#[test]
+fn embed_image_prints_one_json_line_per_image_and_refuses_a_truncated_file() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures");
+    let model = fixtures.join("swin_pad");
+    let photo = fixtures.join("images/photo_320x200.png");
+    let gray = fixtures.join("images/gray.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_kino"))
+        .args(["-q", "embed-image", "--json", "--model"])
+        .arg(&model)
+        .arg(&photo)
+        .arg(&gray)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["path"], photo.display().to_string());
+    for l in &lines {
+        let emb = l["embedding"].as_array().unwrap();
+        assert_eq!(emb.len(), 32, "swin_pad's hidden size");
+        assert!(emb.iter().all(|x| x.as_f64().unwrap().is_finite()));
+        let labels = l["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 5, "top 5 of the head's classes: {l}");
+        let p: Vec<f64> = labels.iter().map(|x| x[1].as_f64().unwrap()).collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted by probability: {p:?}");
+    }
+    assert_ne!(lines[0]["embedding"], lines[1]["embedding"]);
+
+    let bad = fixtures.join("images/truncated.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_kino"))
+        .args(["-q", "embed-image", "--json", "--model"])
+        .arg(&model)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated.png"), "names the file: {err}");
+}

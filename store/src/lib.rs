@@ -123,13 +123,28 @@ impl Store {
             Backend::Postgres => &PG_MIGRATOR,
             Backend::Sqlite => &SQLITE_MIGRATOR,
         };
-        migrator.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::SchemaTooNew {
-                found: v,
-                known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
-            },
-            other => StoreError::Migrate(other),
-        })
+        // SQLite has no migration lock in sqlx: two processes opening a new
+        // database at the same moment (a `kino serve` and a `kino search`,
+        // say) can both try to create the tables, and the loser fails. Once
+        // the winner is done the migrations are applied, so try again.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(sqlx::migrate::MigrateError::VersionMissing(v)) => {
+                    return Err(StoreError::SchemaTooNew {
+                        found: v,
+                        known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+                    })
+                }
+                Err(e) if self.backend == Backend::Sqlite && attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt.min(6))).await;
+                }
+                Err(e) => return Err(StoreError::Migrate(e)),
+            }
+        }
     }
 
     /// The schema version this binary knows (the newest migration).

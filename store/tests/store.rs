@@ -538,6 +538,48 @@ async fn sqlite_database_is_created_on_first_use_in_a_new_folder() {
     store.close().await;
 }
 
+/// Several openers (as separate processes would: each its own pool) create
+/// and migrate one new SQLite file at the same moment: all succeed, and the
+/// schema is there once.
+#[test]
+fn concurrent_first_opens_of_a_new_sqlite_file_all_succeed() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("kino.db").display().to_string();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    barrier.wait();
+                    rt.block_on(async {
+                        let store = Store::open(&url).await?;
+                        store.ping().await?;
+                        store.close().await;
+                        Ok::<(), StoreError>(())
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = Store::open(&url).await.unwrap();
+            assert!(store.videos().await.unwrap().is_empty());
+            store.close().await;
+        });
+    }
+}
+
 #[tokio::test]
 async fn unreachable_postgres_is_a_connect_error_not_a_hang() {
     let t = std::time::Instant::now();

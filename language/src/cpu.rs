@@ -1,8 +1,8 @@
 //! The BERT encoder forward pass for the CPU on plain f32 buffers, with the
 //! sequences of a batch packed one after another (no padding tokens at all).
 //!
-//! It computes what [`crate::bert::Bert`] (and Hugging Face transformers)
-//! computes for the real tokens of each sequence: with an additive
+//! It computes what candle-transformers' `BertModel` (and Hugging Face
+//! transformers) computes for the real tokens of each sequence: with an additive
 //! `f32::MIN` mask a padded key gets exactly zero attention weight, and the
 //! padded query rows are discarded by pooling, so leaving padding out changes
 //! nothing but the work done. Per layer:
@@ -298,10 +298,12 @@ impl CpuBert {
             layer.inter.forward_into(&x, t, &mut inter, false);
             match self.act {
                 HiddenAct::Gelu => gelu_in_place(&mut inter),
-                HiddenAct::GeluApproximate => inter.par_iter_mut().for_each(|v| {
+                HiddenAct::GeluApproximate => {
                     let c = (2.0f32 / std::f32::consts::PI).sqrt();
-                    *v = 0.5 * *v * (1.0 + (c * (*v + 0.044715 * *v * *v * *v)).tanh());
-                }),
+                    inter
+                        .par_iter_mut()
+                        .for_each(|v| *v = 0.5 * *v * (1.0 + (c * (*v + 0.044715 * *v * *v * *v)).tanh()));
+                }
                 HiddenAct::Relu => inter.par_iter_mut().for_each(|v| *v = v.max(0.0)),
             }
             layer.out.forward_into(&inter, t, &mut x, true);
@@ -314,11 +316,11 @@ impl CpuBert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bert::Bert;
     use candle_core::Device;
+    use candle_transformers::models::bert::BertModel;
 
-    /// Same hidden states as the padded candle forward, on a small random
-    /// BERT, for sequences of different lengths in one batch.
+    /// Same hidden states as candle-transformers' (padded, masked) `BertModel`
+    /// on a small random BERT, for sequences of different lengths in one batch.
     #[test]
     fn packed_forward_matches_the_padded_one() {
         let cfg = Config {
@@ -336,12 +338,12 @@ mod tests {
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
         // Create every variable (zeros), give them random values, then load
         // both models from them (loading copies the weights).
-        Bert::load(vb.clone(), &cfg).unwrap();
+        BertModel::load(vb.clone(), &cfg).unwrap();
         for var in vm.all_vars() {
             let noise = Tensor::randn(0f32, 0.5, var.shape(), &dev).unwrap();
             var.set(&noise).unwrap();
         }
-        let padded = Bert::load(vb.clone(), &cfg).unwrap();
+        let padded = BertModel::load(vb.clone(), &cfg).unwrap();
         let packed = CpuBert::load(vb, &cfg).unwrap();
         let seqs: Vec<Vec<u32>> = vec![
             vec![1, 5, 9, 13, 2],
@@ -356,11 +358,10 @@ mod tests {
             ids[r * l..r * l + s.len()].copy_from_slice(s);
             mask[r * l..r * l + s.len()].fill(1);
         }
+        let ids = Tensor::from_vec(ids, (seqs.len(), l), &dev).unwrap();
+        let mask = Tensor::from_vec(mask, (seqs.len(), l), &dev).unwrap();
         let want = padded
-            .forward(
-                &Tensor::from_vec(ids, (seqs.len(), l), &dev).unwrap(),
-                &Tensor::from_vec(mask, (seqs.len(), l), &dev).unwrap(),
-            )
+            .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
             .unwrap()
             .flatten_all()
             .unwrap()

@@ -18,8 +18,6 @@
 //! # Ok::<(), kino_language::LanguageError>(())
 //! ```
 
-#[cfg(test)]
-mod bert;
 mod cpu;
 mod encoder;
 mod error;

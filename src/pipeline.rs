@@ -199,18 +199,22 @@ impl CircuitBreaker {
 /// being indexed.
 struct VisionService {
     tx: Option<Sender<VisionRequest>>,
+    /// The model's preprocessor, for resizing frames on the decode threads.
+    preprocessor: kino_vision::Preprocessor,
     handle: Option<JoinHandle<()>>,
 }
 
 impl VisionService {
     fn start(swin: Arc<Swin>, batch_size: usize, timeout: Duration, queue: usize) -> VisionService {
         let (tx, rx) = bounded::<VisionRequest>(queue.max(batch_size));
+        let preprocessor = swin.preprocessor().clone();
         let handle = std::thread::Builder::new()
             .name("kino-vision".into())
             .spawn(move || vision_loop(swin, rx, batch_size.max(1), timeout))
             .expect("spawn the vision thread");
         VisionService {
             tx: Some(tx),
+            preprocessor,
             handle: Some(handle),
         }
     }
@@ -461,22 +465,16 @@ impl Pipeline {
                 threads: if self.vision.is_some() { 1 } else { 0 },
                 ..SampleOptions::default()
             };
-            let vision_tx = self.vision.as_ref().and_then(|v| v.tx.clone());
-            let preprocessor = self.engines.vision.as_ref().map(|v| v.preprocessor().clone());
+            let vision = self
+                .vision
+                .as_ref()
+                .and_then(|v| Some((v.tx.clone()?, v.preprocessor.clone())));
             let decode_path = path.clone();
             let stop_decode = Arc::new(AtomicBool::new(false));
             let stop_flag = stop_decode.clone();
             let decode = std::thread::Builder::new()
                 .name(format!("kino-decode-{}", video.id))
-                .spawn(move || {
-                    decode_loop(
-                        &decode_path,
-                        &sample,
-                        vision_tx.map(|tx| (tx, preprocessor.expect("vision model loaded"))),
-                        reply_tx,
-                        &stop_flag,
-                    )
-                })
+                .spawn(move || decode_loop(&decode_path, &sample, vision, reply_tx, &stop_flag))
                 .context("spawning a decode thread")?;
             let mut index = 0usize;
             let mut decode_error: Option<IngestError> = None;

@@ -99,9 +99,9 @@ pub fn avx512() -> bool {
     }
 }
 
-/// Runs `$body` (an expression generic over `const F: bool`, spelled with
-/// the identifier given first) through an AVX2+FMA-compiled copy when the
-/// CPU has it.
+/// Defines `$name`, an AVX2+FMA-compiled copy of the generic function
+/// `$generic::<true>` with the given arguments, for callers that checked
+/// [`fma`] first.
 macro_rules! dispatch {
     ($name:ident, ($($arg:ident: $ty:ty),*), $generic:ident) => {
         #[cfg(target_arch = "x86_64")]

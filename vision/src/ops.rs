@@ -64,7 +64,7 @@ impl InplaceOp2 for Fused {
                 let rows = (MIN_CHUNK / n).max(1);
                 let gelu = self.0 == Kind::BiasGelu;
                 #[cfg(target_arch = "x86_64")]
-                let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+                let avx2 = kino_kernels::fma();
                 dst.par_chunks_mut(rows * n).for_each(|chunk| {
                     #[cfg(target_arch = "x86_64")]
                     if avx2 {

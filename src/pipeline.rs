@@ -25,7 +25,7 @@ use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use image::RgbImage;
 use kino_fusion::align::Segmenter;
-use kino_fusion::{AlignedSegment, FrameVisual, SegmentInputs, TimedText, VisualGrid};
+use kino_fusion::{AlignedSegment, FrameVisual, FusionError, SegmentInputs, TimedText, VisualGrid};
 use kino_ingest::{FrameSampler, IngestError, SampleOptions};
 use kino_store::{CueRecord, IndexVersions, NewSegment, Store, Video};
 use kino_vision::{FrameFeatures, Swin};
@@ -633,22 +633,18 @@ impl Pipeline {
         } else {
             Some(self.embed_label(&seg.label_text)?)
         };
-        let grids_count = !grids.is_empty() && self.engines.fusion.uses_grids();
-        if text.is_empty() && !grids_count && labels.is_none() {
-            // Nothing searchable: no cue here, and no label (the vision branch is
-            // off, or its model has no classifier head) nor fused grid.
-            return Ok(None);
-        }
-        let fused = self
-            .engines
-            .fusion
-            .fuse(&SegmentInputs {
-                text,
-                text_weights,
-                grids,
-                labels,
-            })
-            .map_err(|e| IndexError::Transient(anyhow!(e).context("fusing a segment")))?;
+        let fused = match self.engines.fusion.fuse(&SegmentInputs {
+            text,
+            text_weights,
+            grids,
+            labels,
+        }) {
+            Ok(f) => f,
+            // Nothing searchable: no cue here, and no label (the vision branch
+            // is off, or its model has no classifier head) nor fused grid.
+            Err(FusionError::NothingToFuse) => return Ok(None),
+            Err(e) => return Err(IndexError::Transient(anyhow!(e).context("fusing a segment"))),
+        };
         let thumbnail = match frames.get(frames.len() / 2) {
             Some(f) if !f.thumbnail.is_empty() => {
                 std::fs::create_dir_all(&state.thumbs_dir)

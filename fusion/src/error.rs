@@ -8,6 +8,11 @@ pub enum FusionError {
     /// A configuration value is out of range.
     #[error("invalid fusion configuration: {0}")]
     Config(String),
+    /// The segment has nothing to fuse: no cue, and no visual token (no
+    /// label, and raw grids are gated off or absent). Not a fault of the
+    /// data: such a segment is simply not searchable by meaning.
+    #[error("a segment with neither cue embeddings nor visual tokens cannot be fused")]
+    NothingToFuse,
     /// Frames or cues were pushed to the streaming builder out of time order.
     #[error("{what} at {at_ms} ms arrived after one at {previous_ms} ms: the segment builder needs time order")]
     OutOfOrder {

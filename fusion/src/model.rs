@@ -308,15 +308,8 @@ impl FusionModel {
         &self.version
     }
 
-    /// Whether frame grids become visual tokens (`grid_gate` > 0). With the
-    /// default weights they do not: then a segment's visual side is its label
-    /// embedding alone, and a headless vision model adds nothing searchable.
-    pub fn uses_grids(&self) -> bool {
-        self.grid_gate > 0.0
-    }
-
     /// Fuses one segment. Fails on vectors of the wrong width, on grids of different shapes, and on a segment
-    /// with neither cues nor visual tokens.
+    /// with neither cues nor visual tokens ([`FusionError::NothingToFuse`]).
     pub fn fuse(&self, inputs: &SegmentInputs) -> Result<FusedSegment, FusionError> {
         let d = self.config.text_dim;
         for (i, t) in inputs.text.iter().enumerate() {
@@ -360,11 +353,7 @@ impl FusionModel {
         let visual_only = weighted_mean(&visual_tokens, &vec![1.0; visual_tokens.len()]);
 
         let fused = match (&text_only, &visual_only) {
-            (None, None) => {
-                return Err(FusionError::Config(
-                    "a segment with neither cue embeddings nor visual tokens cannot be fused".into(),
-                ))
-            }
+            (None, None) => return Err(FusionError::NothingToFuse),
             (Some(t), None) => t.clone(),
             (None, Some(v)) => v.clone(),
             (Some(_), Some(_)) => {

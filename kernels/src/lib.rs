@@ -134,13 +134,39 @@ pub fn gelu_in_place(x: &mut [f32]) {
     });
 }
 
+/// `Σ f(v)` over `v` in 16 independent partial sums (a plain `sum` is one
+/// serial chain of additions, which the compiler may not reorder).
+#[inline(always)]
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let chunks = v.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..L {
+            acc[l] += f(c[l]);
+        }
+    }
+    let mut s = 0.0;
+    for half in [8, 4, 2, 1] {
+        for l in 0..half {
+            acc[l] += acc[l + half];
+        }
+    }
+    s += acc[0];
+    for &x in rest {
+        s += f(x);
+    }
+    s
+}
+
 #[inline(always)]
 fn layer_norm_rows_generic<const F: bool>(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let h = w.len();
     for row in x.chunks_exact_mut(h) {
         // Two passes (mean, then variance of the centred values) as PyTorch.
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let mean = lane_sum(row, |v| v) / h as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / h as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
             *v = madd::<F>((*v - mean) * inv, *w, *b);
@@ -171,6 +197,26 @@ pub fn layer_norm_in_place(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
         }
         layer_norm_rows_generic::<false>(c, w, b, eps)
     });
+}
+
+/// [`layer_norm_in_place`] on the calling thread (for callers that
+/// parallelise over larger units, such as gathered rows).
+///
+/// # Panics
+/// If `x.len()` is not a multiple of `w.len()` or `w` and `b` differ in length.
+pub fn layer_norm_rows(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let h = w.len();
+    assert!(
+        h > 0 && b.len() == h && x.len().is_multiple_of(h),
+        "layer norm: bad shapes"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked by `fma`).
+        unsafe { layer_norm_rows_fma(x, w, b, eps) };
+        return;
+    }
+    layer_norm_rows_generic::<false>(x, w, b, eps)
 }
 
 #[inline(always)]
@@ -419,6 +465,9 @@ mod tests {
                 assert!((want - out[j] as f64).abs() < 1e-4, "layer norm {} vs {want}", out[j]);
             }
         }
+        let mut z = x.clone();
+        layer_norm_rows(&mut z, &w, &b, 1e-12);
+        assert_eq!(y, z, "layer_norm_rows differs from layer_norm_in_place");
         let mut s = x.clone();
         softmax_rows(&mut s, 50);
         for (row, out) in x.chunks(50).zip(s.chunks(50)) {

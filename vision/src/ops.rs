@@ -1,84 +1,14 @@
-//! Fused, multi-threaded CPU kernels for the element-wise steps of the model
-//! (candle runs element-wise ops on one thread): bias add, bias add + GELU,
-//! residual add, all in place on a freshly computed tensor. Other devices use
-//! candle's generic ops.
+//! Kernels of the Swin forward pass.
+//!
+//! * [`window_attention_into`]: window attention on the CPU, fused, on plain
+//!   buffers, on all threads (used by the CPU forward pass in `swin/cpu.rs`);
+//! * [`bias_rows_in_place`]: bias add (+ exact GELU) on all threads;
+//! * [`window_attention`]: the same attention with candle's ops, on any
+//!   device (the GPU path, and the CPU kernel's test reference).
 
-use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
+use candle_core::{Result, Tensor};
 use kino_kernels::{exp_f32, gelu_erf_f32, madd, MIN_CHUNK};
 use rayon::prelude::*;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// dst += bias (bias broadcast over rows).
-    Bias,
-    /// dst = gelu(dst + bias).
-    BiasGelu,
-    /// dst += src (same shape).
-    Add,
-}
-
-struct Fused(Kind);
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{what}: f32 expected")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("{what}: contiguous tensor expected"),
-    }
-}
-
-impl InplaceOp2 for Fused {
-    fn name(&self) -> &'static str {
-        "kino-fused-elementwise"
-    }
-
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let src = slice(s2, l2, "source")?;
-        let Some((a, b)) = l1.contiguous_offsets() else {
-            bail!("destination: contiguous tensor expected")
-        };
-        let CpuStorage::F32(dst) = s1 else {
-            bail!("destination: f32 expected")
-        };
-        let dst = &mut dst[a..b];
-        match self.0 {
-            Kind::Add => {
-                if src.len() != dst.len() {
-                    bail!("add: {} vs {} elements", dst.len(), src.len());
-                }
-                dst.par_chunks_mut(MIN_CHUNK)
-                    .zip(src.par_chunks(MIN_CHUNK))
-                    .for_each(|(d, s)| {
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d += s;
-                        }
-                    });
-            }
-            Kind::Bias | Kind::BiasGelu => {
-                let n = src.len();
-                if n == 0 || dst.len() % n != 0 {
-                    bail!("bias of {n} does not divide {} elements", dst.len());
-                }
-                let rows = (MIN_CHUNK / n).max(1);
-                let gelu = self.0 == Kind::BiasGelu;
-                #[cfg(target_arch = "x86_64")]
-                let avx2 = kino_kernels::fma();
-                dst.par_chunks_mut(rows * n).for_each(|chunk| {
-                    #[cfg(target_arch = "x86_64")]
-                    if avx2 {
-                        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-                        unsafe { bias_rows_avx2(chunk, src, gelu) };
-                        return;
-                    }
-                    bias_rows::<false>(chunk, src, gelu);
-                });
-            }
-        }
-        Ok(())
-    }
-}
 
 #[inline(always)]
 fn bias_rows<const F: bool>(chunk: &mut [f32], bias: &[f32], gelu: bool) {
@@ -101,38 +31,30 @@ unsafe fn bias_rows_avx2(chunk: &mut [f32], bias: &[f32], gelu: bool) {
     bias_rows::<true>(chunk, bias, gelu)
 }
 
-fn fast(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
-}
-
-/// `x + bias` (bias over the last dim). Consumes `x`, which must not be shared.
-pub fn add_bias(x: Tensor, bias: &Tensor) -> Result<Tensor> {
-    if fast(&x) && fast(bias) {
-        x.inplace_op2(bias, &Fused(Kind::Bias))?;
-        Ok(x)
-    } else {
-        x.broadcast_add(bias)
-    }
-}
-
-/// `gelu_erf(x + bias)`. Consumes `x`, which must not be shared.
-pub fn add_bias_gelu(x: Tensor, bias: &Tensor) -> Result<Tensor> {
-    if fast(&x) && fast(bias) {
-        x.inplace_op2(bias, &Fused(Kind::BiasGelu))?;
-        Ok(x)
-    } else {
-        x.broadcast_add(bias)?.gelu_erf()
-    }
-}
-
-/// `x + y` (same shape). Consumes `y`, which must not be shared, and writes into it.
-pub fn add_into(x: &Tensor, y: Tensor) -> Result<Tensor> {
-    if fast(x) && fast(&y) && x.dims() == y.dims() {
-        y.inplace_op2(x, &Fused(Kind::Add))?;
-        Ok(y)
-    } else {
-        x + y
-    }
+/// `dst += bias` over rows of `bias.len()` values, then the exact (erf) GELU
+/// when `gelu`, in place on all threads.
+///
+/// # Panics
+/// If `dst.len()` is not a multiple of `bias.len()`.
+pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
+    let n = bias.len();
+    assert!(
+        n > 0 && dst.len().is_multiple_of(n),
+        "bias of {n} does not divide {}",
+        dst.len()
+    );
+    let rows = (MIN_CHUNK / n).max(1);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = kino_kernels::fma();
+    dst.par_chunks_mut(rows * n).for_each(|chunk| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { bias_rows_avx2(chunk, bias, gelu) };
+            return;
+        }
+        bias_rows::<false>(chunk, bias, gelu);
+    });
 }
 
 /// Window attention, fused: for every window and head, `softmax(q kᵀ + bias) v`.
@@ -166,11 +88,13 @@ impl WindowAttention {
         let (pt, qb) = rest.split_at_mut(R * np);
         let vrow = |j: usize, h: usize| 3 * dim * j + 2 * dim + h * hd;
         for h in 0..heads {
-            // kᵀ of this head: (hd, np), zero-padded columns.
-            for j in 0..n {
-                let k = &qkv[j * 3 * dim + dim + h * hd..][..hd];
-                for (d, &kv) in k.iter().enumerate() {
-                    kt[d * np + j] = kv;
+            // kᵀ of this head: (hd, np), zero-padded columns. Written row by
+            // row (contiguous stores, strided loads): the other order, one
+            // column at a time, cost a fifth of the whole kernel.
+            let k = &qkv[dim + h * hd..];
+            for (d, dst) in kt.chunks_exact_mut(np).enumerate() {
+                for (j, v) in dst[..n].iter_mut().enumerate() {
+                    *v = k[j * 3 * dim + d];
                 }
             }
             for i0 in (0..n).step_by(R) {
@@ -326,59 +250,44 @@ impl WindowAttention {
     }
 }
 
-impl candle_core::CustomOp2 for WindowAttention {
-    fn name(&self) -> &'static str {
-        "kino-window-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, candle_core::Shape)> {
-        let qkv = slice(s1, l1, "qkv")?;
-        let bias = slice(s2, l2, "attention bias")?;
-        let (n, dim) = (self.tokens, self.heads * self.head_dim);
-        if qkv.len() % (n * 3 * dim) != 0 || bias.len() % (self.heads * n * n) != 0 {
-            bail!("window attention: bad sizes");
-        }
-        let windows = qkv.len() / (n * 3 * dim);
-        let mut out = vec![0f32; windows * n * dim];
-        self.run(qkv, bias, &mut out);
-        Ok((CpuStorage::F32(out), (windows * n, dim).into()))
-    }
-}
-
-/// Window attention on `qkv` = `(windows * tokens, 3 * dim)` (queries already
-/// scaled) with `bias` = `(1 or windows_per_image, heads, tokens, tokens)`;
-/// returns `(windows * tokens, dim)`. Uses the fused kernel on the CPU and
-/// candle's matmul and softmax elsewhere.
-pub fn window_attention(
-    qkv: &Tensor,
-    bias: &Tensor,
+/// Window attention on the CPU, fused, into `out` = `(windows * tokens,
+/// dim)`: `qkv` is `(windows * tokens, 3 * dim)` (queries already scaled),
+/// `bias` `(1 or windows_per_image, heads, tokens, tokens)`. Runs on all
+/// threads of the current rayon pool.
+///
+/// # Panics
+/// If the sizes do not fit together.
+pub(crate) fn window_attention_into(
+    qkv: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
     windows_per_image: usize,
     tokens: usize,
     heads: usize,
     head_dim: usize,
-) -> Result<Tensor> {
-    if fast(qkv) && fast(bias) {
-        return qkv.apply_op2_no_bwd(
-            bias,
-            &WindowAttention {
-                windows_per_image,
-                tokens,
-                heads,
-                head_dim,
-            },
-        );
+) {
+    let (n, dim) = (tokens, heads * head_dim);
+    let windows = out.len() / (n * dim);
+    let per_bias = heads * n * n;
+    assert!(
+        out.len() == windows * n * dim
+            && qkv.len() == windows * n * 3 * dim
+            && (bias.len() == per_bias || bias.len() == windows_per_image * per_bias),
+        "window attention: bad sizes"
+    );
+    WindowAttention {
+        windows_per_image,
+        tokens,
+        heads,
+        head_dim,
     }
-    window_attention_generic(qkv, bias, windows_per_image, tokens, heads, head_dim)
+    .run(qkv, bias, out)
 }
 
-/// [`window_attention`] with candle's generic ops (any device).
-pub fn window_attention_generic(
+/// Window attention with candle's matmul and softmax, on any device: `qkv` is
+/// `(windows * tokens, 3 * dim)` (queries already scaled), `bias` `(1 or
+/// windows_per_image, heads, tokens, tokens)`; returns `(windows * tokens, dim)`.
+pub fn window_attention(
     qkv: &Tensor,
     bias: &Tensor,
     windows_per_image: usize,
@@ -410,105 +319,91 @@ pub fn window_attention_generic(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
-    /// Every code path (generic, AVX2, AVX-512, as the CPU allows) gives the
-    /// same result, on a tiny shape and on Swin-T's (49 tokens, head dim 32).
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    }
+
+    fn host(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// The CPU kernel, on every code path the CPU allows (generic, AVX2,
+    /// AVX-512), matches candle's matmul + softmax, for tiny and Swin-T
+    /// shapes (49 tokens, head width 32), one bias or one per window.
     #[test]
-    fn window_attention_paths_agree() {
-        for (nw, n, heads, hd) in [(3usize, 9usize, 2usize, 4usize), (2, 49, 3, 32), (1, 25, 2, 40)] {
-            let op = WindowAttention {
-                windows_per_image: nw,
-                tokens: n,
-                heads,
-                head_dim: hd,
-            };
-            let dev = candle_core::Device::Cpu;
-            let qkv: Vec<f32> = Tensor::randn(0f32, 1.0, nw * n * 3 * heads * hd, &dev)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let bias: Vec<f32> = Tensor::randn(0f32, 1.0, nw * heads * n * n, &dev)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let mut want = vec![0f32; nw * n * heads * hd];
-            op.run_with(&qkv, &bias, &mut want, false, false);
-            for (avx2, avx512) in [(true, false), (true, true)] {
+    fn cpu_window_attention_matches_candle_on_every_path() {
+        let dev = Device::Cpu;
+        for (b, nw, n, heads, hd) in [
+            (2usize, 3usize, 9usize, 2usize, 4usize),
+            (1, 2, 49, 3, 32),
+            (2, 1, 25, 2, 40),
+            (1, 2, 17, 1, 11),
+        ] {
+            let dim = heads * hd;
+            let qkv = Tensor::randn(0f32, 1.0, (b * nw * n, 3 * dim), &dev).unwrap();
+            for nb in [1, nw] {
+                let bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
+                let want = host(&window_attention(&qkv, &bias, nw, n, heads, hd).unwrap());
+                let op = WindowAttention {
+                    windows_per_image: nw,
+                    tokens: n,
+                    heads,
+                    head_dim: hd,
+                };
+                for (avx2, avx512) in [(false, false), (true, false), (true, true)] {
+                    let mut got = vec![0f32; want.len()];
+                    op.run_with(&host(&qkv), &host(&bias), &mut got, avx2, avx512);
+                    let d = max_diff(&want, &got);
+                    assert!(
+                        d < 1e-5,
+                        "n {n} heads {heads} hd {hd} bias windows {nb}: avx2 {avx2} avx512 {avx512} differ by {d}"
+                    );
+                }
                 let mut got = vec![0f32; want.len()];
-                op.run_with(&qkv, &bias, &mut got, avx2, avx512);
-                let d = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                assert!(d < 1e-5, "n {n} hd {hd}: avx2 {avx2} avx512 {avx512} differ by {d}");
+                window_attention_into(&host(&qkv), &host(&bias), &mut got, nw, n, heads, hd);
+                assert!(max_diff(&want, &got) < 1e-5);
             }
         }
     }
 
     #[test]
-    fn fused_window_attention_matches_matmul_softmax() {
-        let dev = candle_core::Device::Cpu;
-        let (b, nw, n, heads, hd) = (2, 3, 9, 2, 4);
-        let qkv = Tensor::randn(0f32, 1.0, (b * nw * n, 3 * heads * hd), &dev).unwrap();
-        for nb in [1, nw] {
-            let bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
-            let fused = window_attention(&qkv, &bias, nw, n, heads, hd).unwrap();
-            let generic = window_attention_generic(&qkv, &bias, nw, n, heads, hd).unwrap();
-            let d: f32 = (fused - generic)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            assert!(d < 1e-5, "fused attention differs by {d} (bias windows {nb})");
+    fn bias_rows_match_their_definition() {
+        let x: Vec<f32> = (0..300 * 70).map(|i| ((i * 37 % 101) as f32 - 50.0) / 12.0).collect();
+        let b: Vec<f32> = (0..70).map(|i| (i as f32 - 35.0) / 20.0).collect();
+        let mut plain = x.clone();
+        bias_rows_in_place(&mut plain, &b, false);
+        let mut gelu = x.clone();
+        bias_rows_in_place(&mut gelu, &b, true);
+        for (i, v) in x.iter().enumerate() {
+            assert_eq!(plain[i], v + b[i % 70]);
+            let y = (v + b[i % 70]) as f64;
+            let want = 0.5 * y * (1.0 + erf(y / std::f64::consts::SQRT_2));
+            assert!(
+                (gelu[i] as f64 - want).abs() < 1e-5,
+                "gelu({y}) = {}, want {want}",
+                gelu[i]
+            );
         }
     }
 
-    #[test]
-    fn fused_ops_match_generic_ones() {
-        let dev = candle_core::Device::Cpu;
-        let x = Tensor::randn(0f32, 2.0, (300, 70), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1.0, 70, &dev).unwrap();
-        let want = x.broadcast_add(&b).unwrap().gelu_erf().unwrap();
-        let got = add_bias_gelu(x.copy().unwrap(), &b).unwrap();
-        let d: f32 = (want - &got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(d < 1e-5, "bias+gelu differs by {d}");
-        let want = x.broadcast_add(&b).unwrap();
-        let got = add_bias(x.copy().unwrap(), &b).unwrap();
-        let d: f32 = (want - &got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(d, 0.0);
-        let y = Tensor::randn(0f32, 1.0, (300, 70), &dev).unwrap();
-        let want = (&x + &y).unwrap();
-        let got = add_into(&x, y.copy().unwrap()).unwrap();
-        let d: f32 = (want - &got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(d, 0.0);
+    /// erf to double precision: Maclaurin series near 0, continued fraction beyond.
+    fn erf(x: f64) -> f64 {
+        if x.abs() < 2.5 {
+            let (mut sum, mut term) = (x, x);
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                sum += term / (2 * n + 1) as f64;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let ax = x.abs();
+            let mut f = 0.0;
+            for k in (1..120).rev() {
+                f = (k as f64 / 2.0) / (ax + f);
+            }
+            (1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f)) * x.signum()
+        }
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -26,6 +26,8 @@ use candle_nn::VarBuilder;
 use crate::config::{Activation, SwinConfig};
 use crate::error::{Result, VisionError};
 use crate::ops;
+
+mod cpu;
 
 /// A linear layer whose weight is kept transposed (`in x out`) for a plain matmul.
 #[derive(Debug, Clone)]
@@ -48,17 +50,8 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = x.matmul(&self.wt)?;
         match &self.b {
-            Some(b) => ops::add_bias(y, b),
+            Some(b) => y.broadcast_add(b),
             None => Ok(y),
-        }
-    }
-
-    /// `gelu_erf(x W + b)`, fused on the CPU.
-    fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.matmul(&self.wt)?;
-        match &self.b {
-            Some(b) => ops::add_bias_gelu(y, b),
-            None => y.gelu_erf(),
         }
     }
 }
@@ -102,6 +95,17 @@ struct Block {
     shift: usize,
 }
 
+/// A checked pixel tensor's `(batch, channels, height, width)` and the
+/// patch grid `gh x gw` it gives.
+struct InputShape {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    gh: usize,
+    gw: usize,
+}
+
 /// Patch merging (`SwinPatchMerging`).
 #[derive(Debug)]
 struct Merge {
@@ -119,12 +123,18 @@ struct Stage {
 /// Precomputed gathers and biases of one block for one input size.
 #[derive(Debug)]
 struct BlockPlan {
-    /// Index into `(tokens [+ one zero row])` giving the windowed, shifted, padded order.
+    /// Index into `(tokens [+ one zero row])` giving the windowed, shifted,
+    /// padded order (`partition_idx` on the model's device).
     partition: Tensor,
+    /// `partition` on the host; the index `H*W` stands for a zero row.
+    partition_idx: Vec<u32>,
     /// Whether `partition` uses the zero row (the feature map is padded).
     padded: bool,
-    /// Index into the windowed order giving back the `H*W` tokens.
+    /// Index into the windowed order giving back the `H*W` tokens
+    /// (`reverse_idx` on the model's device).
     reverse: Tensor,
+    /// `reverse` on the host.
+    reverse_idx: Vec<u32>,
     /// Windows per image.
     windows: usize,
     /// Tokens per window.
@@ -135,7 +145,11 @@ struct BlockPlan {
 
 #[derive(Debug)]
 struct MergePlan {
+    /// For each output token, its four input tokens in transformers' order
+    /// (`index_idx` on the model's device); `H*W` stands for a zero row.
     index: Tensor,
+    /// `index` on the host.
+    index_idx: Vec<u32>,
     padded: bool,
     out: (usize, usize),
 }
@@ -200,6 +214,9 @@ pub struct Swin {
     top_k: usize,
     version: String,
     plans: RwLock<HashMap<(usize, usize), Arc<Plan>>>,
+    /// Buffers of the CPU forward pass, one per forward pass in flight,
+    /// kept for the next batch.
+    workspaces: Mutex<Vec<cpu::Workspace>>,
 }
 
 /// The default number of labels [`Swin::embed`] reports.
@@ -350,6 +367,7 @@ impl Swin {
             top_k: DEFAULT_TOP_K,
             version,
             plans: RwLock::new(HashMap::new()),
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -452,7 +470,20 @@ impl Swin {
 
     /// Runs the model on `(batch, channels, height, width)` pixel values
     /// (already preprocessed), like transformers' `forward(pixel_values)`.
+    ///
+    /// On the CPU this runs kino's own forward pass on plain buffers
+    /// (`swin/cpu.rs`); on other devices candle's ops
+    /// ([`Swin::forward_generic`]). Both compute the same function.
     pub fn forward(&self, pixels: &Tensor) -> Result<SwinOutput> {
+        if self.device.is_cpu() {
+            self.forward_cpu(pixels)
+        } else {
+            self.forward_generic(pixels)
+        }
+    }
+
+    /// Checks a pixel tensor against the model.
+    fn check_input(&self, pixels: &Tensor) -> Result<InputShape> {
         let (b, c, h, w) = pixels.dims4()?;
         if c != self.config.num_channels {
             return Err(VisionError::Input(format!(
@@ -465,6 +496,25 @@ impl Swin {
         }
         let (ph, pw) = self.config.patch_size.hw();
         let (gh, gw) = (h.div_ceil(ph), w.div_ceil(pw));
+        if let Some(pe) = &self.position_embeddings {
+            if pe.dim(1)? != gh * gw {
+                return Err(VisionError::Input(format!(
+                    "a {h}x{w} input gives {} patches but the absolute position embeddings cover {} \
+                     (image_size {:?}); resize the input to the model's image size",
+                    gh * gw,
+                    pe.dim(1)?,
+                    self.config.image_size
+                )));
+            }
+        }
+        Ok(InputShape { b, c, h, w, gh, gw })
+    }
+
+    /// [`Swin::forward`] with candle's ops on any device: what runs on GPUs,
+    /// and the reference the CPU forward pass is tested against.
+    pub fn forward_generic(&self, pixels: &Tensor) -> Result<SwinOutput> {
+        let InputShape { b, c, h, w, gh, gw } = self.check_input(pixels)?;
+        let (ph, pw) = self.config.patch_size.hw();
         let plan = self.plan(gh, gw)?;
         // Patch embedding: pad to a multiple of the patch, then a strided conv as one matmul.
         let mut x = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
@@ -485,15 +535,6 @@ impl Swin {
             .forward(&x)?
             .reshape((b, gh * gw, self.config.embed_dim))?;
         if let Some(pe) = &self.position_embeddings {
-            if pe.dim(1)? != gh * gw {
-                return Err(VisionError::Input(format!(
-                    "a {h}x{w} input gives {} patches but the absolute position embeddings cover {} \
-                     (image_size {:?}); resize the input to the model's image size",
-                    gh * gw,
-                    pe.dim(1)?,
-                    self.config.image_size
-                )));
-            }
             x = x.broadcast_add(pe)?;
         }
         for (stage, sp) in self.stages.iter().zip(&plan.stages) {
@@ -540,10 +581,10 @@ impl Swin {
         let ctx = ops::window_attention(&qkv, &bp.bias, nw, n, heads, hd)?;
         let att = blk.output.forward(&ctx)?.reshape((b, nw * n, dim))?;
         let att = att.index_select(&bp.reverse, 1)?;
-        let x = ops::add_into(x, att)?;
+        let x = (x + att)?;
         let h = blk.layernorm_after.forward(&x)?.reshape((b * l, dim))?;
         let h = match self.activation {
-            Activation::GeluErf => blk.intermediate.forward_gelu(&h)?,
+            Activation::GeluErf => blk.intermediate.forward(&h)?.gelu_erf()?,
             Activation::GeluTanh => blk.intermediate.forward(&h)?.gelu()?,
             Activation::Relu => blk.intermediate.forward(&h)?.relu()?,
             Activation::Silu => blk.intermediate.forward(&h)?.silu()?,
@@ -553,7 +594,7 @@ impl Swin {
             }
         };
         let h = blk.mlp_out.forward(&h)?.reshape((b, l, dim))?;
-        Ok(ops::add_into(&x, h)?)
+        Ok((x + h)?)
     }
 
     /// The cached plan for a patch grid of `gh x gw`, built on first use.
@@ -610,9 +651,10 @@ impl Swin {
                         }
                     }
                 }
-                let index = Tensor::from_vec(idx, oh * ow * 4, &self.device)?;
+                let index = Tensor::from_slice(&idx, oh * ow * 4, &self.device)?;
                 let m = MergePlan {
                     index,
+                    index_idx: idx,
                     padded,
                     out: (oh, ow),
                 };
@@ -675,7 +717,7 @@ impl Swin {
                 }
             }
         }
-        let bias = if shift > 0 {
+        let all = if shift > 0 {
             let mut all = Vec::with_capacity(windows * heads * n * n);
             for win in 0..windows {
                 let lab = &labels[win * n..(win + 1) * n];
@@ -688,14 +730,18 @@ impl Swin {
                     }
                 }
             }
-            Tensor::from_vec(all, (windows, heads, n, n), &self.device)?
+            all
         } else {
-            Tensor::from_vec(rel, (1, heads, n, n), &self.device)?
+            rel
         };
+        let groups = all.len() / (n * n);
+        let bias = Tensor::from_vec(all, (groups / heads, heads, n, n), &self.device)?;
         Ok(BlockPlan {
-            partition: Tensor::from_vec(partition, windows * n, &self.device)?,
+            partition: Tensor::from_slice(&partition, windows * n, &self.device)?,
+            partition_idx: partition,
             padded,
-            reverse: Tensor::from_vec(reverse, h * w, &self.device)?,
+            reverse: Tensor::from_slice(&reverse, h * w, &self.device)?,
+            reverse_idx: reverse,
             windows,
             window_tokens: n,
             bias,

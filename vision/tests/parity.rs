@@ -290,3 +290,50 @@ fn resize_matches_pillow_on_a_non_square_photo() {
     assert!(mean <= 0.01 && max <= 1, "bicubic: mean {mean}, max {max}");
     assert!(mean_b <= 0.01 && max_b <= 1, "bilinear: mean {mean_b}, max {max_b}");
 }
+
+/// The CPU forward pass (kino's own, on plain buffers) computes what the
+/// generic candle forward computes, for every activation transformers
+/// names, with and without q/k/v biases, on a batch of three padded,
+/// non-square inputs (swin_pad) and on absolute position embeddings
+/// (swin_abs). transformers itself is only checked for `gelu` above.
+#[test]
+fn cpu_forward_matches_the_generic_forward_for_every_activation() {
+    use candle_nn::VarBuilder;
+    use kino_vision::SwinConfig;
+    for name in ["swin_pad", "swin_abs"] {
+        let dir = fixtures().join(name);
+        let r = refs(name);
+        let (_, h, w) = r["img0.pixel_values"].dims3().unwrap();
+        let (h, w) = if name == "swin_pad" { (34, 46) } else { (h, w) };
+        let pixels = Tensor::randn(0f32, 1.0, (3, 3, h, w), &Device::Cpu).unwrap();
+        for act in ["gelu", "gelu_new", "relu", "silu", "quick_gelu"] {
+            // swin_abs has no q/k/v biases to switch on.
+            let biases: &[bool] = if name == "swin_pad" { &[true, false] } else { &[false] };
+            for &qkv_bias in biases {
+                let mut config = SwinConfig::from_file(&dir.join("config.json")).unwrap();
+                config.hidden_act = act.into();
+                config.qkv_bias = qkv_bias;
+                let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+                let vb = VarBuilder::from_buffered_safetensors(bytes, candle_core::DType::F32, &Device::Cpu).unwrap();
+                let pre = Preprocessor::from_dir(&dir).unwrap();
+                let model = Swin::from_var_builder(config, vb, pre, "t".into(), &Device::Cpu, &dir).unwrap();
+                let fast = model.forward(&pixels).unwrap();
+                let generic = model.forward_generic(&pixels).unwrap();
+                assert_eq!(fast.grid, generic.grid);
+                let d = [
+                    max_diff(&fast.last_hidden_state, &generic.last_hidden_state),
+                    max_diff(&fast.pooled, &generic.pooled),
+                    max_diff(fast.logits.as_ref().unwrap(), generic.logits.as_ref().unwrap()),
+                ];
+                eprintln!(
+                    "{name} {act} qkv_bias {qkv_bias}: max|diff| hidden {:.1e} pooled {:.1e} logits {:.1e}",
+                    d[0], d[1], d[2]
+                );
+                assert!(
+                    d.iter().all(|&x| x <= TOL),
+                    "{name} {act} qkv_bias {qkv_bias}: differ by {d:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The Swin forward pass for the CPU on plain f32 buffers.
+//!
+//! It computes what [`Swin::forward_generic`] (and transformers) computes,
+//! step for step, but without candle's per-op tensors: the weights are read
+//! in place from the model's CPU tensors, every intermediate lives in a
+//! [`Workspace`] that is reused from one batch to the next (no fresh pages to
+//! fault in and zero per batch), and the steps between the matrix products
+//! run on all threads and are fused where they touch the same rows:
+//!
+//! 1. window partition (pad, cyclic shift, windows) = a parallel gather of
+//!    token rows, each layer-normed as it lands (`layernorm_before`; the
+//!    padding rows stay zero, as transformers pads after the norm);
+//! 2. `qkv = win·Wqkv + b` (bias pre-filled, the product accumulates onto it);
+//! 3. window attention (the fused kernel in `ops`);
+//! 4. `att = ctx·Wo`, then window reverse + bias + residual in one parallel
+//!    pass: `x[t] += att[reverse[t]] + bo`;
+//! 5. `h = LayerNorm(x)`, `i = act(h·W1 + b1)` (bias and activation in one
+//!    pass), `x += b2 + i·W2` (the product accumulates onto `x`);
+//! 6. patch merging = a gather of the four neighbours into one row, layer
+//!    normed as it lands, then one product.
+
+use candle_core::{bail, CpuStorage, DType, Device, Storage, StorageRef, Tensor};
+use kino_kernels::{layer_norm_rows, matmul, Mat, Threads};
+use rayon::prelude::*;
+use std::ops::{Deref, Range};
+
+use super::{Block, BlockPlan, InputShape, Merge, MergePlan, Swin, SwinOutput};
+use crate::config::Activation;
+use crate::error::Result;
+use crate::ops;
+
+/// Rows handed to one rayon task by the gathers and row-wise passes.
+const ROWS_PER_TASK: usize = 32;
+
+/// The f32 elements of a contiguous CPU tensor, borrowed (no copy).
+struct View<'a> {
+    guard: StorageRef<'a>,
+    range: Range<usize>,
+}
+
+impl Deref for View<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[self.range.clone()],
+            // `view` admits nothing else.
+            _ => unreachable!("view of a non-f32 or non-CPU tensor"),
+        }
+    }
+}
+
+fn view(t: &Tensor) -> candle_core::Result<View<'_>> {
+    let (guard, layout) = t.storage_and_layout();
+    let Some((a, b)) = layout.contiguous_offsets() else {
+        bail!("CPU forward: contiguous tensor expected")
+    };
+    if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+        bail!(
+            "CPU forward: f32 CPU tensor expected, got {:?} on {:?}",
+            t.dtype(),
+            t.device()
+        )
+    }
+    Ok(View { guard, range: a..b })
+}
+
+fn opt_view(t: &Option<Tensor>) -> candle_core::Result<Option<View<'_>>> {
+    t.as_ref().map(view).transpose()
+}
+
+/// Buffers of one forward pass, kept between batches.
+#[derive(Default)]
+pub(super) struct Workspace {
+    /// The token rows, `batch * tokens x dim`.
+    x: Vec<f32>,
+    /// Gathered rows (windows, patches, merged neighbours) and the attention output.
+    rows: Vec<f32>,
+    /// Fused q, k, v.
+    qkv: Vec<f32>,
+    /// Attention context, then the normed input of the MLP.
+    ctx: Vec<f32>,
+    /// The MLP's hidden layer.
+    mlp: Vec<f32>,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let floats = self.x.len() + self.rows.len() + self.qkv.len() + self.ctx.len() + self.mlp.len();
+        write!(f, "Workspace({} MiB)", (floats * 4) >> 20)
+    }
+}
+
+/// The first `n` elements of `v`, growing it (never shrinking) as needed.
+/// Their content is whatever the last use left there.
+fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// Runs `f(row_index, row)` over the rows of `len` values of `buf`, in parallel.
+fn par_rows(buf: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    buf.par_chunks_mut(len * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, row) in chunk.chunks_exact_mut(len).enumerate() {
+                f(c * ROWS_PER_TASK + i, row);
+            }
+        });
+}
+
+/// `dst = x·W (+ dst when accumulate)` for `x` of `rows x inp` and `W` of `inp x out`.
+fn product(x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize, dst: &mut [f32], accumulate: bool) {
+    matmul(
+        rows,
+        inp,
+        out,
+        Mat::rows(&x[..rows * inp], inp),
+        Mat::rows(w, out),
+        &mut dst[..rows * out],
+        out,
+        accumulate,
+        1.0,
+        Threads::All,
+    );
+}
+
+/// Adds `bias` to every row of `dst` and applies `act`, in parallel.
+fn bias_act(dst: &mut [f32], bias: &[f32], act: Activation) {
+    if act == Activation::GeluErf {
+        return ops::bias_rows_in_place(dst, bias, true);
+    }
+    par_rows(dst, bias.len(), |_, row| {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let x = *v + b;
+            *v = match act {
+                Activation::GeluErf => unreachable!("handled above"),
+                // candle's `gelu` (the tanh approximation).
+                Activation::GeluTanh => {
+                    0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * x * (1.0 + 0.044715 * x * x)).tanh())
+                }
+                Activation::Relu => x.max(0.0),
+                Activation::Silu => x / (1.0 + (-x).exp()),
+                Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+            };
+        }
+    });
+}
+
+/// Fills every row of `dst` with `bias`.
+fn fill_rows(dst: &mut [f32], bias: &[f32]) {
+    par_rows(dst, bias.len(), |_, row| row.copy_from_slice(bias));
+}
+
+impl Swin {
+    /// [`Swin::forward`] on the CPU (see the module docs).
+    pub(super) fn forward_cpu(&self, pixels: &Tensor) -> Result<SwinOutput> {
+        let InputShape { b, c, h, w, gh, gw } = self.check_input(pixels)?;
+        let plan = self.plan(gh, gw)?;
+        let pixels = pixels.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
+        let mut ws = self
+            .workspaces
+            .lock()
+            .expect("workspace pool lock")
+            .pop()
+            .unwrap_or_default();
+        let out = self.forward_cpu_in(&mut ws, &view(&pixels)?, (b, c, h, w), (gh, gw), plan.out, &plan.stages);
+        self.workspaces.lock().expect("workspace pool lock").push(ws);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_cpu_in(
+        &self,
+        ws: &mut Workspace,
+        px: &[f32],
+        (b, c, h, w): (usize, usize, usize, usize),
+        (gh, gw): (usize, usize),
+        grid: (usize, usize),
+        plans: &[super::StagePlan],
+    ) -> Result<SwinOutput> {
+        let (ph, pw) = self.config.patch_size.hw();
+        let d = self.config.embed_dim;
+        let tokens = gh * gw;
+        let k = c * ph * pw;
+        // Patch embedding: each patch's pixels (zero beyond the image) as one
+        // row, then one product and the norm.
+        let patches = grow(&mut ws.rows, b * tokens * k);
+        par_rows(patches, k, |r, row| {
+            let (img, t) = (r / tokens, r % tokens);
+            let (gi, gj) = (t / gw, t % gw);
+            for ch in 0..c {
+                let plane = &px[(img * c + ch) * h * w..][..h * w];
+                for a in 0..ph {
+                    let y = gi * ph + a;
+                    for bb in 0..pw {
+                        let xx = gj * pw + bb;
+                        row[(ch * ph + a) * pw + bb] = if y < h && xx < w { plane[y * w + xx] } else { 0.0 };
+                    }
+                }
+            }
+        });
+        let x = grow(&mut ws.x, b * tokens * d);
+        fill_rows(x, &view(&self.patch_b)?);
+        product(patches, &view(&self.patch_wt)?, b * tokens, k, d, x, true);
+        {
+            let (nw, nb) = (view(&self.embed_norm.w)?, view(&self.embed_norm.b)?);
+            let pe = opt_view(&self.position_embeddings)?;
+            let eps = self.embed_norm.eps;
+            par_rows(x, d, |r, row| {
+                layer_norm_rows(row, &nw, &nb, eps);
+                if let Some(pe) = &pe {
+                    for (v, p) in row.iter_mut().zip(&pe[(r % tokens) * d..][..d]) {
+                        *v += p;
+                    }
+                }
+            });
+        }
+        let mut tokens = tokens;
+        let mut dim = d;
+        for (stage, sp) in self.stages.iter().zip(plans) {
+            for (blk, bp) in stage.blocks.iter().zip(&sp.blocks) {
+                self.block_cpu(ws, blk, bp, b, tokens, dim)?;
+            }
+            if let (Some(m), Some(mp)) = (&stage.downsample, &sp.merge) {
+                merge_cpu(ws, m, mp, b, tokens, dim)?;
+                tokens = mp.out.0 * mp.out.1;
+                dim *= 2;
+            }
+        }
+        // Final norm, average pooling, classifier.
+        let mut last = ws.x[..b * tokens * dim].to_vec();
+        {
+            let (nw, nb) = (view(&self.layernorm.w)?, view(&self.layernorm.b)?);
+            let eps = self.layernorm.eps;
+            par_rows(&mut last, dim, |_, row| layer_norm_rows(row, &nw, &nb, eps));
+        }
+        let mut pooled = vec![0f32; b * dim];
+        for (p, img) in pooled.chunks_exact_mut(dim).zip(last.chunks_exact(tokens * dim)) {
+            for row in img.chunks_exact(dim) {
+                for (s, v) in p.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            for s in p.iter_mut() {
+                *s /= tokens as f32;
+            }
+        }
+        let logits = match &self.classifier {
+            Some(cl) => {
+                let bias = view(cl.b.as_ref().expect("the classifier has a bias"))?;
+                let labels = bias.len();
+                let mut out = vec![0f32; b * labels];
+                fill_rows(&mut out, &bias);
+                product(&pooled, &view(&cl.wt)?, b, dim, labels, &mut out, true);
+                Some(Tensor::from_vec(out, (b, labels), &Device::Cpu)?)
+            }
+            None => None,
+        };
+        Ok(SwinOutput {
+            last_hidden_state: Tensor::from_vec(last, (b, tokens, dim), &Device::Cpu)?,
+            grid,
+            pooled: Tensor::from_vec(pooled, (b, dim), &Device::Cpu)?,
+            logits,
+        })
+    }
+
+    /// One block on `ws.x` (`b * tokens x dim`), in place.
+    fn block_cpu(
+        &self,
+        ws: &mut Workspace,
+        blk: &Block,
+        bp: &BlockPlan,
+        b: usize,
+        tokens: usize,
+        dim: usize,
+    ) -> candle_core::Result<()> {
+        let (n, nw, heads) = (bp.window_tokens, bp.windows, blk.heads);
+        let per_image = nw * n;
+        let rows = b * per_image;
+        let x = &mut ws.x[..b * tokens * dim];
+        // 1. Partition into windows, layer-normed.
+        let win = grow(&mut ws.rows, rows * dim);
+        {
+            let (lw, lb, eps) = (
+                view(&blk.layernorm_before.w)?,
+                view(&blk.layernorm_before.b)?,
+                blk.layernorm_before.eps,
+            );
+            let src: &[f32] = x;
+            par_rows(win, dim, |r, row| {
+                let (img, p) = (r / per_image, r % per_image);
+                let t = bp.partition_idx[p] as usize;
+                if t == tokens {
+                    row.fill(0.0);
+                } else {
+                    row.copy_from_slice(&src[(img * tokens + t) * dim..][..dim]);
+                    layer_norm_rows(row, &lw, &lb, eps);
+                }
+            });
+        }
+        // 2. q, k, v.
+        let qkv = grow(&mut ws.qkv, rows * 3 * dim);
+        let has_bias = match opt_view(&blk.qkv.b)? {
+            Some(bias) => {
+                fill_rows(qkv, &bias);
+                true
+            }
+            None => false,
+        };
+        product(win, &view(&blk.qkv.wt)?, rows, dim, 3 * dim, qkv, has_bias);
+        // 3. Attention.
+        let ctx = grow(&mut ws.ctx, rows * dim);
+        ops::window_attention_into(qkv, &view(&bp.bias)?, ctx, nw, n, heads, dim / heads);
+        // 4. Output projection, window reverse, bias and residual.
+        let att = grow(&mut ws.rows, rows * dim);
+        product(ctx, &view(&blk.output.wt)?, rows, dim, dim, att, false);
+        {
+            let bo = view(blk.output.b.as_ref().expect("the attention output has a bias"))?;
+            let att: &[f32] = att;
+            par_rows(x, dim, |r, row| {
+                let (img, t) = (r / tokens, r % tokens);
+                let a = &att[(img * per_image + bp.reverse_idx[t] as usize) * dim..][..dim];
+                for ((v, a), bias) in row.iter_mut().zip(a).zip(bo.iter()) {
+                    *v += a + bias;
+                }
+            });
+        }
+        // 5. MLP.
+        let hn = grow(&mut ws.ctx, b * tokens * dim);
+        {
+            let (lw, lb, eps) = (
+                view(&blk.layernorm_after.w)?,
+                view(&blk.layernorm_after.b)?,
+                blk.layernorm_after.eps,
+            );
+            let src: &[f32] = x;
+            par_rows(hn, dim, |r, row| {
+                row.copy_from_slice(&src[r * dim..][..dim]);
+                layer_norm_rows(row, &lw, &lb, eps);
+            });
+        }
+        let b1 = view(blk.intermediate.b.as_ref().expect("the MLP has biases"))?;
+        let hidden = b1.len();
+        let mid = grow(&mut ws.mlp, b * tokens * hidden);
+        product(hn, &view(&blk.intermediate.wt)?, b * tokens, dim, hidden, mid, false);
+        bias_act(mid, &b1, self.activation);
+        let b2 = view(blk.mlp_out.b.as_ref().expect("the MLP has biases"))?;
+        par_rows(x, dim, |_, row| {
+            for (v, bias) in row.iter_mut().zip(b2.iter()) {
+                *v += bias;
+            }
+        });
+        product(mid, &view(&blk.mlp_out.wt)?, b * tokens, hidden, dim, x, true);
+        Ok(())
+    }
+}
+
+/// Patch merging on `ws.x` (`b * tokens x dim` in, `b * tokens/4 x 2 dim` out).
+fn merge_cpu(
+    ws: &mut Workspace,
+    m: &Merge,
+    mp: &MergePlan,
+    b: usize,
+    tokens: usize,
+    dim: usize,
+) -> candle_core::Result<()> {
+    let out_tokens = mp.out.0 * mp.out.1;
+    let rows = grow(&mut ws.rows, b * out_tokens * 4 * dim);
+    {
+        let (lw, lb, eps) = (view(&m.norm.w)?, view(&m.norm.b)?, m.norm.eps);
+        let src = &ws.x[..b * tokens * dim];
+        par_rows(rows, 4 * dim, |r, row| {
+            let (img, o) = (r / out_tokens, r % out_tokens);
+            for (q, part) in row.chunks_exact_mut(dim).enumerate() {
+                let t = mp.index_idx[o * 4 + q] as usize;
+                if t == tokens {
+                    part.fill(0.0);
+                } else {
+                    part.copy_from_slice(&src[(img * tokens + t) * dim..][..dim]);
+                }
+            }
+            layer_norm_rows(row, &lw, &lb, eps);
+        });
+    }
+    let x = grow(&mut ws.x, b * out_tokens * 2 * dim);
+    product(
+        rows,
+        &view(&m.reduction.wt)?,
+        b * out_tokens,
+        4 * dim,
+        2 * dim,
+        x,
+        false,
+    );
+    Ok(())
+}

@@ -1,13 +1,24 @@
 //! Kernels of the Swin forward pass.
 //!
-//! * [`window_attention_into`]: window attention on the CPU, fused, on plain
-//!   buffers, on all threads (used by the CPU forward pass in `swin/cpu.rs`);
+//! * [`window_attention_t`]: window attention on the CPU, on plain buffers,
+//!   on all threads (used by the CPU forward pass in `swin/cpu.rs`);
 //! * [`bias_rows_in_place`]: bias add (+ exact GELU) on all threads;
 //! * [`window_attention`]: the same attention with candle's ops, on any
 //!   device (the GPU path, and the CPU kernel's test reference).
+//!
+//! The CPU attention kernel works with the *queries* in the vector lanes.
+//! For one window and head it computes the transposed scores `Sᵀ = K·Qᵀ + Bᵀ`
+//! (`n × L` for a block of `L` queries): each lane is one query, each row one
+//! key, so every step is a multiply-add of a broadcast key element with a
+//! vector of `Qᵀ`; the softmax over the keys runs down the rows (vertical max
+//! and sum, no horizontal reductions); and `Oᵀ = Vᵀ·Pᵀ` is again a broadcast
+//! value element times a row of `Pᵀ`. `Qᵀ` comes transposed out of the `q`
+//! projection (the product writes it so) and `Oᵀ` goes transposed into the
+//! output projection, so nothing is transposed inside the kernel. (An earlier
+//! kernel with keys in the lanes spent a fifth of its time transposing.)
 
 use candle_core::{Result, Tensor};
-use kino_kernels::{exp_f32, gelu_erf_f32, madd, MIN_CHUNK};
+use kino_kernels::{exp_f32, gelu_erf_f32, MIN_CHUNK};
 use rayon::prelude::*;
 
 #[inline(always)]
@@ -57,231 +68,433 @@ pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
     });
 }
 
-/// Window attention, fused: for every window and head, `softmax(q kᵀ + bias) v`.
-struct WindowAttention {
-    windows_per_image: usize,
-    tokens: usize,
-    heads: usize,
-    head_dim: usize,
+/// Buffers and shape of one window-attention call (see the module docs).
+///
+/// With `rows = windows * n` and `dim = heads * hd`:
+/// * `q_t`: `dim × ldq` (`ldq ≥ rows`), `q_t[c * ldq + r]` is query row `r`'s
+///   column `c` (already scaled by `hd^-0.5`); at least `L` readable
+///   elements past the last row's end;
+/// * `kv`: `rows × 2·dim`, keys then values of each row;
+/// * `bias_t`: `(1 or windows_per_image) × heads × n × np`, the relative
+///   position bias plus mask, transposed (`[.., key, query]`), queries padded
+///   with zeros to `np` (a multiple of 16);
+/// * the output `o_t`: `dim × ldo`, like `q_t`.
+pub(crate) struct AttentionT<'a> {
+    /// Transposed queries.
+    pub q_t: &'a [f32],
+    /// Row stride of `q_t`.
+    pub ldq: usize,
+    /// Keys and values.
+    pub kv: &'a [f32],
+    /// Transposed bias.
+    pub bias_t: &'a [f32],
+    /// Windows per image (bias windows repeat per image).
+    pub windows_per_image: usize,
+    /// Tokens per window.
+    pub n: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Width of a head.
+    pub hd: usize,
 }
 
-impl WindowAttention {
-    /// One window: `qkv` is its `(tokens, 3*dim)` rows, `out` its `(tokens, dim)` rows,
-    /// `bias` its `(heads, tokens, tokens)` block. Works on groups of `R` query
-    /// rows times `L` lanes, accumulated in registers (independent FMA chains).
+/// Padded query count of a bias row (see [`AttentionT`]).
+pub(crate) fn bias_pad(n: usize) -> usize {
+    n.div_ceil(16) * 16
+}
+
+/// A raw pointer that may cross threads: each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint regions of one buffer to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `SendPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Keys per register block of the score step.
+const J: usize = 8;
+/// Head columns per register block of the value step.
+const D: usize = 8;
+
+/// A vector of `L` f32 lanes for the kernel's inner loops: AVX-512 and AVX2
+/// registers through their intrinsics (the compiler's own vectorisation of
+/// these loops was unreliable: gathers and spills), plain arrays elsewhere.
+trait Vf: Copy {
+    /// Lanes.
+    const L: usize;
+    /// All zeros.
+    unsafe fn zero() -> Self;
+    /// Reads `L` floats at `p`.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Writes the lanes to `p`.
+    unsafe fn store(self, p: *mut f32);
+    /// `self + a · b`, `a` broadcast.
+    unsafe fn fma_s(self, a: f32, b: Self) -> Self;
+    /// `self + b`.
+    unsafe fn add(self, b: Self) -> Self;
+    /// `self · b`.
+    unsafe fn mul(self, b: Self) -> Self;
+}
+
+impl Vf for [f32; 8] {
+    const L: usize = 8;
+    unsafe fn zero() -> Self {
+        [0.0; 8]
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller vouches for 8 readable floats.
+        unsafe { std::ptr::read_unaligned(p as *const [f32; 8]) }
+    }
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller vouches for 8 writable floats.
+        unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], self) }
+    }
+    unsafe fn fma_s(self, a: f32, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] + a * b[l])
+    }
+    unsafe fn add(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] + b[l])
+    }
+    unsafe fn mul(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] * b[l])
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Vf;
+    use std::arch::x86_64::*;
+
+    /// 16 lanes (AVX-512F). Only used inside functions compiled for it.
+    #[derive(Clone, Copy)]
+    pub(super) struct Z(__m512);
+    /// 8 lanes (AVX + FMA). Only used inside functions compiled for it.
+    #[derive(Clone, Copy)]
+    pub(super) struct Y(__m256);
+
+    // SAFETY (all methods): callers run on CPUs with the instruction set
+    // (checked before dispatch) and pass pointers valid for the lanes.
+    impl Vf for Z {
+        const L: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Z(_mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Z(_mm512_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn fma_s(self, a: f32, b: Self) -> Self {
+            unsafe { Z(_mm512_fmadd_ps(_mm512_set1_ps(a), b.0, self.0)) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            unsafe { Z(_mm512_add_ps(self.0, b.0)) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            unsafe { Z(_mm512_mul_ps(self.0, b.0)) }
+        }
+    }
+
+    impl Vf for Y {
+        const L: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Y(_mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Y(_mm256_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn fma_s(self, a: f32, b: Self) -> Self {
+            unsafe { Y(_mm256_fmadd_ps(_mm256_set1_ps(a), b.0, self.0)) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            unsafe { Y(_mm256_add_ps(self.0, b.0)) }
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            unsafe { Y(_mm256_mul_ps(self.0, b.0)) }
+        }
+    }
+}
+
+/// Rows `j0 .. j0 + JN` of the transposed scores of one block of `V::L`
+/// queries: `st[j][l] = Σ_d k[j][d] q_t[d][l] + bias[j][i0 + l]`, with
+/// `k[j]` at `kv[j * ldk + col ..][..hd]` and `q_t[d]` at `q[d * ldq ..]`.
+///
+/// # Safety
+/// `V`'s instruction set must be available.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scores<V: Vf, const JN: usize>(
+    q: &[f32],
+    ldq: usize,
+    kv: &[f32],
+    j0: usize,
+    col: usize,
+    hd: usize,
+    ldk: usize,
+    bias: &[f32],
+    np: usize,
+    i0: usize,
+    st: &mut [f32],
+) {
+    let l = V::L;
+    // The JN key rows are `ldk` apart: one bounds check for the whole block.
+    let keys = &kv[j0 * ldk + col..][..(JN - 1) * ldk + hd];
+    let q = &q[..(hd - 1) * ldq + l];
+    let st = &mut st[..(j0 + JN) * l];
+    // SAFETY: every access below lies in the slices bounded above; the
+    // instruction set is the caller's promise.
+    unsafe {
+        let mut acc = [V::zero(); JN];
+        for d in 0..hd {
+            let qv = V::load(q.as_ptr().add(d * ldq));
+            for (jj, a) in acc.iter_mut().enumerate() {
+                *a = a.fma_s(*keys.get_unchecked(jj * ldk + d), qv);
+            }
+        }
+        for (jj, a) in acc.iter().enumerate() {
+            let j = j0 + jj;
+            let b = V::load(bias[j * np + i0..][..l].as_ptr());
+            a.add(b).store(st.as_mut_ptr().add(j * l));
+        }
+    }
+}
+
+/// Columns `d0 .. d0 + DN` of one block's output: `out[d][l] = inv[l] ·
+/// Σ_j v[j][d] st[j][l]`, with `v[j]` at `values[j * ldv ..]`; row `d` goes
+/// to `valid` floats at `dst(d)`.
+///
+/// # Safety
+/// `V`'s instruction set must be available; `dst(d)` must be valid for
+/// writes of `valid ≤ V::L` floats.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weighted<V: Vf, const DN: usize>(
+    st: &[f32],
+    values: &[f32],
+    ldv: usize,
+    d0: usize,
+    n: usize,
+    inv: V,
+    valid: usize,
+    dst: impl Fn(usize) -> *mut f32,
+) {
+    let l = V::L;
+    let values = &values[d0..][..(n - 1) * ldv + DN];
+    let st = &st[..n * l];
+    // SAFETY: as `scores`; `dst` is the caller's promise.
+    unsafe {
+        let mut acc = [V::zero(); DN];
+        for j in 0..n {
+            let p = V::load(st.as_ptr().add(j * l));
+            for (dd, a) in acc.iter_mut().enumerate() {
+                *a = a.fma_s(*values.get_unchecked(j * ldv + dd), p);
+            }
+        }
+        for (dd, a) in acc.iter().enumerate() {
+            let o = a.mul(inv);
+            if valid == l {
+                o.store(dst(d0 + dd));
+            } else {
+                let mut tmp = [0f32; 16];
+                o.store(tmp.as_mut_ptr());
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst(d0 + dd), valid);
+            }
+        }
+    }
+}
+
+impl AttentionT<'_> {
+    /// Window `w`, head `h`, queries `i0 .. i0 + valid` (`valid ≤ L`): writes
+    /// their `hd` output columns into `out` (`dim × ldo`). `st` holds `n × L`.
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of those elements, which no other
+    /// thread touches meanwhile.
     #[inline(always)]
-    fn window<const F: bool, const L: usize>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const F: bool, const L: usize, V: Vf>(
         &self,
-        qkv: &[f32],
-        bias: &[f32],
-        out: &mut [f32],
-        scratch: &mut Vec<f32>,
+        w: usize,
+        h: usize,
+        i0: usize,
+        valid: usize,
+        st: &mut [f32],
+        out: SendPtr,
+        ldo: usize,
     ) {
-        const R: usize = 4;
-        let (n, hd, heads) = (self.tokens, self.head_dim, self.heads);
-        let dim = heads * hd;
-        let np = n.div_ceil(L) * L;
-        scratch.clear();
-        scratch.resize(hd * np + 2 * R * np + R * hd, 0.0);
-        let (kt, rest) = scratch.split_at_mut(hd * np);
-        let (s, rest) = rest.split_at_mut(R * np);
-        let (pt, qb) = rest.split_at_mut(R * np);
-        let vrow = |j: usize, h: usize| 3 * dim * j + 2 * dim + h * hd;
-        for h in 0..heads {
-            // kᵀ of this head: (hd, np), zero-padded columns. Written row by
-            // row (contiguous stores, strided loads): the other order, one
-            // column at a time, cost a fifth of the whole kernel.
-            let k = &qkv[dim + h * hd..];
-            for (d, dst) in kt.chunks_exact_mut(np).enumerate() {
-                for (j, v) in dst[..n].iter_mut().enumerate() {
-                    *v = k[j * 3 * dim + d];
+        let (n, hd, dim) = (self.n, self.hd, self.heads * self.hd);
+        let np = bias_pad(n);
+        let bw = if self.bias_t.len() == self.heads * n * np {
+            0
+        } else {
+            w % self.windows_per_image
+        };
+        let bias = &self.bias_t[(bw * self.heads + h) * n * np..][..n * np];
+        let q = &self.q_t[h * hd * self.ldq + w * n + i0..];
+        let kv = &self.kv[w * n * 2 * dim..][..n * 2 * dim];
+        debug_assert_eq!(V::L, L);
+        let st = &mut st[..n * L];
+        // Scores, transposed: st[j] = k_j · Qᵀ + bias, J keys at a time, then one by one.
+        let full = n / J * J;
+        // SAFETY (both loops): V's instruction set is the caller's promise.
+        for j0 in (0..full).step_by(J) {
+            unsafe { scores::<V, J>(q, self.ldq, kv, j0, h * hd, hd, 2 * dim, bias, np, i0, st) };
+        }
+        for j0 in full..n {
+            unsafe { scores::<V, 1>(q, self.ldq, kv, j0, h * hd, hd, 2 * dim, bias, np, i0, st) };
+        }
+        // Softmax down the rows (over the keys), unnormalised; 1/sum at the end.
+        let mut mx = [f32::NEG_INFINITY; L];
+        for row in st.chunks_exact(L) {
+            for l in 0..L {
+                mx[l] = mx[l].max(row[l]);
+            }
+        }
+        let mut sum = [0f32; L];
+        for row in st.chunks_exact_mut(L) {
+            let row: &mut [f32; L] = row.try_into().expect("L lanes");
+            for l in 0..L {
+                row[l] = exp_f32::<F>(row[l] - mx[l]);
+            }
+            for l in 0..L {
+                sum[l] += row[l];
+            }
+        }
+        let mut inv = [0f32; L];
+        for l in 0..L {
+            inv[l] = 1.0 / sum[l];
+        }
+        // Oᵀ = Vᵀ Pᵀ, D head columns at a time, then one by one.
+        let full = hd / D * D;
+        let values = &kv[dim + h * hd..];
+        // SAFETY: the caller owns the `valid` elements at each of these rows.
+        let dst = |d: usize| unsafe { out.get().add((h * hd + d) * ldo + w * n + i0) };
+        // SAFETY (both loops): V's instruction set and `dst` are the caller's promises.
+        let inv = unsafe { V::load(inv.as_ptr()) };
+        for d0 in (0..full).step_by(D) {
+            unsafe { weighted::<V, D>(st, values, 2 * dim, d0, n, inv, valid, dst) };
+        }
+        for d0 in full..hd {
+            unsafe { weighted::<V, 1>(st, values, 2 * dim, d0, n, inv, valid, dst) };
+        }
+    }
+
+    /// Window `w`, head `h`, all queries, with `L`-lane blocks (`V`), the
+    /// last one with `L2` lanes (`V2`) when that is enough.
+    ///
+    /// # Safety
+    /// As [`Self::block`].
+    #[inline(always)]
+    unsafe fn head<const F: bool, const L: usize, const L2: usize, V: Vf, V2: Vf>(
+        &self,
+        w: usize,
+        h: usize,
+        st: &mut Vec<f32>,
+        out: SendPtr,
+        ldo: usize,
+    ) {
+        st.resize(self.n * L, 0.0);
+        let mut i0 = 0;
+        while i0 < self.n {
+            let valid = (self.n - i0).min(L);
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                if valid <= L2 {
+                    self.block::<F, L2, V2>(w, h, i0, valid, st, out, ldo)
+                } else {
+                    self.block::<F, L, V>(w, h, i0, valid, st, out, ldo)
                 }
             }
-            for i0 in (0..n).step_by(R) {
-                let rows = R.min(n - i0);
-                for r in 0..R {
-                    let dst = &mut qb[r * hd..][..hd];
-                    if r < rows {
-                        dst.copy_from_slice(&qkv[(i0 + r) * 3 * dim + h * hd..][..hd]);
-                    } else {
-                        dst.fill(0.0);
-                    }
-                }
-                // Scores: q kᵀ for R rows.
-                for jb in (0..np).step_by(L) {
-                    let mut acc = [[0f32; L]; R];
-                    for d in 0..hd {
-                        let kr: &[f32; L] = kt[d * np + jb..][..L].try_into().expect("L lanes");
-                        for r in 0..R {
-                            let qv = qb[r * hd + d];
-                            for l in 0..L {
-                                acc[r][l] = madd::<F>(qv, kr[l], acc[r][l]);
-                            }
-                        }
-                    }
-                    for r in 0..R {
-                        s[r * np + jb..][..L].copy_from_slice(&acc[r]);
-                    }
-                }
-                // Bias and softmax (unnormalised; 1/sum applied at the end),
-                // stored transposed in `pt` (n x R) for the next step.
-                let mut inv = [0f32; R];
-                for r in 0..R {
-                    if r >= rows {
-                        for j in 0..n {
-                            pt[j * R + r] = 0.0;
-                        }
-                        continue;
-                    }
-                    let row = &mut s[r * np..][..np];
-                    let brow = &bias[(h * n + i0 + r) * n..][..n];
-                    for (sj, &bj) in row.iter_mut().zip(brow) {
-                        *sj += bj;
-                    }
-                    for sj in row[n..].iter_mut() {
-                        *sj = f32::NEG_INFINITY;
-                    }
-                    let mut mx = [f32::NEG_INFINITY; L];
-                    for c in row.chunks_exact(L) {
-                        for l in 0..L {
-                            mx[l] = mx[l].max(c[l]);
-                        }
-                    }
-                    let m = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    for sj in row.iter_mut() {
-                        *sj = exp_f32::<F>(*sj - m);
-                    }
-                    let mut sm = [0f32; L];
-                    for c in row[..n].chunks(L) {
-                        for (l, &v) in c.iter().enumerate() {
-                            sm[l] += v;
-                        }
-                    }
-                    inv[r] = 1.0 / sm.iter().sum::<f32>();
-                    for j in 0..n {
-                        pt[j * R + r] = row[j];
-                    }
-                }
-                // probs · v for R rows.
-                let mut db = 0;
-                while db + L <= hd {
-                    let mut acc = [[0f32; L]; R];
-                    for j in 0..n {
-                        let v: &[f32; L] = qkv[vrow(j, h) + db..][..L].try_into().expect("L lanes");
-                        let pj: &[f32; R] = pt[j * R..][..R].try_into().expect("R rows");
-                        for r in 0..R {
-                            let p = pj[r];
-                            for l in 0..L {
-                                acc[r][l] = madd::<F>(p, v[l], acc[r][l]);
-                            }
-                        }
-                    }
-                    for r in 0..rows {
-                        let o = &mut out[(i0 + r) * dim + h * hd + db..][..L];
-                        for l in 0..L {
-                            o[l] = acc[r][l] * inv[r];
-                        }
-                    }
-                    db += L;
-                }
-                for d in db..hd {
-                    for r in 0..rows {
-                        let mut acc = 0.0;
-                        for j in 0..n {
-                            acc = madd::<F>(pt[j * R + r], qkv[vrow(j, h) + d], acc);
-                        }
-                        out[(i0 + r) * dim + h * hd + d] = acc * inv[r];
-                    }
-                }
-            }
+            i0 += valid;
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn window_avx2(&self, qkv: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-        self.window::<true, 8>(qkv, bias, out, scratch)
-    }
-
-    /// 16 lanes: half the loads and broadcasts per multiply-add of the
-    /// 8-lane version (zero-padded score columns cost less than that).
-    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn window_avx512(&self, qkv: &[f32], bias: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-        self.window::<true, 16>(qkv, bias, out, scratch)
+    unsafe fn head_avx512(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.head::<true, 16, 8, x86::Z, x86::Y>(w, h, st, out, ldo) }
     }
 
-    fn run(&self, qkv: &[f32], bias: &[f32], out: &mut [f32]) {
-        self.run_with(qkv, bias, out, kino_kernels::fma(), kino_kernels::avx512())
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn head_avx2(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.head::<true, 8, 8, x86::Y, x86::Y>(w, h, st, out, ldo) }
     }
 
-    /// [`Self::run`] with the instruction sets to use given (each only if the
-    /// CPU has it).
-    fn run_with(&self, qkv: &[f32], bias: &[f32], out: &mut [f32], avx2: bool, avx512: bool) {
+    /// Runs every window and head into `o_t` (`dim × ldo`), on all threads,
+    /// with the instruction sets given (each only if the CPU has it).
+    fn run_with(&self, o_t: &mut [f32], ldo: usize, avx2: bool, avx512: bool) {
+        let (n, heads, hd) = (self.n, self.heads, self.hd);
+        let dim = heads * hd;
+        let np = bias_pad(n);
+        let windows = self.kv.len() / (n * 2 * dim);
+        assert!(
+            n > 0
+                && hd > 0
+                && self.kv.len() == windows * n * 2 * dim
+                && ldo >= windows * n
+                && o_t.len() >= (dim - 1) * ldo + windows * n
+                && self.ldq >= windows * n
+                && self.q_t.len() >= (dim - 1) * self.ldq + windows * n + 16
+                && (self.bias_t.len() == heads * n * np
+                    || self.bias_t.len() == self.windows_per_image * heads * n * np),
+            "window attention: bad sizes"
+        );
         let (avx2, avx512) = (avx2 && kino_kernels::fma(), avx512 && kino_kernels::avx512());
-        let (n, dim) = (self.tokens, self.heads * self.head_dim);
-        let per_bias = self.heads * n * n;
-        let bias_windows = bias.len() / per_bias;
-        out.par_chunks_mut(n * dim)
-            .enumerate()
-            .for_each_init(Vec::new, |scratch, (w, o)| {
-                let b = if bias_windows == 1 {
-                    0
-                } else {
-                    w % self.windows_per_image
-                };
-                let bias = &bias[b * per_bias..][..per_bias];
-                let qkv = &qkv[w * n * 3 * dim..][..n * 3 * dim];
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked above).
-                    unsafe { self.window_avx512(qkv, bias, o, scratch) };
-                    return;
+        let out = SendPtr(o_t.as_mut_ptr());
+        (0..windows * heads)
+            .into_par_iter()
+            .for_each_init(Vec::new, |st, task| {
+                let (w, h) = (task / heads, task % heads);
+                // SAFETY: task (w, h) alone writes columns w*n.. of rows h*hd.. of o_t,
+                // in bounds (checked above); the CPU features were checked.
+                unsafe {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx512 {
+                        return self.head_avx512(w, h, st, out, ldo);
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        return self.head_avx2(w, h, st, out, ldo);
+                    }
+                    let _ = (avx2, avx512);
+                    self.head::<false, 8, 8, [f32; 8], [f32; 8]>(w, h, st, out, ldo)
                 }
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked above).
-                    unsafe { self.window_avx2(qkv, bias, o, scratch) };
-                    return;
-                }
-                let _ = (avx2, avx512);
-                self.window::<false, 8>(qkv, bias, o, scratch);
             });
     }
 }
 
-/// Window attention on the CPU, fused, into `out` = `(windows * tokens,
-/// dim)`: `qkv` is `(windows * tokens, 3 * dim)` (queries already scaled),
-/// `bias` `(1 or windows_per_image, heads, tokens, tokens)`. Runs on all
-/// threads of the current rayon pool.
+/// Window attention on the CPU (see [`AttentionT`] for the layouts), into
+/// `o_t` (`dim × ldo`), on all threads of the current rayon pool.
 ///
 /// # Panics
 /// If the sizes do not fit together.
-pub(crate) fn window_attention_into(
-    qkv: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-    windows_per_image: usize,
-    tokens: usize,
-    heads: usize,
-    head_dim: usize,
-) {
-    let (n, dim) = (tokens, heads * head_dim);
-    let windows = out.len() / (n * dim);
-    let per_bias = heads * n * n;
-    assert!(
-        out.len() == windows * n * dim
-            && qkv.len() == windows * n * 3 * dim
-            && (bias.len() == per_bias || bias.len() == windows_per_image * per_bias),
-        "window attention: bad sizes"
-    );
-    WindowAttention {
-        windows_per_image,
-        tokens,
-        heads,
-        head_dim,
-    }
-    .run(qkv, bias, out)
+pub(crate) fn window_attention_t(a: &AttentionT, o_t: &mut [f32], ldo: usize) {
+    a.run_with(o_t, ldo, true, true)
 }
 
 /// Window attention with candle's matmul and softmax, on any device: `qkv` is
@@ -319,19 +532,16 @@ pub fn window_attention(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
+    use candle_core::Device;
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
     }
 
-    fn host(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
-    }
-
     /// The CPU kernel, on every code path the CPU allows (generic, AVX2,
     /// AVX-512), matches candle's matmul + softmax, for tiny and Swin-T
-    /// shapes (49 tokens, head width 32), one bias or one per window.
+    /// shapes, one bias or one per window, and odd sizes (tails of every
+    /// register block).
     #[test]
     fn cpu_window_attention_matches_candle_on_every_path() {
         let dev = Device::Cpu;
@@ -342,28 +552,63 @@ mod tests {
             (1, 2, 17, 1, 11),
         ] {
             let dim = heads * hd;
-            let qkv = Tensor::randn(0f32, 1.0, (b * nw * n, 3 * dim), &dev).unwrap();
+            let rows = b * nw * n;
+            let qkv = Tensor::randn(0f32, 1.0, (rows, 3 * dim), &dev).unwrap();
+            let host: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
+            // Qᵀ with a ragged stride, and the keys and values.
+            let ldq = rows + 5;
+            let mut q_t = vec![f32::NAN; dim * ldq + 16];
+            let mut kv = vec![0f32; rows * 2 * dim];
+            for r in 0..rows {
+                for c in 0..dim {
+                    q_t[c * ldq + r] = host[r * 3 * dim + c];
+                }
+                kv[r * 2 * dim..][..2 * dim].copy_from_slice(&host[r * 3 * dim + dim..][..2 * dim]);
+            }
             for nb in [1, nw] {
                 let bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
-                let want = host(&window_attention(&qkv, &bias, nw, n, heads, hd).unwrap());
-                let op = WindowAttention {
+                let want: Vec<f32> = window_attention(&qkv, &bias, nw, n, heads, hd)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let bh: Vec<f32> = bias.flatten_all().unwrap().to_vec1().unwrap();
+                let np = bias_pad(n);
+                let mut bias_t = vec![0f32; nb * heads * n * np];
+                for g in 0..nb * heads {
+                    for i in 0..n {
+                        for j in 0..n {
+                            bias_t[(g * n + j) * np + i] = bh[(g * n + i) * n + j];
+                        }
+                    }
+                }
+                let a = AttentionT {
+                    q_t: &q_t,
+                    ldq,
+                    kv: &kv,
+                    bias_t: &bias_t,
                     windows_per_image: nw,
-                    tokens: n,
+                    n,
                     heads,
-                    head_dim: hd,
+                    hd,
                 };
                 for (avx2, avx512) in [(false, false), (true, false), (true, true)] {
-                    let mut got = vec![0f32; want.len()];
-                    op.run_with(&host(&qkv), &host(&bias), &mut got, avx2, avx512);
+                    let ldo = rows + 3;
+                    let mut o_t = vec![0f32; dim * ldo];
+                    a.run_with(&mut o_t, ldo, avx2, avx512);
+                    let mut got = vec![0f32; rows * dim];
+                    for r in 0..rows {
+                        for c in 0..dim {
+                            got[r * dim + c] = o_t[c * ldo + r];
+                        }
+                    }
                     let d = max_diff(&want, &got);
                     assert!(
                         d < 1e-5,
                         "n {n} heads {heads} hd {hd} bias windows {nb}: avx2 {avx2} avx512 {avx512} differ by {d}"
                     );
                 }
-                let mut got = vec![0f32; want.len()];
-                window_attention_into(&host(&qkv), &host(&bias), &mut got, nw, n, heads, hd);
-                assert!(max_diff(&want, &got) < 1e-5);
             }
         }
     }

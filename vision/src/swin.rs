@@ -141,6 +141,9 @@ struct BlockPlan {
     window_tokens: usize,
     /// Relative position bias plus shifted-window mask: `(1 or windows, heads, N, N)`.
     bias: Tensor,
+    /// `bias` transposed for the CPU kernel (`[.., key, query]`, queries
+    /// padded with zeros to [`ops::bias_pad`]); empty off the CPU.
+    bias_t: Vec<f32>,
 }
 
 #[derive(Debug)]
@@ -735,6 +738,20 @@ impl Swin {
             rel
         };
         let groups = all.len() / (n * n);
+        let bias_t = if self.device.is_cpu() {
+            let np = ops::bias_pad(n);
+            let mut t = vec![0f32; groups * n * np];
+            for g in 0..groups {
+                for i in 0..n {
+                    for j in 0..n {
+                        t[(g * n + j) * np + i] = all[(g * n + i) * n + j];
+                    }
+                }
+            }
+            t
+        } else {
+            Vec::new()
+        };
         let bias = Tensor::from_vec(all, (groups / heads, heads, n, n), &self.device)?;
         Ok(BlockPlan {
             partition: Tensor::from_slice(&partition, windows * n, &self.device)?,
@@ -745,6 +762,7 @@ impl Swin {
             windows,
             window_tokens: n,
             bias,
+            bias_t,
         })
     }
 }

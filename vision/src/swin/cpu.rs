@@ -10,10 +10,12 @@
 //! 1. window partition (pad, cyclic shift, windows) = a parallel gather of
 //!    token rows, each layer-normed as it lands (`layernorm_before`; the
 //!    padding rows stay zero, as transformers pads after the norm);
-//! 2. `qkv = win·Wqkv + b` (bias pre-filled, the product accumulates onto it);
-//! 3. window attention (the fused kernel in `ops`);
-//! 4. `att = ctx·Wo`, then window reverse + bias + residual in one parallel
-//!    pass: `x[t] += att[reverse[t]] + bo`;
+//! 2. `qᵀ = (win·Wq + bq)ᵀ` and `kv = win·Wkv + bkv` (biases pre-filled, the
+//!    products accumulate onto them; the first product writes q transposed,
+//!    which is how the attention kernel reads it);
+//! 3. window attention (`ops::window_attention_t`), into `oᵀ`;
+//! 4. `att = o·Wo` (the product reads `oᵀ` through strides), then window
+//!    reverse + bias + residual in one parallel pass: `x[t] += att[reverse[t]] + bo`;
 //! 5. `h = LayerNorm(x)`, `i = act(h·W1 + b1)` (bias and activation in one
 //!    pass), `x += b2 + i·W2` (the product accumulates onto `x`);
 //! 6. patch merging = a gather of the four neighbours into one row, layer
@@ -302,22 +304,88 @@ impl Swin {
                 }
             });
         }
-        // 2. q, k, v.
-        let qkv = grow(&mut ws.qkv, rows * 3 * dim);
-        let has_bias = match opt_view(&blk.qkv.b)? {
-            Some(bias) => {
-                fill_rows(qkv, &bias);
-                true
-            }
-            None => false,
+        // 2. q, transposed (`dim × rows`, as the attention kernel reads it), then k and v.
+        let w_qkv = view(&blk.qkv.wt)?;
+        let b_qkv = opt_view(&blk.qkv.b)?;
+        let buf = grow(&mut ws.qkv, dim * rows + 16 + rows * 2 * dim);
+        let (q_t, kv) = buf.split_at_mut(dim * rows + 16);
+        if let Some(bias) = &b_qkv {
+            par_rows(&mut q_t[..dim * rows], rows, |c, row| row.fill(bias[c]));
+            fill_rows(kv, &bias[dim..]);
+        }
+        let wq_t = Mat {
+            data: &w_qkv,
+            row_stride: 1,
+            col_stride: 3 * dim,
         };
-        product(win, &view(&blk.qkv.wt)?, rows, dim, 3 * dim, qkv, has_bias);
-        // 3. Attention.
-        let ctx = grow(&mut ws.ctx, rows * dim);
-        ops::window_attention_into(qkv, &view(&bp.bias)?, ctx, nw, n, heads, dim / heads);
-        // 4. Output projection, window reverse, bias and residual.
+        let win_t = Mat {
+            data: win,
+            row_stride: 1,
+            col_stride: dim,
+        };
+        let has_bias = b_qkv.is_some();
+        matmul(
+            dim,
+            dim,
+            rows,
+            wq_t,
+            win_t,
+            &mut q_t[..dim * rows],
+            rows,
+            has_bias,
+            1.0,
+            Threads::All,
+        );
+        let w_kv = Mat {
+            data: &w_qkv[dim..],
+            row_stride: 3 * dim,
+            col_stride: 1,
+        };
+        matmul(
+            rows,
+            dim,
+            2 * dim,
+            Mat::rows(win, dim),
+            w_kv,
+            kv,
+            2 * dim,
+            has_bias,
+            1.0,
+            Threads::All,
+        );
+        // 3. Attention, into oᵀ (`dim × rows`).
+        let o_t = grow(&mut ws.ctx, dim * rows);
+        let attention = ops::AttentionT {
+            q_t,
+            ldq: rows,
+            kv,
+            bias_t: &bp.bias_t,
+            windows_per_image: nw,
+            n,
+            heads,
+            hd: dim / heads,
+        };
+        ops::window_attention_t(&attention, o_t, rows);
+        // 4. Output projection (reading oᵀ transposed), window reverse, bias and residual.
         let att = grow(&mut ws.rows, rows * dim);
-        product(ctx, &view(&blk.output.wt)?, rows, dim, dim, att, false);
+        let o = Mat {
+            data: o_t,
+            row_stride: 1,
+            col_stride: rows,
+        };
+        let wo = view(&blk.output.wt)?;
+        matmul(
+            rows,
+            dim,
+            dim,
+            o,
+            Mat::rows(&wo, dim),
+            att,
+            dim,
+            false,
+            1.0,
+            Threads::All,
+        );
         {
             let bo = view(blk.output.b.as_ref().expect("the attention output has a bias"))?;
             let att: &[f32] = att;

@@ -42,6 +42,12 @@ unsafe fn bias_rows_avx2(chunk: &mut [f32], bias: &[f32], gelu: bool) {
     bias_rows::<true>(chunk, bias, gelu)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn bias_rows_avx512(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    bias_rows::<true>(chunk, bias, gelu)
+}
+
 /// `dst += bias` over rows of `bias.len()` values, then the exact (erf) GELU
 /// when `gelu`, in place on all threads.
 ///
@@ -56,8 +62,14 @@ pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
     );
     let rows = (MIN_CHUNK / n).max(1);
     #[cfg(target_arch = "x86_64")]
-    let avx2 = kino_kernels::fma();
+    let (avx2, avx512) = (kino_kernels::fma(), kino_kernels::avx512());
     dst.par_chunks_mut(rows * n).for_each(|chunk| {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked above).
+            unsafe { bias_rows_avx512(chunk, bias, gelu) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).

@@ -17,9 +17,14 @@ pub fn init(g: &GlobalArgs, format: LogFormat) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,ort=warn,hyper=warn,tower_http=info")));
+    // A log line that cannot be written is dropped. By default the subscriber
+    // reports the failed write with `eprintln!`, which panics when stderr is a
+    // closed pipe: inside sqlx's SQLite worker thread that panic left every
+    // later query waiting forever (`kino ingest -v 2>&1 | head` hung).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text => builder

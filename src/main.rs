@@ -1,5 +1,23 @@
 //! The `kino` binary: CLI, configuration and wiring of the stages.
 
+/// `eprintln!` that ignores write errors: a closed stderr (`kino … 2>&1 |
+/// head`) must not panic the process.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that ignores write errors (a closed stdout, `kino search --json
+/// | head -1`, ends the output, not the process with a panic).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod cmd;
 mod config;
@@ -25,7 +43,7 @@ fn main() {
         Ok(()) => 0,
         Err(err) => {
             let code = error::exit_code(&err);
-            eprintln!("kino: {}", one_line(&err));
+            say!("kino: {}", one_line(&err));
             code
         }
     };

@@ -193,3 +193,62 @@ fn bad_files_fail_with_their_reason_and_exit_1() {
         );
     }
 }
+
+/// `kino ingest -v 2>&1 | head` closes the log pipe early. The ingest must go
+/// on and finish (it hung: the log subscriber reported the failed write with
+/// `eprintln!`, which panicked inside sqlx's SQLite worker, and every later
+/// query waited forever), and a closed stdout must not panic either.
+#[test]
+fn a_closed_log_pipe_neither_hangs_nor_breaks_ingest() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(
+        &lib,
+        "garden",
+        "green",
+        10,
+        "1\n00:00:01,000 --> 00:00:05,000\nToday I am sowing tomato seeds.\n\n",
+    );
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+    let mut child = kino(&home, &db)
+        .env("RUST_LOG", "debug")
+        .arg("ingest")
+        .arg(&lib)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read two log lines, then close both pipes, as `| head -2` would.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+    }
+    drop(err);
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("kino ingest still running 120 s after its log pipe closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "kino ingest exited with {status:?} after its log pipe closed"
+    );
+    let res = &run_json_lines(kino(&home, &db).args(["search", "planting seeds", "--json"]))[0];
+    assert!(
+        res["results"][0]["path"].as_str().unwrap().ends_with("garden.mp4"),
+        "{res}"
+    );
+}

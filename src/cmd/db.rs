@@ -16,7 +16,7 @@ pub fn run(action: DbAction, config: &Config) -> Result<()> {
                 let version = store.schema_version();
                 store.close().await;
                 tracing::info!(schema = version, "database is up to date");
-                println!("database migrated to schema version {version}");
+                out!("database migrated to schema version {version}");
                 Ok::<_, anyhow::Error>(())
             })
             .context("kino db migrate")

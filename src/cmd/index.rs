@@ -28,10 +28,10 @@ pub fn install_shutdown_flag() -> Arc<AtomicBool> {
     let s = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if s.swap(true, Ordering::SeqCst) {
-            eprintln!("kino: stopping now");
+            say!("kino: stopping now");
             std::process::exit(130);
         }
-        eprintln!("kino: stopping: finishing up (press Ctrl-C again to stop at once)");
+        say!("kino: stopping: finishing up (press Ctrl-C again to stop at once)");
     });
     stop
 }
@@ -189,7 +189,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
         let reg = match rt.block_on(library::register(&store, f)) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("kino: {}: {e:#}", f.display());
+                say!("kino: {}: {e:#}", f.display());
                 rows.push((-1, f.display().to_string(), "failed"));
                 continue;
             }
@@ -264,20 +264,20 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             if *label == "moved" {
                 o["moved"] = json!(true);
             }
-            println!("{o}");
+            out!("{o}");
         }
     }
     if !json_out && !quiet {
         let mut parts: Vec<String> = summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
         parts.sort();
-        eprintln!(
+        say!(
             "kino: {} in {:.1}s ({:.1} frames/s)",
             parts.join(", "),
             elapsed.as_secs_f64(),
             frames.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64().max(1e-3)
         );
         for (p, e) in &failed {
-            eprintln!("  failed: {p}: {e}");
+            say!("  failed: {p}: {e}");
         }
     }
     rt.block_on(store.close());
@@ -349,11 +349,13 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
         "failed": failed.load(Ordering::Relaxed),
     });
     if json_out {
-        println!("{summary}");
+        out!("{summary}");
     } else {
-        eprintln!(
+        say!(
             "kino: reindexed {} of {} videos ({} failed)",
-            summary["reindexed"], summary["selected"], summary["failed"]
+            summary["reindexed"],
+            summary["selected"],
+            summary["failed"]
         );
     }
     rt.block_on(store.close());

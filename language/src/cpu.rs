@@ -17,7 +17,7 @@
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
-use kino_kernels::{gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, Threads};
+use kino_kernels::{gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, SendPtr, Threads};
 use rayon::prelude::*;
 
 fn vec1(t: Tensor) -> Result<Vec<f32>> {
@@ -117,20 +117,6 @@ struct Layer {
     inter: Dense,
     out: Dense,
     out_norm: Norm,
-}
-
-/// A raw pointer that may cross threads: each task writes a disjoint region.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint regions of one buffer to rayon tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// The pointer (a method, so closures capture the whole `SendPtr`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The BERT encoder (embeddings + layers; no pooler) on the CPU.

@@ -26,7 +26,7 @@ use kino_kernels::{layer_norm_rows, matmul, Mat, Threads};
 use rayon::prelude::*;
 use std::ops::{Deref, Range};
 
-use super::{Block, BlockPlan, InputShape, Merge, MergePlan, Swin, SwinOutput};
+use super::{Block, BlockPlan, InputShape, LayerNorm, Merge, MergePlan, Swin, SwinOutput};
 use crate::config::Activation;
 use crate::error::Result;
 use crate::ops;
@@ -65,6 +65,11 @@ fn view(t: &Tensor) -> candle_core::Result<View<'_>> {
         )
     }
     Ok(View { guard, range: a..b })
+}
+
+/// A layer norm's weight and bias, borrowed, and its epsilon.
+fn norm_views(n: &LayerNorm) -> candle_core::Result<(View<'_>, View<'_>, f32)> {
+    Ok((view(&n.w)?, view(&n.b)?, n.eps))
 }
 
 fn opt_view(t: &Option<Tensor>) -> candle_core::Result<Option<View<'_>>> {
@@ -209,9 +214,8 @@ impl Swin {
         fill_rows(x, &view(&self.patch_b)?);
         product(patches, &view(&self.patch_wt)?, b * tokens, k, d, x, true);
         {
-            let (nw, nb) = (view(&self.embed_norm.w)?, view(&self.embed_norm.b)?);
+            let (nw, nb, eps) = norm_views(&self.embed_norm)?;
             let pe = opt_view(&self.position_embeddings)?;
-            let eps = self.embed_norm.eps;
             par_rows(x, d, |r, row| {
                 layer_norm_rows(row, &nw, &nb, eps);
                 if let Some(pe) = &pe {
@@ -236,8 +240,7 @@ impl Swin {
         // Final norm, average pooling, classifier.
         let mut last = ws.x[..b * tokens * dim].to_vec();
         {
-            let (nw, nb) = (view(&self.layernorm.w)?, view(&self.layernorm.b)?);
-            let eps = self.layernorm.eps;
+            let (nw, nb, eps) = norm_views(&self.layernorm)?;
             par_rows(&mut last, dim, |_, row| layer_norm_rows(row, &nw, &nb, eps));
         }
         let mut pooled = vec![0f32; b * dim];
@@ -287,11 +290,7 @@ impl Swin {
         // 1. Partition into windows, layer-normed.
         let win = grow(&mut ws.rows, rows * dim);
         {
-            let (lw, lb, eps) = (
-                view(&blk.layernorm_before.w)?,
-                view(&blk.layernorm_before.b)?,
-                blk.layernorm_before.eps,
-            );
+            let (lw, lb, eps) = norm_views(&blk.layernorm_before)?;
             let src: &[f32] = x;
             par_rows(win, dim, |r, row| {
                 let (img, p) = (r / per_image, r % per_image);
@@ -400,11 +399,7 @@ impl Swin {
         // 5. MLP.
         let hn = grow(&mut ws.ctx, b * tokens * dim);
         {
-            let (lw, lb, eps) = (
-                view(&blk.layernorm_after.w)?,
-                view(&blk.layernorm_after.b)?,
-                blk.layernorm_after.eps,
-            );
+            let (lw, lb, eps) = norm_views(&blk.layernorm_after)?;
             let src: &[f32] = x;
             par_rows(hn, dim, |r, row| {
                 row.copy_from_slice(&src[r * dim..][..dim]);
@@ -439,7 +434,7 @@ fn merge_cpu(
     let out_tokens = mp.out.0 * mp.out.1;
     let rows = grow(&mut ws.rows, b * out_tokens * 4 * dim);
     {
-        let (lw, lb, eps) = (view(&m.norm.w)?, view(&m.norm.b)?, m.norm.eps);
+        let (lw, lb, eps) = norm_views(&m.norm)?;
         let src = &ws.x[..b * tokens * dim];
         par_rows(rows, 4 * dim, |r, row| {
             let (img, o) = (r / out_tokens, r % out_tokens);

@@ -26,7 +26,7 @@ use kino_kernels::{layer_norm_rows, matmul, Mat, Threads};
 use rayon::prelude::*;
 use std::ops::{Deref, Range};
 
-use super::{Block, BlockPlan, InputShape, LayerNorm, Merge, MergePlan, Swin, SwinOutput};
+use super::{Block, BlockPlan, InputShape, LayerNorm, Merge, MergePlan, Plan, Swin, SwinOutput};
 use crate::config::Activation;
 use crate::error::Result;
 use crate::ops;
@@ -165,8 +165,8 @@ fn fill_rows(dst: &mut [f32], bias: &[f32]) {
 impl Swin {
     /// [`Swin::forward`] on the CPU (see the module docs).
     pub(super) fn forward_cpu(&self, pixels: &Tensor) -> Result<SwinOutput> {
-        let InputShape { b, c, h, w, gh, gw } = self.check_input(pixels)?;
-        let plan = self.plan(gh, gw)?;
+        let shape = self.check_input(pixels)?;
+        let plan = self.plan(shape.gh, shape.gw)?;
         let pixels = pixels.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
         let mut ws = self
             .workspaces
@@ -174,21 +174,13 @@ impl Swin {
             .expect("workspace pool lock")
             .pop()
             .unwrap_or_default();
-        let out = self.forward_cpu_in(&mut ws, &view(&pixels)?, (b, c, h, w), (gh, gw), plan.out, &plan.stages);
+        let out = self.forward_cpu_in(&mut ws, &view(&pixels)?, &shape, &plan);
         self.workspaces.lock().expect("workspace pool lock").push(ws);
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn forward_cpu_in(
-        &self,
-        ws: &mut Workspace,
-        px: &[f32],
-        (b, c, h, w): (usize, usize, usize, usize),
-        (gh, gw): (usize, usize),
-        grid: (usize, usize),
-        plans: &[super::StagePlan],
-    ) -> Result<SwinOutput> {
+    fn forward_cpu_in(&self, ws: &mut Workspace, px: &[f32], shape: &InputShape, plan: &Plan) -> Result<SwinOutput> {
+        let &InputShape { b, c, h, w, gh, gw } = shape;
         let (ph, pw) = self.config.patch_size.hw();
         let d = self.config.embed_dim;
         let tokens = gh * gw;
@@ -227,7 +219,7 @@ impl Swin {
         }
         let mut tokens = tokens;
         let mut dim = d;
-        for (stage, sp) in self.stages.iter().zip(plans) {
+        for (stage, sp) in self.stages.iter().zip(&plan.stages) {
             for (blk, bp) in stage.blocks.iter().zip(&sp.blocks) {
                 self.block_cpu(ws, blk, bp, b, tokens, dim)?;
             }
@@ -267,7 +259,7 @@ impl Swin {
         };
         Ok(SwinOutput {
             last_hidden_state: Tensor::from_vec(last, (b, tokens, dim), &Device::Cpu)?,
-            grid,
+            grid: plan.out,
             pooled: Tensor::from_vec(pooled, (b, dim), &Device::Cpu)?,
             logits,
         })

@@ -248,6 +248,16 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
     softmax_rows_generic::<false>(x, n)
 }
 
+/// Parts a threaded product is cut into per pool thread. The `gemm` crate
+/// gives each part a fixed share of the work, so with one part per thread a
+/// thread slowed by anything else on its core (the video decoder beside the
+/// model, another process) makes the others wait at the end of every
+/// product; with eight, rayon's work stealing evens it out. Measured on a
+/// 2-core VM: idle core time during Swin-T down from 1.5-2.4 s to 0.7-0.9 s
+/// per 80 images, end-to-end ingest idle from 3.6-4.2 to 2.6-2.9 core-s
+/// (docs/PERFORMANCE.md).
+pub const GEMM_TASKS_PER_THREAD: usize = 8;
+
 /// How a matrix product may use threads.
 #[derive(Clone, Copy, Debug)]
 pub enum Threads {
@@ -373,7 +383,7 @@ pub unsafe fn matmul_ptr(
     b.check(k, n, "rhs");
     let par = match threads {
         Threads::One => gemm::Parallelism::None,
-        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads() * GEMM_TASKS_PER_THREAD),
     };
     // SAFETY: `a` and `b` were bounds-checked; the caller vouches for `c`.
     unsafe {

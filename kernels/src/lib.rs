@@ -253,10 +253,10 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
 /// thread slowed by anything else on its core (the video decoder beside the
 /// model, another process) makes the others wait at the end of every
 /// product; with eight, rayon's work stealing evens it out. Measured on a
-/// 2-core VM: idle core time during Swin-T down from 1.5-2.4 s to 0.7-0.9 s
-/// per 80 images, end-to-end ingest idle from 3.6-4.2 to 2.6-2.9 core-s
-/// (docs/PERFORMANCE.md).
-pub const GEMM_TASKS_PER_THREAD: usize = 8;
+/// 2-core VM: idle core time during Swin-T down from 1.5-2.4 to 0.7-1.0
+/// core-s per 80 images, end-to-end ingest idle from 3.6-4.2 to 2.6-2.9
+/// core-s (docs/PERFORMANCE.md). A one-thread pool runs products unsplit.
+const GEMM_TASKS_PER_THREAD: usize = 8;
 
 /// How a matrix product may use threads.
 #[derive(Clone, Copy, Debug)]
@@ -383,7 +383,10 @@ pub unsafe fn matmul_ptr(
     b.check(k, n, "rhs");
     let par = match threads {
         Threads::One => gemm::Parallelism::None,
-        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads() * GEMM_TASKS_PER_THREAD),
+        Threads::All => match rayon::current_num_threads() {
+            1 => gemm::Parallelism::None,
+            n => gemm::Parallelism::Rayon(n * GEMM_TASKS_PER_THREAD),
+        },
     };
     // SAFETY: `a` and `b` were bounds-checked; the caller vouches for `c`.
     unsafe {

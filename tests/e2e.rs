@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{drop_pg_database, models_dir, pg_base};
+use common::{drop_pg_database, models_dir, pg_base, wait_for_exit};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -202,7 +202,7 @@ fn bad_files_fail_with_their_reason_and_exit_1() {
 fn a_closed_log_pipe_neither_hangs_nor_breaks_ingest() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
@@ -231,17 +231,11 @@ fn a_closed_log_pipe_neither_hangs_nor_breaks_ingest() {
     }
     drop(err);
     drop(child.stdout.take());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("kino ingest still running 120 s after its log pipe closed");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_exit(
+        &mut child,
+        Duration::from_secs(120),
+        "kino ingest with its log pipe closed",
+    );
     assert!(
         status.success(),
         "kino ingest exited with {status:?} after its log pipe closed"

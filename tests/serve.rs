@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::models_dir;
+use common::{models_dir, wait_for_exit};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -213,15 +213,8 @@ fn serve_indexes_dropped_files_and_answers_over_http() {
         .arg(server.0.id().to_string())
         .status()
         .unwrap();
-    let t = Instant::now();
-    loop {
-        if let Some(st) = server.0.try_wait().unwrap() {
-            assert!(st.success(), "exit status {st}");
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(30), "no exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let st = wait_for_exit(&mut server.0, Duration::from_secs(30), "kino serve after SIGTERM");
+    assert!(st.success(), "exit status {st}");
 
     // A file deleted while kino was down is found missing at the next start.
     std::fs::remove_file(lib.join("storm.mp4")).unwrap();

@@ -611,10 +611,10 @@ mod tests {
         }
     }
 
-    #[test]
     /// Bias + GELU rows match the scalar definition (`gelu_erf_f32`, itself
     /// checked against the exact erf in `kino-kernels`), on whichever path
     /// (AVX-512, AVX2, generic) this CPU takes.
+    #[test]
     fn bias_rows_match_their_definition() {
         let x: Vec<f32> = (0..300 * 70).map(|i| ((i * 37 % 101) as f32 - 50.0) / 12.0).collect();
         let b: Vec<f32> = (0..70).map(|i| (i as f32 - 35.0) / 20.0).collect();

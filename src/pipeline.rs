@@ -1,10 +1,10 @@
 //! The streaming indexing pipeline of one process.
 //!
 //! ```text
-//!  decode thread (FrameSampler) ──► vision service (one thread, batches
-//!       │ bounded                    frames across videos: size N or timeout T,
-//!       │                            circuit breaker) ──► per-video reply channel (bounded)
-//!       └── (vision off) ─────────────────────────────────┘
+//!  decode thread (FrameSampler) ──► vision service (W workers, each batches
+//!       │ bounded                    frames across videos: size N or timeout T;
+//!       │                            shared circuit breaker) ──► per-video reply channel (bounded,
+//!       └── (vision off) ─────────────────────────────────┘      reordered by frame number)
 //!  job thread: subtitles ─► text encoder ─► SegmentBuilder ◄─ frames ─► fusion ─► segments
 //!                                                                         │
 //!                              store: replace the video's segments in one transaction
@@ -13,8 +13,13 @@
 //! Every queue is a bounded crossbeam channel: a slow stage blocks the one
 //! before it, so memory is bounded by channel capacities (and one video's
 //! finished segments), never by the length of a video.
+//!
+//! On the CPU the vision workers each run whole forward passes on their own
+//! share of the cores (on two cores: two workers of one thread), so no core
+//! waits for another at the end of every matrix product; a video's frames
+//! can then come back out of order, and its job puts them back in order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,12 +42,16 @@ use crate::engines::{Engines, Versions};
 pub struct PipelineOptions {
     /// Frames sampled per second of video.
     pub fps: f64,
-    /// Largest vision batch.
+    /// Largest batch of one vision worker; 0 picks (see [`VisionPlan`];
+    /// `KINO_VISION_BATCH` sets it).
     pub batch_size: usize,
     /// How long the vision service waits to fill a batch.
     pub batch_timeout: Duration,
     /// Capacity of each frame queue.
     pub queue: usize,
+    /// Vision workers; 0 picks by device and cores (see [`VisionPlan`];
+    /// `KINO_VISION_WORKERS` sets it).
+    pub vision_workers: usize,
     /// Decoded frames are scaled so the longer side is at most this (the
     /// vision preprocessing then resizes to the model's input).
     pub max_side: u32,
@@ -60,9 +69,10 @@ impl PipelineOptions {
     pub fn new(thumbnails: PathBuf) -> Self {
         PipelineOptions {
             fps: 1.0,
-            batch_size: 8,
+            batch_size: env_usize("KINO_VISION_BATCH"),
             batch_timeout: Duration::from_millis(50),
             queue: 16,
+            vision_workers: env_usize("KINO_VISION_WORKERS"),
             max_side: 448,
             segmenter: Segmenter::default(),
             thumbnails,
@@ -132,6 +142,8 @@ pub struct IndexOutcome {
 
 /// A frame after the vision stage.
 struct ProcessedFrame {
+    /// The frame's number in its video (replies can overtake each other).
+    seq: u64,
     pts_ms: i64,
     thumbnail: Vec<u8>,
     features: Option<FrameFeatures>,
@@ -146,6 +158,7 @@ enum Reply {
 }
 
 struct VisionRequest {
+    seq: u64,
     pts_ms: i64,
     thumbnail: Vec<u8>,
     /// The frame, already resized by the model's preprocessor (on the
@@ -195,27 +208,155 @@ impl CircuitBreaker {
     }
 }
 
-/// The shared vision stage: one thread that batches frames from every video
+/// Items numbered 0, 1, 2, … that arrive in any order, handed on in order:
+/// each waits here until the ones before it have come.
+#[derive(Debug)]
+struct InOrder<T> {
+    next: u64,
+    waiting: BTreeMap<u64, T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder {
+            next: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// Item number `seq` has arrived.
+    fn push(&mut self, seq: u64, item: T) {
+        self.waiting.insert(seq, item);
+    }
+
+    /// The next item in order, if it has arrived.
+    fn next(&mut self) -> Option<T> {
+        let item = self.waiting.remove(&self.next)?;
+        self.next += 1;
+        Some(item)
+    }
+}
+
+/// A positive number from the environment variable `name`, else 0 (pick).
+fn env_usize(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// How the vision stage runs: `workers` threads, each taking batches of up
+/// to `batch` frames and running them on a pool of `threads` threads.
+///
+/// Defaults (measured in docs/PERFORMANCE.md, "Vision workers"): on the CPU
+/// one worker per core up to four, the cores shared out between them, and
+/// batches of 4 (8 with one worker); on other devices one worker with
+/// batches of 8. A forward pass split over all cores waits at the end of
+/// every matrix product for the slowest core, and on a machine that also
+/// decodes video some core is always slowed; passes side by side never wait
+/// for each other. Four caps the frames in flight and the workspaces'
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionPlan {
+    /// Vision worker threads.
+    pub workers: usize,
+    /// Threads of each worker's pool (CPU).
+    pub threads: usize,
+    /// Largest batch of one worker.
+    pub batch: usize,
+}
+
+impl VisionPlan {
+    /// The plan for `requested` workers and `batch` (0: pick) on `cores`.
+    pub fn new(requested: usize, batch: usize, on_cpu: bool, cores: usize) -> VisionPlan {
+        let cores = cores.max(1);
+        let workers = match requested {
+            0 if on_cpu => cores.min(4),
+            0 => 1,
+            n => n,
+        };
+        let batch = match batch {
+            0 if workers > 1 => 4,
+            0 => 8,
+            n => n,
+        };
+        VisionPlan {
+            workers,
+            threads: (cores / workers).max(1),
+            batch,
+        }
+    }
+
+    /// Concurrent jobs that keep these workers fed: one video more than
+    /// workers, at least two (each job decodes one video).
+    pub fn jobs(&self) -> usize {
+        (self.workers + 1).max(2)
+    }
+}
+
+/// The shared vision stage: workers that batch frames from every video
 /// being indexed.
 struct VisionService {
     tx: Option<Sender<VisionRequest>>,
     /// The model's preprocessor, for resizing frames on the decode threads.
     preprocessor: kino_vision::Preprocessor,
-    handle: Option<JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
+    plan: VisionPlan,
 }
 
 impl VisionService {
-    fn start(swin: Arc<Swin>, batch_size: usize, timeout: Duration, queue: usize) -> VisionService {
-        let (tx, rx) = bounded::<VisionRequest>(queue.max(batch_size));
+    fn start(swin: Arc<Swin>, opts: &PipelineOptions) -> VisionService {
+        let on_cpu = swin.device().is_cpu();
+        let plan = VisionPlan::new(
+            opts.vision_workers,
+            opts.batch_size,
+            on_cpu,
+            rayon::current_num_threads(),
+        );
+        let VisionPlan {
+            workers,
+            threads,
+            batch,
+        } = plan;
+        let batch_size = batch;
+        tracing::debug!(workers, threads, batch, on_cpu, "vision workers");
+        let (tx, rx) = bounded::<VisionRequest>(opts.queue.max(batch * workers));
         let preprocessor = swin.preprocessor().clone();
-        let handle = std::thread::Builder::new()
-            .name("kino-vision".into())
-            .spawn(move || vision_loop(swin, rx, batch_size.max(1), timeout))
-            .expect("spawn the vision thread");
+        let breaker = Arc::new(Mutex::new(CircuitBreaker::default()));
+        let handles = (0..workers)
+            .map(|i| {
+                let (swin, rx, breaker, timeout) = (swin.clone(), rx.clone(), breaker.clone(), opts.batch_timeout);
+                // One worker uses the global pool; several get a pool each
+                // of their share of the cores.
+                let pool = (workers > 1)
+                    .then(|| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .thread_name(move |t| format!("kino-vision-{i}.{t}"))
+                            .build()
+                            .map_err(|e| tracing::warn!(error = %e, "vision worker pool: using the global pool"))
+                            .ok()
+                    })
+                    .flatten();
+                std::thread::Builder::new()
+                    .name(format!("kino-vision-{i}"))
+                    .spawn(move || {
+                        let run = || vision_loop(&swin, &rx, batch_size, timeout, &breaker);
+                        match pool {
+                            Some(pool) => pool.install(run),
+                            None => run(),
+                        }
+                    })
+                    .expect("spawn a vision thread")
+            })
+            .collect();
         VisionService {
             tx: Some(tx),
             preprocessor,
-            handle: Some(handle),
+            handles,
+            plan,
         }
     }
 }
@@ -223,14 +364,21 @@ impl VisionService {
 impl Drop for VisionService {
     fn drop(&mut self) {
         self.tx.take();
-        if let Some(h) = self.handle.take() {
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
 }
 
-fn vision_loop(swin: Arc<Swin>, rx: Receiver<VisionRequest>, batch_size: usize, timeout: Duration) {
-    let mut breaker = CircuitBreaker::default();
+fn vision_loop(
+    swin: &Swin,
+    rx: &Receiver<VisionRequest>,
+    batch_size: usize,
+    timeout: Duration,
+    breaker: &Mutex<CircuitBreaker>,
+) {
+    let breaker =
+        |f: &mut dyn FnMut(&mut CircuitBreaker) -> bool| f(&mut breaker.lock().unwrap_or_else(|p| p.into_inner()));
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + timeout;
         let mut batch = vec![first];
@@ -242,31 +390,32 @@ fn vision_loop(swin: Arc<Swin>, rx: Receiver<VisionRequest>, batch_size: usize, 
         }
         metrics::histogram!("kino_vision_batch_size").record(batch.len() as f64);
         metrics::gauge!("kino_queue_depth", "queue" => "vision").set(rx.len() as f64);
-        let features: Vec<Option<FrameFeatures>> = if breaker.allow() {
+        let features: Vec<Option<FrameFeatures>> = if breaker(&mut |b| b.allow()) {
             let images: Vec<RgbImage> = batch.iter().map(|r| r.image.clone()).collect();
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| swin.embed_resized(&images)));
             metrics::histogram!("kino_inference_seconds", "model" => "vision").record(t.elapsed().as_secs_f64());
+            let ok = matches!(&result, Ok(Ok(f)) if f.len() == batch.len());
+            breaker(&mut |b| {
+                b.record(ok);
+                true
+            });
             match result {
-                Ok(Ok(f)) if f.len() == batch.len() => {
-                    breaker.record(true);
+                Ok(Ok(f)) if ok => {
                     metrics::counter!("kino_frames_embedded_total").increment(f.len() as u64);
                     f.into_iter().map(Some).collect()
                 }
                 Ok(Ok(_)) => {
-                    breaker.record(false);
                     tracing::warn!("vision returned the wrong number of results");
                     metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
                     batch.iter().map(|_| None).collect()
                 }
                 Ok(Err(e)) => {
-                    breaker.record(false);
                     tracing::warn!(error = %e, "vision inference failed for a batch");
                     metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
                     batch.iter().map(|_| None).collect()
                 }
                 Err(_) => {
-                    breaker.record(false);
                     tracing::warn!("vision inference panicked for a batch");
                     metrics::counter!("kino_failures_total", "kind" => "vision").increment(1);
                     batch.iter().map(|_| None).collect()
@@ -277,6 +426,7 @@ fn vision_loop(swin: Arc<Swin>, rx: Receiver<VisionRequest>, batch_size: usize, 
         };
         for (req, f) in batch.into_iter().zip(features) {
             let _ = req.reply.send(Reply::Frame(ProcessedFrame {
+                seq: req.seq,
                 pts_ms: req.pts_ms,
                 thumbnail: req.thumbnail,
                 features: f,
@@ -298,10 +448,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the pipeline's shared stages.
     pub fn new(store: Store, rt: tokio::runtime::Handle, engines: Arc<Engines>, opts: PipelineOptions) -> Pipeline {
-        let vision = engines
-            .vision
-            .clone()
-            .map(|swin| VisionService::start(swin, opts.batch_size, opts.batch_timeout, opts.queue));
+        let vision = engines.vision.clone().map(|swin| VisionService::start(swin, &opts));
         if let Some(why) = &engines.vision_off_reason {
             tracing::warn!("vision branch off: {why}");
         }
@@ -312,6 +459,15 @@ impl Pipeline {
             vision,
             opts,
             label_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Concurrent jobs (videos) that keep the vision workers fed: 2 without
+    /// vision, else [`VisionPlan::jobs`]; `KINO_JOBS` sets it.
+    pub fn jobs(&self) -> usize {
+        match env_usize("KINO_JOBS") {
+            0 => self.vision.as_ref().map_or(2, |v| v.plan.jobs()),
+            n => n,
         }
     }
 
@@ -477,6 +633,7 @@ impl Pipeline {
                 .spawn(move || decode_loop(&decode_path, &sample, vision, reply_tx, &stop_flag))
                 .context("spawning a decode thread")?;
             let mut index = 0usize;
+            let mut pending = InOrder::default();
             let mut decode_error: Option<IngestError> = None;
             for reply in reply_rx.iter() {
                 if cancel.load(Ordering::Relaxed) {
@@ -486,25 +643,31 @@ impl Pipeline {
                     Reply::DecodeError(e) => decode_error = Some(e),
                     Reply::Warnings(w) => warnings.extend(w),
                     Reply::Frame(f) => {
-                        frames_seen += 1;
-                        metrics::counter!("kino_frames_decoded_total").increment(1);
-                        if f.features.is_none() {
-                            state.needs_vision = true;
+                        // Vision workers can finish a later batch first:
+                        // frames go on in their order (at most the frames in
+                        // flight wait here).
+                        pending.push(f.seq, f);
+                        while let Some(f) = pending.next() {
+                            frames_seen += 1;
+                            metrics::counter!("kino_frames_decoded_total").increment(1);
+                            if f.features.is_none() {
+                                state.needs_vision = true;
+                            }
+                            let fv = frame_visual(&f);
+                            let done = builder
+                                .push_frame_with_index(index, &fv)
+                                .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?;
+                            progress(Progress {
+                                video_id: video.id,
+                                done_ms: f.pts_ms,
+                                duration_ms: info.duration_ms,
+                                frames: frames_seen,
+                            });
+                            state.frames.insert(index, f);
+                            index += 1;
+                            self.finish_segments(&mut state, done, &timed)?;
+                            self.maybe_checkpoint(&mut state, checkpoint)?;
                         }
-                        let fv = frame_visual(&f);
-                        let done = builder
-                            .push_frame_with_index(index, &fv)
-                            .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?;
-                        progress(Progress {
-                            video_id: video.id,
-                            done_ms: f.pts_ms,
-                            duration_ms: info.duration_ms,
-                            frames: frames_seen,
-                        });
-                        state.frames.insert(index, f);
-                        index += 1;
-                        self.finish_segments(&mut state, done, &timed)?;
-                        self.maybe_checkpoint(&mut state, checkpoint)?;
                     }
                 }
             }
@@ -739,7 +902,7 @@ fn decode_loop(
             return;
         }
     };
-    for frame in sampler.by_ref() {
+    for (seq, frame) in (0u64..).zip(sampler.by_ref()) {
         let t = Instant::now();
         let frame = match frame {
             Ok(f) => f,
@@ -755,6 +918,7 @@ fn decode_loop(
                 // is; the vision stage reports the error for its batch.
                 let image = pre.resize(&frame.image).unwrap_or(frame.image);
                 v.send(VisionRequest {
+                    seq,
                     pts_ms: frame.pts_ms,
                     thumbnail: frame.thumbnail_jpeg,
                     image,
@@ -764,6 +928,7 @@ fn decode_loop(
             }
             None => reply
                 .send(Reply::Frame(ProcessedFrame {
+                    seq,
                     pts_ms: frame.pts_ms,
                     thumbnail: frame.thumbnail_jpeg,
                     features: None,
@@ -783,6 +948,74 @@ fn decode_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_order_hands_items_on_in_their_order_whatever_the_arrival() {
+        let mut q = InOrder::default();
+        let mut out = Vec::new();
+        for seq in [2u64, 0, 1, 5, 3, 4, 7, 6] {
+            q.push(seq, seq * 10);
+            while let Some(v) = q.next() {
+                out.push(v);
+            }
+            // Nothing is handed on before all that comes before it.
+            assert!(out.iter().enumerate().all(|(i, &v)| v == i as u64 * 10), "{out:?}");
+        }
+        assert_eq!(out, [0, 10, 20, 30, 40, 50, 60, 70]);
+        assert!(q.waiting.is_empty());
+    }
+
+    #[test]
+    fn vision_plan_shares_the_cores_between_workers() {
+        let p = |w, b, cpu, cores| VisionPlan::new(w, b, cpu, cores);
+        // Two cores: two workers of one thread, batches of 4, three jobs.
+        assert_eq!(
+            p(0, 0, true, 2),
+            VisionPlan {
+                workers: 2,
+                threads: 1,
+                batch: 4
+            }
+        );
+        assert_eq!(p(0, 0, true, 2).jobs(), 3);
+        // Sixteen: four workers of four threads.
+        assert_eq!(
+            p(0, 0, true, 16),
+            VisionPlan {
+                workers: 4,
+                threads: 4,
+                batch: 4
+            }
+        );
+        // One core: one worker with the usual batch of 8, two jobs.
+        assert_eq!(
+            p(0, 0, true, 1),
+            VisionPlan {
+                workers: 1,
+                threads: 1,
+                batch: 8
+            }
+        );
+        assert_eq!(p(0, 0, true, 1).jobs(), 2);
+        // A GPU: one worker.
+        assert_eq!(
+            p(0, 0, false, 16),
+            VisionPlan {
+                workers: 1,
+                threads: 16,
+                batch: 8
+            }
+        );
+        // Asked for: as asked.
+        assert_eq!(
+            p(3, 5, true, 2),
+            VisionPlan {
+                workers: 3,
+                threads: 1,
+                batch: 5
+            }
+        );
+    }
 
     #[test]
     fn circuit_breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {

@@ -270,3 +270,69 @@ fn embed_image_prints_one_json_line_per_image_and_refuses_a_truncated_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("truncated.png"), "names the file: {err}");
 }
+
+/// A segment as (start, end, text, visual embedding).
+type VisualSegment = (i64, i64, String, Vec<f32>);
+
+/// Each video's segments, by path.
+fn visual_index(db: &str) -> Vec<(String, Vec<VisualSegment>)> {
+    rt().block_on(async {
+        let store = Store::open(db).await.unwrap();
+        let mut out = Vec::new();
+        for v in store.videos().await.unwrap() {
+            let segs = store.segments(v.id).await.unwrap();
+            let segs = segs
+                .into_iter()
+                .map(|s| (s.start_ms, s.end_ms, s.text, s.visual_emb.expect("a visual embedding")))
+                .collect();
+            out.push((v.path, segs));
+        }
+        store.close().await;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    })
+}
+
+/// Eight vision workers with batches of one frame often finish a video's
+/// frames out of order (about every other run here: the reordering itself
+/// is unit-tested in `pipeline::tests`); the index must be the one a single
+/// worker builds (same segments, same visual vectors to rounding).
+#[test]
+fn out_of_order_vision_workers_build_the_same_index_as_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for (i, rate) in [10, 12].into_iter().enumerate() {
+        make_video(&lib.join(format!("clip{i}.mp4")), 40, "320x180", rate);
+    }
+    let models = models(dir.path(), true);
+    let run = |name: &str, workers: &str, batch: &str| {
+        let db = dir.path().join(format!("{name}.db")).display().to_string();
+        let out = kino(&dir.path().join(format!("home-{name}")), &models, &db)
+            .env("KINO_VISION_WORKERS", workers)
+            .env("KINO_VISION_BATCH", batch)
+            .arg("ingest")
+            .arg(&lib)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {log}");
+        visual_index(&db)
+    };
+    let want = run("one", "1", "8");
+    let got = run("many", "8", "1");
+    assert_eq!(want.len(), 2);
+    assert!(
+        want.iter().all(|(_, s)| s.len() == 4),
+        "40 s, a cue every 10 s: {want:?}"
+    );
+    for ((gp, gs), (wp, ws)) in got.iter().zip(&want) {
+        assert_eq!(gp, wp);
+        assert_eq!(gs.len(), ws.len(), "{gp}: segment count");
+        for (g, w) in gs.iter().zip(ws) {
+            assert_eq!((g.0, g.1, &g.2), (w.0, w.1, &w.2), "{gp}: segment");
+            let diff = g.3.iter().zip(&w.3).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{gp} {}-{} ms: visual vectors differ by {diff}", g.0, g.1);
+        }
+    }
+}

@@ -17,10 +17,6 @@ use crate::library::{self, Registration};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::worker::{self, WorkerEvent, WorkerOptions};
 
-/// Number of concurrent jobs in one process: two, so that the vision stage
-/// can batch frames of two videos while either one decodes.
-const DEFAULT_JOBS: usize = 2;
-
 /// Sets a flag on SIGINT / SIGTERM (graceful shutdown: stop taking jobs,
 /// release the ones in flight). A second signal exits at once.
 pub fn install_shutdown_flag() -> Arc<AtomicBool> {
@@ -213,7 +209,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
     let bars = Bars::new(queued.len() as u64, quiet || json_out);
     let started = Instant::now();
     let frames = std::sync::atomic::AtomicU64::new(0);
-    drain_queue(&pipeline, &rt, DEFAULT_JOBS, &stop, &|ev| {
+    drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
         if let WorkerEvent::Finished { result: Ok(o), .. } = &ev {
             frames.fetch_add(o.frames, Ordering::Relaxed);
         }
@@ -333,7 +329,7 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
     let done = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicUsize::new(0);
     let bars = Bars::new(chosen.len() as u64, json_out);
-    drain_queue(&pipeline, &rt, DEFAULT_JOBS, &stop, &|ev| {
+    drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
         if let WorkerEvent::Finished { result, .. } = &ev {
             match result {
                 Ok(_) => done.fetch_add(1, Ordering::Relaxed),
@@ -374,7 +370,7 @@ pub fn worker(config: &Config) -> Result<()> {
     tracing::info!("worker started; waiting for jobs");
     let opts = WorkerOptions::default();
     std::thread::scope(|s| {
-        for n in 0..DEFAULT_JOBS {
+        for n in 0..pipeline.jobs() {
             let opts = opts.clone();
             let handle = rt.handle().clone();
             let pipeline = &pipeline;

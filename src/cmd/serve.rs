@@ -116,7 +116,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             });
         }
         // Workers.
-        for n in 0..2 {
+        for n in 0..pipeline.jobs() {
             let pipeline = &pipeline;
             let handle = rt.handle().clone();
             let stop = &stop;

@@ -52,6 +52,9 @@ pub struct PipelineOptions {
     /// Vision workers; 0 picks by device and cores (see [`VisionPlan`];
     /// `KINO_VISION_WORKERS` sets it).
     pub vision_workers: usize,
+    /// Videos indexed at once by one process; 0 picks (see
+    /// [`Pipeline::jobs`]; `KINO_JOBS` sets it).
+    pub jobs: usize,
     /// Decoded frames are scaled so the longer side is at most this (the
     /// vision preprocessing then resizes to the model's input).
     pub max_side: u32,
@@ -73,6 +76,7 @@ impl PipelineOptions {
             batch_timeout: Duration::from_millis(50),
             queue: 16,
             vision_workers: env_usize("KINO_VISION_WORKERS"),
+            jobs: env_usize("KINO_JOBS"),
             max_side: 448,
             segmenter: Segmenter::default(),
             thumbnails,
@@ -320,7 +324,6 @@ impl VisionService {
             threads,
             batch,
         } = plan;
-        let batch_size = batch;
         tracing::debug!(workers, threads, batch, on_cpu, "vision workers");
         let (tx, rx) = bounded::<VisionRequest>(opts.queue.max(batch * workers));
         let preprocessor = swin.preprocessor().clone();
@@ -343,7 +346,7 @@ impl VisionService {
                 std::thread::Builder::new()
                     .name(format!("kino-vision-{i}"))
                     .spawn(move || {
-                        let run = || vision_loop(&swin, &rx, batch_size, timeout, &breaker);
+                        let run = || vision_loop(&swin, &rx, batch, timeout, &breaker);
                         match pool {
                             Some(pool) => pool.install(run),
                             None => run(),
@@ -377,8 +380,8 @@ fn vision_loop(
     timeout: Duration,
     breaker: &Mutex<CircuitBreaker>,
 ) {
-    let breaker =
-        |f: &mut dyn FnMut(&mut CircuitBreaker) -> bool| f(&mut breaker.lock().unwrap_or_else(|p| p.into_inner()));
+    // A panic elsewhere while holding the lock leaves a usable breaker.
+    let breaker = || breaker.lock().unwrap_or_else(|p| p.into_inner());
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + timeout;
         let mut batch = vec![first];
@@ -390,16 +393,13 @@ fn vision_loop(
         }
         metrics::histogram!("kino_vision_batch_size").record(batch.len() as f64);
         metrics::gauge!("kino_queue_depth", "queue" => "vision").set(rx.len() as f64);
-        let features: Vec<Option<FrameFeatures>> = if breaker(&mut |b| b.allow()) {
+        let features: Vec<Option<FrameFeatures>> = if breaker().allow() {
             let images: Vec<RgbImage> = batch.iter().map(|r| r.image.clone()).collect();
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| swin.embed_resized(&images)));
             metrics::histogram!("kino_inference_seconds", "model" => "vision").record(t.elapsed().as_secs_f64());
             let ok = matches!(&result, Ok(Ok(f)) if f.len() == batch.len());
-            breaker(&mut |b| {
-                b.record(ok);
-                true
-            });
+            breaker().record(ok);
             match result {
                 Ok(Ok(f)) if ok => {
                     metrics::counter!("kino_frames_embedded_total").increment(f.len() as u64);
@@ -462,10 +462,10 @@ impl Pipeline {
         }
     }
 
-    /// Concurrent jobs (videos) that keep the vision workers fed: 2 without
-    /// vision, else [`VisionPlan::jobs`]; `KINO_JOBS` sets it.
+    /// Concurrent jobs (videos) that keep the vision workers fed: as
+    /// configured, else 2 without vision, else [`VisionPlan::jobs`].
     pub fn jobs(&self) -> usize {
-        match env_usize("KINO_JOBS") {
+        match self.opts.jobs {
             0 => self.vision.as_ref().map_or(2, |v| v.plan.jobs()),
             n => n,
         }
@@ -632,7 +632,6 @@ impl Pipeline {
                 .name(format!("kino-decode-{}", video.id))
                 .spawn(move || decode_loop(&decode_path, &sample, vision, reply_tx, &stop_flag))
                 .context("spawning a decode thread")?;
-            let mut index = 0usize;
             let mut pending = InOrder::default();
             let mut decode_error: Option<IngestError> = None;
             for reply in reply_rx.iter() {
@@ -648,6 +647,7 @@ impl Pipeline {
                         // flight wait here).
                         pending.push(f.seq, f);
                         while let Some(f) = pending.next() {
+                            let index = f.seq as usize;
                             frames_seen += 1;
                             metrics::counter!("kino_frames_decoded_total").increment(1);
                             if f.features.is_none() {
@@ -664,7 +664,6 @@ impl Pipeline {
                                 frames: frames_seen,
                             });
                             state.frames.insert(index, f);
-                            index += 1;
                             self.finish_segments(&mut state, done, &timed)?;
                             self.maybe_checkpoint(&mut state, checkpoint)?;
                         }
@@ -967,54 +966,21 @@ mod tests {
 
     #[test]
     fn vision_plan_shares_the_cores_between_workers() {
-        let p = |w, b, cpu, cores| VisionPlan::new(w, b, cpu, cores);
+        // (workers, threads, batch, jobs) for (requested workers, batch, on CPU, cores).
+        let p = |w, b, cpu, cores| {
+            let v = VisionPlan::new(w, b, cpu, cores);
+            (v.workers, v.threads, v.batch, v.jobs())
+        };
         // Two cores: two workers of one thread, batches of 4, three jobs.
-        assert_eq!(
-            p(0, 0, true, 2),
-            VisionPlan {
-                workers: 2,
-                threads: 1,
-                batch: 4
-            }
-        );
-        assert_eq!(p(0, 0, true, 2).jobs(), 3);
+        assert_eq!(p(0, 0, true, 2), (2, 1, 4, 3));
         // Sixteen: four workers of four threads.
-        assert_eq!(
-            p(0, 0, true, 16),
-            VisionPlan {
-                workers: 4,
-                threads: 4,
-                batch: 4
-            }
-        );
+        assert_eq!(p(0, 0, true, 16), (4, 4, 4, 5));
         // One core: one worker with the usual batch of 8, two jobs.
-        assert_eq!(
-            p(0, 0, true, 1),
-            VisionPlan {
-                workers: 1,
-                threads: 1,
-                batch: 8
-            }
-        );
-        assert_eq!(p(0, 0, true, 1).jobs(), 2);
+        assert_eq!(p(0, 0, true, 1), (1, 1, 8, 2));
         // A GPU: one worker.
-        assert_eq!(
-            p(0, 0, false, 16),
-            VisionPlan {
-                workers: 1,
-                threads: 16,
-                batch: 8
-            }
-        );
+        assert_eq!(p(0, 0, false, 16), (1, 16, 8, 2));
         // Asked for: as asked.
-        assert_eq!(
-            p(3, 5, true, 2),
-            VisionPlan {
-                workers: 3,
-                threads: 1,
-                batch: 5
-            }
-        );
+        assert_eq!(p(3, 5, true, 2), (3, 1, 5, 4));
     }
 
     #[test]

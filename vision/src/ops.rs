@@ -13,9 +13,13 @@
 //! vector of `Qᵀ`; the softmax over the keys runs down the rows (vertical max
 //! and sum, no horizontal reductions); and `Oᵀ = Vᵀ·Pᵀ` is again a broadcast
 //! value element times a row of `Pᵀ`. `Qᵀ` comes transposed out of the `q`
-//! projection (the product writes it so) and `Oᵀ` goes transposed into the
-//! output projection, so nothing is transposed inside the kernel. (An earlier
-//! kernel with keys in the lanes spent a fifth of its time transposing.)
+//! projection (the product writes it so). The output `O` is row-major, as the
+//! output projection reads it: the AVX-512 kernel computes `O = P·V` with the
+//! head's columns in the lanes (32 = two full vectors, where the 49 queries
+//! of a Swin window fill 49 of 64 lanes), the others scatter their `Oᵀ`
+//! blocks. (An earlier kernel with keys in the lanes spent a fifth of its
+//! time transposing; one with queries in the lanes for `O` too ran the
+//! Swin-T attention at about a third of the speed of this one.)
 
 use candle_core::{Result, Tensor};
 use kino_kernels::{exp_f32, gelu_erf_f32, SendPtr, MIN_CHUNK};
@@ -90,7 +94,7 @@ pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
 /// * `bias_t`: `(1 or windows_per_image) × heads × n × np`, the relative
 ///   position bias plus mask, transposed (`[.., key, query]`), queries padded
 ///   with zeros to `np` (a multiple of 16);
-/// * the output `o_t`: `dim × ldo`, like `q_t`.
+/// * the output `o`: `rows × ldo` (`ldo ≥ dim`), row-major like `kv`.
 pub(crate) struct AttentionT<'a> {
     /// Transposed queries.
     pub q_t: &'a [f32],
@@ -114,6 +118,15 @@ pub(crate) struct AttentionT<'a> {
 pub(crate) fn bias_pad(n: usize) -> usize {
     n.div_ceil(16) * 16
 }
+
+/// Softmax terms `exp(s - max)` with `s - max` below this are taken as 0.
+/// They are below `e⁻⁴⁰ ≈ 4·10⁻¹⁸` of the row's largest term, 10 orders of
+/// magnitude under what an f32 sum of at least 1 resolves, so the result is
+/// the same; kept, the masked pairs of shifted windows (bias −100) produce
+/// subnormal numbers, which Intel cores handle through slow microcode
+/// assists: measured on a Xeon (Sapphire Rapids class), the kernel ran 2–3×
+/// slower with the masks than without.
+const EXP_CUT: f32 = -40.0;
 
 /// Keys per register block of the score step.
 const J: usize = 8;
@@ -169,43 +182,12 @@ mod x86 {
     use super::Vf;
     use std::arch::x86_64::*;
 
-    /// 16 lanes (AVX-512F). Only used inside functions compiled for it.
-    #[derive(Clone, Copy)]
-    pub(super) struct Z(__m512);
     /// 8 lanes (AVX + FMA). Only used inside functions compiled for it.
     #[derive(Clone, Copy)]
     pub(super) struct Y(__m256);
 
     // SAFETY (all methods): callers run on CPUs with the instruction set
     // (checked before dispatch) and pass pointers valid for the lanes.
-    impl Vf for Z {
-        const L: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { Z(_mm512_setzero_ps()) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { Z(_mm512_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self.0) }
-        }
-        #[inline(always)]
-        unsafe fn fma_s(self, a: f32, b: Self) -> Self {
-            unsafe { Z(_mm512_fmadd_ps(_mm512_set1_ps(a), b.0, self.0)) }
-        }
-        #[inline(always)]
-        unsafe fn add(self, b: Self) -> Self {
-            unsafe { Z(_mm512_add_ps(self.0, b.0)) }
-        }
-        #[inline(always)]
-        unsafe fn mul(self, b: Self) -> Self {
-            unsafe { Z(_mm512_mul_ps(self.0, b.0)) }
-        }
-    }
-
     impl Vf for Y {
         const L: usize = 8;
         #[inline(always)]
@@ -279,13 +261,13 @@ unsafe fn scores<V: Vf, const JN: usize>(
     }
 }
 
-/// Columns `d0 .. d0 + DN` of one block's output: `out[d][l] = inv[l] ·
-/// Σ_j v[j][d] st[j][l]`, with `v[j]` at `values[j * ldv ..]`; row `d` goes
-/// to `valid` floats at `dst(d)`.
+/// Columns `d0 .. d0 + DN` of one block's output: `out[l][d] = inv[l] ·
+/// Σ_j v[j][d] st[j][l]`, with `v[j]` at `values[j * ldv ..]`; element
+/// `(l, d)` of the `valid` queries goes to `dst(l, d)`.
 ///
 /// # Safety
-/// `V`'s instruction set must be available; `dst(d)` must be valid for
-/// writes of `valid ≤ V::L` floats.
+/// `V`'s instruction set must be available; `dst(l, d)` must be valid for
+/// a write for every `l < valid ≤ V::L`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn weighted<V: Vf, const DN: usize>(
@@ -296,7 +278,7 @@ unsafe fn weighted<V: Vf, const DN: usize>(
     n: usize,
     inv: V,
     valid: usize,
-    dst: impl Fn(usize) -> *mut f32,
+    dst: impl Fn(usize, usize) -> *mut f32,
 ) {
     let l = V::L;
     let values = &values[d0..][..(n - 1) * ldv + DN];
@@ -311,13 +293,10 @@ unsafe fn weighted<V: Vf, const DN: usize>(
             }
         }
         for (dd, a) in acc.iter().enumerate() {
-            let o = a.mul(inv);
-            if valid == l {
-                o.store(dst(d0 + dd));
-            } else {
-                let mut tmp = [0f32; 16];
-                o.store(tmp.as_mut_ptr());
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst(d0 + dd), valid);
+            let mut tmp = [0f32; 16];
+            a.mul(inv).store(tmp.as_mut_ptr());
+            for (lane, v) in tmp[..valid].iter().enumerate() {
+                *dst(lane, d0 + dd) = *v;
             }
         }
     }
@@ -325,7 +304,7 @@ unsafe fn weighted<V: Vf, const DN: usize>(
 
 impl AttentionT<'_> {
     /// Window `w`, head `h`, queries `i0 .. i0 + valid` (`valid ≤ L`): writes
-    /// their `hd` output columns into `out` (`dim × ldo`). `st` holds `n × L`.
+    /// their `hd` output columns into `out` (`rows × ldo`). `st` holds `n × L`.
     ///
     /// # Safety
     /// `out` must be valid for writes of those elements, which no other
@@ -374,7 +353,8 @@ impl AttentionT<'_> {
         for row in st.chunks_exact_mut(L) {
             let row: &mut [f32; L] = row.try_into().expect("L lanes");
             for l in 0..L {
-                row[l] = exp_f32::<F>(row[l] - mx[l]);
+                let x = row[l] - mx[l];
+                row[l] = if x >= EXP_CUT { exp_f32::<F>(x) } else { 0.0 };
             }
             for l in 0..L {
                 sum[l] += row[l];
@@ -388,7 +368,7 @@ impl AttentionT<'_> {
         let full = hd / D * D;
         let values = &kv[dim + h * hd..];
         // SAFETY: the caller owns the `valid` elements at each of these rows.
-        let dst = |d: usize| unsafe { out.get().add((h * hd + d) * ldo + w * n + i0) };
+        let dst = |l: usize, d: usize| unsafe { out.get().add((w * n + i0 + l) * ldo + h * hd + d) };
         // SAFETY (both loops): V's instruction set and `dst` are the caller's promises.
         let inv = unsafe { V::load(inv.as_ptr()) };
         for d0 in (0..full).step_by(D) {
@@ -433,7 +413,7 @@ impl AttentionT<'_> {
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn head_avx512(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
         // SAFETY: forwarded from the caller.
-        unsafe { self.head::<true, 16, 8, x86::Z, x86::Y>(w, h, st, out, ldo) }
+        unsafe { z512::head(self, w, h, st, out, ldo) }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -443,9 +423,9 @@ impl AttentionT<'_> {
         unsafe { self.head::<true, 8, 8, x86::Y, x86::Y>(w, h, st, out, ldo) }
     }
 
-    /// Runs every window and head into `o_t` (`dim × ldo`), on all threads,
+    /// Runs every window and head into `o` (`rows × ldo`), on all threads,
     /// with the instruction sets given (each only if the CPU has it).
-    fn run_with(&self, o_t: &mut [f32], ldo: usize, avx2: bool, avx512: bool) {
+    fn run_with(&self, o: &mut [f32], ldo: usize, avx2: bool, avx512: bool) {
         let (n, heads, hd) = (self.n, self.heads, self.hd);
         let dim = heads * hd;
         let np = bias_pad(n);
@@ -454,8 +434,8 @@ impl AttentionT<'_> {
             n > 0
                 && hd > 0
                 && self.kv.len() == windows * n * 2 * dim
-                && ldo >= windows * n
-                && o_t.len() >= (dim - 1) * ldo + windows * n
+                && ldo >= dim
+                && o.len() >= (windows * n - 1) * ldo + dim
                 && self.ldq >= windows * n
                 && self.q_t.len() >= (dim - 1) * self.ldq + windows * n + 16
                 && (self.bias_t.len() == heads * n * np
@@ -463,12 +443,12 @@ impl AttentionT<'_> {
             "window attention: bad sizes"
         );
         let (avx2, avx512) = (avx2 && kino_kernels::fma(), avx512 && kino_kernels::avx512());
-        let out = SendPtr(o_t.as_mut_ptr());
+        let out = SendPtr(o.as_mut_ptr());
         (0..windows * heads)
             .into_par_iter()
             .for_each_init(Vec::new, |st, task| {
                 let (w, h) = (task / heads, task % heads);
-                // SAFETY: task (w, h) alone writes columns w*n.. of rows h*hd.. of o_t,
+                // SAFETY: task (w, h) alone writes columns h*hd.. of rows w*n.. of o,
                 // in bounds (checked above); the CPU features were checked.
                 unsafe {
                     #[cfg(target_arch = "x86_64")]
@@ -486,13 +466,321 @@ impl AttentionT<'_> {
     }
 }
 
+/// The AVX-512 kernel. For one window and head, in chunks of up to 64
+/// queries (`QV` vectors of 16):
+/// * scores `Sᵀ = K·Qᵀ + Bᵀ` with the queries in the lanes, in register
+///   tiles of `J` keys × `QV` vectors (`Qᵀ` rows are loaded once per tile and
+///   head column, the key elements broadcast);
+/// * the softmax down the rows (over the keys), vertical as in the generic
+///   kernel, with `exp` on whole vectors;
+/// * `O = P·V` with the *head columns* in the lanes: tiles of `R` queries ×
+///   32 columns, a broadcast element of `Pᵀ` times a row of `V`, so no lane
+///   is wasted on the padding of the 49 queries of a Swin window, and each
+///   query's output row is written straight into row-major `o`.
+#[cfg(target_arch = "x86_64")]
+mod z512 {
+    use super::{bias_pad, AttentionT, SendPtr, EXP_CUT};
+    use std::arch::x86_64::*;
+
+    /// Keys per score tile.
+    const J: usize = 6;
+    /// Queries per output tile (7 × 7 = 49, a Swin window).
+    const R: usize = 7;
+    /// Queries per chunk: 4 vectors.
+    const CHUNK: usize = 64;
+
+    /// The first `valid` lanes of 16.
+    #[inline(always)]
+    fn mask(valid: usize) -> __mmask16 {
+        if valid >= 16 {
+            0xffff
+        } else {
+            ((1u32 << valid) - 1) as __mmask16
+        }
+    }
+
+    /// `kino_kernels::exp_f32::<true>` on 16 lanes (same steps, same
+    /// constants; `scalef` multiplies by `2ⁿ` as the scalar code's exponent
+    /// bits do).
+    #[inline(always)]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        unsafe {
+            let s = _mm512_set1_ps;
+            let x = _mm512_min_ps(_mm512_max_ps(x, s(-87.0)), s(88.0));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_add_ps(
+                _mm512_mul_ps(x, s(std::f32::consts::LOG2_E)),
+                s(0.5),
+            ));
+            let r = _mm512_fmadd_ps(n, s(-0.693_359_4), x);
+            let r = _mm512_fmadd_ps(n, s(2.121_944_4e-4), r);
+            let mut p = s(1.987_569_1e-4);
+            p = _mm512_fmadd_ps(p, r, s(1.398_199_9e-3));
+            p = _mm512_fmadd_ps(p, r, s(8.333_452e-3));
+            p = _mm512_fmadd_ps(p, r, s(4.166_579_6e-2));
+            p = _mm512_fmadd_ps(p, r, s(1.666_666_5e-1));
+            p = _mm512_fmadd_ps(p, r, s(5e-1));
+            let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(r, r), p, r), s(1.0));
+            _mm512_scalef_ps(e, n)
+        }
+    }
+
+    /// `N` vectors from `row`, the last one masked to `last` (zeros in the
+    /// other lanes, nothing read there).
+    ///
+    /// # Safety
+    /// AVX-512F; the unmasked lanes readable.
+    #[inline(always)]
+    unsafe fn load<const N: usize>(row: *const f32, last: __mmask16) -> [__m512; N] {
+        // SAFETY: the caller's promise.
+        std::array::from_fn(|v| unsafe {
+            if v + 1 == N {
+                _mm512_maskz_loadu_ps(last, row.add(16 * v))
+            } else {
+                _mm512_loadu_ps(row.add(16 * v))
+            }
+        })
+    }
+
+    /// Score rows `0 .. JN` of one tile: `st[j][16v + l] = Σ_d k[j][d]
+    /// qᵀ[d][16v + l] + bias[j][16v + l]`, keys `ldk` apart from `keys`, `Qᵀ`
+    /// rows `ldq` apart from `q`.
+    ///
+    /// # Safety
+    /// AVX-512F; every pointer valid for what it names.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scores<const QV: usize, const JN: usize>(
+        q: *const f32,
+        ldq: usize,
+        keys: *const f32,
+        ldk: usize,
+        hd: usize,
+        bias: *const f32,
+        np: usize,
+        st: *mut f32,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); QV]; JN];
+            for d in 0..hd {
+                let qv = load::<QV>(q.add(d * ldq), 0xffff);
+                for (jj, a) in acc.iter_mut().enumerate() {
+                    let k = _mm512_set1_ps(*keys.add(jj * ldk + d));
+                    for (x, y) in a.iter_mut().zip(&qv) {
+                        *x = _mm512_fmadd_ps(k, *y, *x);
+                    }
+                }
+            }
+            for (jj, a) in acc.iter().enumerate() {
+                for (v, x) in a.iter().enumerate() {
+                    let b = _mm512_loadu_ps(bias.add(jj * np + 16 * v));
+                    _mm512_storeu_ps(st.add(jj * QV * 16 + 16 * v), _mm512_add_ps(*x, b));
+                }
+            }
+        }
+    }
+
+    /// Output rows `0 .. RN` (queries `r0 ..` of the chunk), `HV` vectors of
+    /// head columns from `c0`: `out[r][c] = inv[r] · Σ_j pᵀ[j][r] v[j][c]`,
+    /// `st` rows `sw` apart, value rows `ldv` apart from `values`, output
+    /// rows `ldo` apart from `out`; the last vector masked to `last`.
+    ///
+    /// # Safety
+    /// AVX-512F; every pointer valid for what it names.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn weighted<const RN: usize, const HV: usize>(
+        st: *const f32,
+        sw: usize,
+        n: usize,
+        values: *const f32,
+        ldv: usize,
+        last: __mmask16,
+        inv: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); HV]; RN];
+            for j in 0..n {
+                let vv = load::<HV>(values.add(j * ldv), last);
+                let p = st.add(j * sw);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let pr = _mm512_set1_ps(*p.add(r));
+                    for (x, y) in a.iter_mut().zip(&vv) {
+                        *x = _mm512_fmadd_ps(pr, *y, *x);
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let s = _mm512_set1_ps(*inv.add(r));
+                let dst = out.add(r * ldo);
+                for (v, x) in a.iter().enumerate() {
+                    let o = _mm512_mul_ps(*x, s);
+                    if v + 1 == HV {
+                        _mm512_mask_storeu_ps(dst.add(16 * v), last, o);
+                    } else {
+                        _mm512_storeu_ps(dst.add(16 * v), o);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One chunk of `cq ≤ 16·QV` queries from `i0`.
+    ///
+    /// # Safety
+    /// AVX-512F; as [`head`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn chunk<const QV: usize>(
+        a: &AttentionT,
+        w: usize,
+        h: usize,
+        i0: usize,
+        cq: usize,
+        st: &mut [f32],
+        out: SendPtr,
+        ldo: usize,
+    ) {
+        let (n, hd, dim) = (a.n, a.hd, a.heads * a.hd);
+        let np = bias_pad(n);
+        let sw = QV * 16;
+        let bw = if a.bias_t.len() == a.heads * n * np {
+            0
+        } else {
+            w % a.windows_per_image
+        };
+        let (scores_buf, rest) = st.split_at_mut(n * sw);
+        let (inv, qpack) = rest.split_at_mut(sw);
+        let qpack = &mut qpack[..hd * sw];
+        // SAFETY: the sizes were checked by `run_with`: Qᵀ rows hold this
+        // window's queries (the last vector masked to them), `kv` its keys
+        // and values, `bias_t` `n × np` floats for (bw, h) with `np ≥ 16·QV`
+        // from `i0` on, `out` the window's rows; `st` was sized by `head`.
+        unsafe {
+            let kv = a.kv.as_ptr().add(w * n * 2 * dim);
+            let keys = kv.add(h * hd);
+            let bias = a.bias_t.as_ptr().add((bw * a.heads + h) * n * np + i0);
+            let qlast = mask(cq - 16 * (QV - 1));
+            // This chunk's Qᵀ, packed (`hd × sw`, padding zeroed): the score
+            // tiles read it once each, from a few lines of L1 instead of
+            // `hd` rows a whole batch apart.
+            let src = a.q_t.as_ptr().add(h * hd * a.ldq + w * n + i0);
+            let q = qpack.as_mut_ptr();
+            for d in 0..hd {
+                for (v, x) in load::<QV>(src.add(d * a.ldq), qlast).iter().enumerate() {
+                    _mm512_storeu_ps(q.add(d * sw + 16 * v), *x);
+                }
+            }
+            let q = q as *const f32;
+            let s = scores_buf.as_mut_ptr();
+            let mut j = 0;
+            while j + J <= n {
+                scores::<QV, J>(
+                    q,
+                    sw,
+                    keys.add(j * 2 * dim),
+                    2 * dim,
+                    hd,
+                    bias.add(j * np),
+                    np,
+                    s.add(j * sw),
+                );
+                j += J;
+            }
+            while j < n {
+                scores::<QV, 1>(
+                    q,
+                    sw,
+                    keys.add(j * 2 * dim),
+                    2 * dim,
+                    hd,
+                    bias.add(j * np),
+                    np,
+                    s.add(j * sw),
+                );
+                j += 1;
+            }
+            // Softmax down the rows, unnormalised; 1/sum per query into `inv`.
+            let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); QV];
+            for j in 0..n {
+                for (v, m) in mx.iter_mut().enumerate() {
+                    *m = _mm512_max_ps(*m, _mm512_loadu_ps(s.add(j * sw + 16 * v)));
+                }
+            }
+            let mut sum = [_mm512_setzero_ps(); QV];
+            for j in 0..n {
+                for v in 0..QV {
+                    let p = s.add(j * sw + 16 * v);
+                    let x = _mm512_sub_ps(_mm512_loadu_ps(p), mx[v]);
+                    let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(EXP_CUT));
+                    let e = _mm512_maskz_mov_ps(keep, exp16(x));
+                    _mm512_storeu_ps(p, e);
+                    sum[v] = _mm512_add_ps(sum[v], e);
+                }
+            }
+            for (v, x) in sum.iter().enumerate() {
+                _mm512_storeu_ps(inv.as_mut_ptr().add(16 * v), _mm512_div_ps(_mm512_set1_ps(1.0), *x));
+            }
+            // O = P·V, R queries × up to 32 head columns at a time.
+            let values = kv.add(dim + h * hd);
+            let inv = inv.as_ptr();
+            let mut c0 = 0;
+            while c0 < hd {
+                let cw = (hd - c0).min(32);
+                let hv = cw.div_ceil(16);
+                let clast = mask(cw - 16 * (hv - 1));
+                let mut r = 0;
+                while r < cq {
+                    let o = out.get().add((w * n + i0 + r) * ldo + h * hd + c0);
+                    let (v, p, iv) = (values.add(c0), s.add(r) as *const f32, inv.add(r));
+                    let take = if cq - r >= R { R } else { 1 };
+                    match (take, hv) {
+                        (R, 2) => weighted::<R, 2>(p, sw, n, v, 2 * dim, clast, iv, o, ldo),
+                        (R, _) => weighted::<R, 1>(p, sw, n, v, 2 * dim, clast, iv, o, ldo),
+                        (_, 2) => weighted::<1, 2>(p, sw, n, v, 2 * dim, clast, iv, o, ldo),
+                        _ => weighted::<1, 1>(p, sw, n, v, 2 * dim, clast, iv, o, ldo),
+                    }
+                    r += take;
+                }
+                c0 += cw;
+            }
+        }
+    }
+
+    /// Window `w`, head `h`, all queries, into rows `w·n ..` of `out`.
+    ///
+    /// # Safety
+    /// AVX-512F; `out` valid for this window's rows and head's columns, which
+    /// no other thread touches meanwhile; sizes as checked by `run_with`.
+    #[inline(always)]
+    pub(super) unsafe fn head(a: &AttentionT, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
+        st.resize(a.n * CHUNK + CHUNK + a.hd * CHUNK, 0.0);
+        let mut i0 = 0;
+        while i0 < a.n {
+            let cq = (a.n - i0).min(CHUNK);
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match cq.div_ceil(16) {
+                    1 => chunk::<1>(a, w, h, i0, cq, st, out, ldo),
+                    2 => chunk::<2>(a, w, h, i0, cq, st, out, ldo),
+                    3 => chunk::<3>(a, w, h, i0, cq, st, out, ldo),
+                    _ => chunk::<4>(a, w, h, i0, cq, st, out, ldo),
+                }
+            }
+            i0 += cq;
+        }
+    }
+}
+
 /// Window attention on the CPU (see [`AttentionT`] for the layouts), into
-/// `o_t` (`dim × ldo`), on all threads of the current rayon pool.
+/// `o` (`rows × ldo`, row `r`'s head `h` at columns `h·hd ..`), on all
+/// threads of the current rayon pool.
 ///
 /// # Panics
 /// If the sizes do not fit together.
-pub(crate) fn window_attention_t(a: &AttentionT, o_t: &mut [f32], ldo: usize) {
-    a.run_with(o_t, ldo, true, true)
+pub(crate) fn window_attention_t(a: &AttentionT, o: &mut [f32], ldo: usize) {
+    a.run_with(o, ldo, true, true)
 }
 
 /// Window attention with candle's matmul and softmax, on any device: `qkv` is
@@ -537,9 +825,11 @@ mod tests {
     }
 
     /// The CPU kernel, on every code path the CPU allows (generic, AVX2,
-    /// AVX-512), matches candle's matmul + softmax, for tiny and Swin-T
-    /// shapes, one bias or one per window, and odd sizes (tails of every
-    /// register block).
+    /// AVX-512), matches candle's matmul + softmax, for tiny, Swin-T and
+    /// window-12 (144 queries: several chunks) shapes, one bias or one per
+    /// window, with and without shifted-window masks (−100: the cut-off
+    /// softmax terms), and odd sizes (tails of every register block and
+    /// masked lanes).
     #[test]
     fn cpu_window_attention_matches_candle_on_every_path() {
         let dev = Device::Cpu;
@@ -548,6 +838,8 @@ mod tests {
             (1, 2, 49, 3, 32),
             (2, 1, 25, 2, 40),
             (1, 2, 17, 1, 11),
+            (1, 1, 144, 2, 32),
+            (1, 2, 81, 1, 20),
         ] {
             let dim = heads * hd;
             let rows = b * nw * n;
@@ -563,8 +855,15 @@ mod tests {
                 }
                 kv[r * 2 * dim..][..2 * dim].copy_from_slice(&host[r * 3 * dim + dim..][..2 * dim]);
             }
-            for nb in [1, nw] {
-                let bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
+            for (nb, masked) in [(1, false), (nw, false), (nw, true)] {
+                let mut bias = Tensor::randn(0f32, 1.0, (nb, heads, n, n), &dev).unwrap();
+                if masked {
+                    // Shifted windows' masks: −100 on pairs from different regions.
+                    let m: Vec<f32> = (0..nb * heads * n * n)
+                        .map(|i| if (i % n) % 3 == (i / n) % 2 { -100.0 } else { 0.0 })
+                        .collect();
+                    bias = (bias + Tensor::from_vec(m, (nb, heads, n, n), &dev).unwrap()).unwrap();
+                }
                 let want: Vec<f32> = window_attention(&qkv, &bias, nw, n, heads, hd)
                     .unwrap()
                     .flatten_all()
@@ -592,19 +891,18 @@ mod tests {
                     hd,
                 };
                 for (avx2, avx512) in [(false, false), (true, false), (true, true)] {
-                    let ldo = rows + 3;
-                    let mut o_t = vec![0f32; dim * ldo];
-                    a.run_with(&mut o_t, ldo, avx2, avx512);
+                    let ldo = dim + 3;
+                    let mut o = vec![f32::NAN; rows * ldo];
+                    a.run_with(&mut o, ldo, avx2, avx512);
                     let mut got = vec![0f32; rows * dim];
                     for r in 0..rows {
-                        for c in 0..dim {
-                            got[r * dim + c] = o_t[c * ldo + r];
-                        }
+                        got[r * dim..][..dim].copy_from_slice(&o[r * ldo..][..dim]);
+                        assert!(o[r * ldo + dim..][..3].iter().all(|v| v.is_nan()), "wrote past the row");
                     }
                     let d = max_diff(&want, &got);
                     assert!(
                         d < 1e-5,
-                        "n {n} heads {heads} hd {hd} bias windows {nb}: avx2 {avx2} avx512 {avx512} differ by {d}"
+                        "n {n} heads {heads} hd {hd} bias windows {nb} masked {masked}: avx2 {avx2} avx512 {avx512} differ by {d}"
                     );
                 }
             }

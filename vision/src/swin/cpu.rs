@@ -13,8 +13,8 @@
 //! 2. `qᵀ = (win·Wq + bq)ᵀ` and `kv = win·Wkv + bkv` (biases pre-filled, the
 //!    products accumulate onto them; the first product writes q transposed,
 //!    which is how the attention kernel reads it);
-//! 3. window attention (`ops::window_attention_t`), into `oᵀ`;
-//! 4. `att = o·Wo` (the product reads `oᵀ` through strides), then window
+//! 3. window attention (`ops::window_attention_t`), into `o`;
+//! 4. `att = o·Wo`, then window
 //!    reverse + bias + residual in one parallel pass: `x[t] += att[reverse[t]] + bo`;
 //! 5. `h = LayerNorm(x)`, `i = act(h·W1 + b1)` (bias and activation in one
 //!    pass), `x += b2 + i·W2` (the product accumulates onto `x`);
@@ -344,8 +344,8 @@ impl Swin {
             1.0,
             Threads::All,
         );
-        // 3. Attention, into oᵀ (`dim × rows`).
-        let o_t = grow(&mut ws.ctx, dim * rows);
+        // 3. Attention, into o (`rows × dim`).
+        let o = grow(&mut ws.ctx, rows * dim);
         let attention = ops::AttentionT {
             q_t,
             ldq: rows,
@@ -356,20 +356,15 @@ impl Swin {
             heads,
             hd: dim / heads,
         };
-        ops::window_attention_t(&attention, o_t, rows);
-        // 4. Output projection (reading oᵀ transposed), window reverse, bias and residual.
+        ops::window_attention_t(&attention, o, dim);
+        // 4. Output projection, window reverse, bias and residual.
         let att = grow(&mut ws.rows, rows * dim);
-        let o = Mat {
-            data: o_t,
-            row_stride: 1,
-            col_stride: rows,
-        };
         let wo = view(&blk.output.wt)?;
         matmul(
             rows,
             dim,
             dim,
-            o,
+            Mat::rows(o, dim),
             Mat::rows(&wo, dim),
             att,
             dim,

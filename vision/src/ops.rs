@@ -151,6 +151,15 @@ trait Vf: Copy {
     unsafe fn add(self, b: Self) -> Self;
     /// `self · b`.
     unsafe fn mul(self, b: Self) -> Self;
+    /// `x` in every lane.
+    unsafe fn splat(x: f32) -> Self;
+    /// Lane-wise maximum.
+    unsafe fn max(self, b: Self) -> Self;
+    /// `self / b`.
+    unsafe fn div(self, b: Self) -> Self;
+    /// `exp(self - m)` as `kino_kernels::exp_f32` computes it, 0 where
+    /// `self - m` is below [`EXP_CUT`].
+    unsafe fn exp_below(self, m: Self) -> Self;
 }
 
 impl Vf for [f32; 8] {
@@ -175,11 +184,30 @@ impl Vf for [f32; 8] {
     unsafe fn mul(self, b: Self) -> Self {
         std::array::from_fn(|l| self[l] * b[l])
     }
+    unsafe fn splat(x: f32) -> Self {
+        [x; 8]
+    }
+    unsafe fn max(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l].max(b[l]))
+    }
+    unsafe fn div(self, b: Self) -> Self {
+        std::array::from_fn(|l| self[l] / b[l])
+    }
+    unsafe fn exp_below(self, m: Self) -> Self {
+        std::array::from_fn(|l| {
+            let x = self[l] - m[l];
+            if x >= EXP_CUT {
+                exp_f32::<false>(x)
+            } else {
+                0.0
+            }
+        })
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Vf;
+    use super::{Vf, EXP_CUT};
     use std::arch::x86_64::*;
 
     /// 8 lanes (AVX + FMA). Only used inside functions compiled for it.
@@ -213,6 +241,42 @@ mod x86 {
         #[inline(always)]
         unsafe fn mul(self, b: Self) -> Self {
             unsafe { Y(_mm256_mul_ps(self.0, b.0)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Y(_mm256_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn max(self, b: Self) -> Self {
+            unsafe { Y(_mm256_max_ps(self.0, b.0)) }
+        }
+        #[inline(always)]
+        unsafe fn div(self, b: Self) -> Self {
+            unsafe { Y(_mm256_div_ps(self.0, b.0)) }
+        }
+        /// `exp_f32::<true>`'s steps on 8 lanes (the compiler turned its
+        /// float-to-integer conversion into one scalar instruction per lane).
+        #[inline(always)]
+        unsafe fn exp_below(self, m: Self) -> Self {
+            unsafe {
+                let s = _mm256_set1_ps;
+                let x0 = _mm256_sub_ps(self.0, m.0);
+                let x = _mm256_min_ps(_mm256_max_ps(x0, s(-87.0)), s(88.0));
+                let n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, s(std::f32::consts::LOG2_E)), s(0.5)));
+                let r = _mm256_fmadd_ps(n, s(-0.693_359_4), x);
+                let r = _mm256_fmadd_ps(n, s(2.121_944_4e-4), r);
+                let mut p = s(1.987_569_1e-4);
+                p = _mm256_fmadd_ps(p, r, s(1.398_199_9e-3));
+                p = _mm256_fmadd_ps(p, r, s(8.333_452e-3));
+                p = _mm256_fmadd_ps(p, r, s(4.166_579_6e-2));
+                p = _mm256_fmadd_ps(p, r, s(1.666_666_5e-1));
+                p = _mm256_fmadd_ps(p, r, s(5e-1));
+                let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(r, r), p, r), s(1.0));
+                let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+                let y = _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+                let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x0, s(EXP_CUT));
+                Y(_mm256_and_ps(y, keep))
+            }
         }
     }
 }
@@ -311,7 +375,7 @@ impl AttentionT<'_> {
     /// thread touches meanwhile.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const F: bool, const L: usize, V: Vf>(
+    unsafe fn block<const L: usize, V: Vf>(
         &self,
         w: usize,
         h: usize,
@@ -343,34 +407,28 @@ impl AttentionT<'_> {
             unsafe { scores::<V, 1>(q, self.ldq, kv, j0, h * hd, hd, 2 * dim, bias, np, i0, st) };
         }
         // Softmax down the rows (over the keys), unnormalised; 1/sum at the end.
-        let mut mx = [f32::NEG_INFINITY; L];
-        for row in st.chunks_exact(L) {
-            for l in 0..L {
-                mx[l] = mx[l].max(row[l]);
+        // SAFETY (this block): `st` holds `n × L` floats; V's instruction set
+        // is the caller's promise.
+        let inv = unsafe {
+            let p = st.as_mut_ptr();
+            let mut mx = V::splat(f32::NEG_INFINITY);
+            for j in 0..n {
+                mx = mx.max(V::load(p.add(j * L)));
             }
-        }
-        let mut sum = [0f32; L];
-        for row in st.chunks_exact_mut(L) {
-            let row: &mut [f32; L] = row.try_into().expect("L lanes");
-            for l in 0..L {
-                let x = row[l] - mx[l];
-                row[l] = if x >= EXP_CUT { exp_f32::<F>(x) } else { 0.0 };
+            let mut sum = V::zero();
+            for j in 0..n {
+                let e = V::load(p.add(j * L)).exp_below(mx);
+                e.store(p.add(j * L));
+                sum = sum.add(e);
             }
-            for l in 0..L {
-                sum[l] += row[l];
-            }
-        }
-        let mut inv = [0f32; L];
-        for l in 0..L {
-            inv[l] = 1.0 / sum[l];
-        }
+            V::splat(1.0).div(sum)
+        };
         // Oᵀ = Vᵀ Pᵀ, D head columns at a time, then one by one.
         let full = hd / D * D;
         let values = &kv[dim + h * hd..];
         // SAFETY: the caller owns the `valid` elements at each of these rows.
         let dst = |l: usize, d: usize| unsafe { out.get().add((w * n + i0 + l) * ldo + h * hd + d) };
         // SAFETY (both loops): V's instruction set and `dst` are the caller's promises.
-        let inv = unsafe { V::load(inv.as_ptr()) };
         for d0 in (0..full).step_by(D) {
             unsafe { weighted::<V, D>(st, values, 2 * dim, d0, n, inv, valid, dst) };
         }
@@ -385,7 +443,7 @@ impl AttentionT<'_> {
     /// # Safety
     /// As [`Self::block`].
     #[inline(always)]
-    unsafe fn head<const F: bool, const L: usize, const L2: usize, V: Vf, V2: Vf>(
+    unsafe fn head<const L: usize, const L2: usize, V: Vf, V2: Vf>(
         &self,
         w: usize,
         h: usize,
@@ -400,9 +458,9 @@ impl AttentionT<'_> {
             // SAFETY: forwarded from the caller.
             unsafe {
                 if valid <= L2 {
-                    self.block::<F, L2, V2>(w, h, i0, valid, st, out, ldo)
+                    self.block::<L2, V2>(w, h, i0, valid, st, out, ldo)
                 } else {
-                    self.block::<F, L, V>(w, h, i0, valid, st, out, ldo)
+                    self.block::<L, V>(w, h, i0, valid, st, out, ldo)
                 }
             }
             i0 += valid;
@@ -420,7 +478,7 @@ impl AttentionT<'_> {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn head_avx2(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
         // SAFETY: forwarded from the caller.
-        unsafe { self.head::<true, 8, 8, x86::Y, x86::Y>(w, h, st, out, ldo) }
+        unsafe { self.head::<8, 8, x86::Y, x86::Y>(w, h, st, out, ldo) }
     }
 
     /// Runs every window and head into `o` (`rows × ldo`), on all threads,
@@ -460,7 +518,7 @@ impl AttentionT<'_> {
                         return self.head_avx2(w, h, st, out, ldo);
                     }
                     let _ = (avx2, avx512);
-                    self.head::<false, 8, 8, [f32; 8], [f32; 8]>(w, h, st, out, ldo)
+                    self.head::<8, 8, [f32; 8], [f32; 8]>(w, h, st, out, ldo)
                 }
             });
     }

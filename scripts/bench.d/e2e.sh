@@ -4,11 +4,13 @@
 # (ffmpeg CLI frames at 1 fps scaled to 224 + transformers SwinModel +
 # sentence-transformers for the subtitles), same videos, same sampling, same
 # full-size Swin-T (random weights), same machine, same run. Both sides are
-# timed as whole processes, model loading included.
+# timed as whole processes, model loading included, taking turns
+# (KINO_BENCH_E2E_RUNS each, default 3); the ratio is that of the medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${KINO_BENCH_E2E_VIDEOS:-3}"
 SECS="${KINO_BENCH_E2E_SECS:-60}"
+RUNS="${KINO_BENCH_E2E_RUNS:-3}"
 W="$KINO_BENCH_DIR/e2e"
 LIB="$W/lib"
 MODELS="$W/models"
@@ -41,14 +43,19 @@ for i in $(seq 0 $((N - 1))); do
 done
 total=$((N * SECS))
 
-t0=$(date +%s.%N)
-rm -rf "$W/home"
-"$KINO_BIN" -q --home "$W/home" --models "$MODELS" ingest "$LIB" >/dev/null
-t1=$(date +%s.%N)
-kino_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-
-t0=$(date +%s.%N)
-"$KINO_REF_PYTHON" - "$LIB" "$SWIN" "$TEXT" <<'PY'
+# One run of each side; prints its wall seconds.
+run_kino() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  rm -rf "$W/home"
+  "$KINO_BIN" -q --home "$W/home" --models "$MODELS" ingest "$LIB" >/dev/null
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+run_python() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$KINO_REF_PYTHON" - "$LIB" "$SWIN" "$TEXT" >/dev/null <<'PY'
 # The reference pipeline a user might write: ffmpeg CLI + transformers + sentence-transformers.
 import glob, re, subprocess, sys
 import numpy as np, torch
@@ -73,10 +80,24 @@ for video in sorted(glob.glob(f"{lib}/*.mp4")):
     cues = [c.split("\n", 2)[2].strip() for c in text.strip().split("\n\n") if c.count("\n") >= 2]
     emb = st.encode(cues, batch_size=32)
 PY
-t1=$(date +%s.%N)
-py_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "end-to-end: $N videos x ${SECS}s (1280x720 h264, subtitles every 5 s), 1 fps, full-size Swin-T (random weights)"
+# The two sides take turns, RUNS times each, and the ratio is that of the
+# medians: on a shared machine whose speed drifts, one run of each would
+# compare different moments.
+ks=(); ps=()
+for r in $(seq 1 "$RUNS"); do
+  ks+=("$(run_kino)")
+  ps+=("$(run_python)")
+  echo "  run $r: kino ${ks[-1]} s, Python ${ps[-1]} s" >&2
+done
+kino_s=$(printf '%s\n' "${ks[@]}" | median)
+py_s=$(printf '%s\n' "${ps[@]}" | median)
+
+echo "end-to-end: $N videos x ${SECS}s (1280x720 h264, subtitles every 5 s), 1 fps, full-size Swin-T (random weights), median of $RUNS alternating runs"
 awk -v t="$total" -v k="$kino_s" -v p="$py_s" 'BEGIN {
   printf "  kino ingest:              %6.1f s wall, %6.1f s of video per s\n", k, t / k
   printf "  Python (ffmpeg+HF+ST):    %6.1f s wall, %6.1f s of video per s\n", p, t / p

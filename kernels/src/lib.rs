@@ -56,19 +56,36 @@ pub fn gelu_erf_f32<const F: bool>(x: f32) -> f32 {
 /// denormal.
 #[inline(always)]
 pub fn exp_f32<const F: bool>(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_MIN, EXP_MAX);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = madd::<F>(n, -0.693_359_4, x);
-    let r = madd::<F>(n, 2.121_944_4e-4, r);
-    let mut p = 1.987_569_1e-4f32;
-    p = madd::<F>(p, r, 1.398_199_9e-3);
-    p = madd::<F>(p, r, 8.333_452e-3);
-    p = madd::<F>(p, r, 4.166_579_6e-2);
-    p = madd::<F>(p, r, 1.666_666_5e-1);
-    p = madd::<F>(p, r, 5e-1);
+    let r = madd::<F>(n, -EXP_LN2_HI, x);
+    let r = madd::<F>(n, -EXP_LN2_LO, r);
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = madd::<F>(p, r, *c);
+    }
     let e = madd::<F>(r * r, p, r) + 1.0;
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
+
+/// [`exp_f32`]'s input range.
+pub const EXP_MIN: f32 = -87.0;
+/// See [`EXP_MIN`].
+pub const EXP_MAX: f32 = 88.0;
+/// ln 2 in two parts for [`exp_f32`]'s range reduction (`hi + lo`).
+pub const EXP_LN2_HI: f32 = 0.693_359_4;
+/// See [`EXP_LN2_HI`].
+pub const EXP_LN2_LO: f32 = -2.121_944_4e-4;
+/// [`exp_f32`]'s polynomial, highest degree first (Horner), for the vector
+/// versions of the same steps.
+pub const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5e-1,
+];
 
 /// Whether this CPU has AVX2 and FMA (checked once; always false off x86-64).
 pub fn fma() -> bool {

@@ -208,6 +208,7 @@ impl Vf for [f32; 8] {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Vf, EXP_CUT};
+    use kino_kernels::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY};
     use std::arch::x86_64::*;
 
     /// 8 lanes (AVX + FMA). Only used inside functions compiled for it.
@@ -261,16 +262,14 @@ mod x86 {
             unsafe {
                 let s = _mm256_set1_ps;
                 let x0 = _mm256_sub_ps(self.0, m.0);
-                let x = _mm256_min_ps(_mm256_max_ps(x0, s(-87.0)), s(88.0));
+                let x = _mm256_min_ps(_mm256_max_ps(x0, s(EXP_MIN)), s(EXP_MAX));
                 let n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, s(std::f32::consts::LOG2_E)), s(0.5)));
-                let r = _mm256_fmadd_ps(n, s(-0.693_359_4), x);
-                let r = _mm256_fmadd_ps(n, s(2.121_944_4e-4), r);
-                let mut p = s(1.987_569_1e-4);
-                p = _mm256_fmadd_ps(p, r, s(1.398_199_9e-3));
-                p = _mm256_fmadd_ps(p, r, s(8.333_452e-3));
-                p = _mm256_fmadd_ps(p, r, s(4.166_579_6e-2));
-                p = _mm256_fmadd_ps(p, r, s(1.666_666_5e-1));
-                p = _mm256_fmadd_ps(p, r, s(5e-1));
+                let r = _mm256_fmadd_ps(n, s(-EXP_LN2_HI), x);
+                let r = _mm256_fmadd_ps(n, s(-EXP_LN2_LO), r);
+                let mut p = s(EXP_POLY[0]);
+                for c in &EXP_POLY[1..] {
+                    p = _mm256_fmadd_ps(p, r, s(*c));
+                }
                 let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(r, r), p, r), s(1.0));
                 let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
                 let y = _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
@@ -538,6 +537,7 @@ impl AttentionT<'_> {
 #[cfg(target_arch = "x86_64")]
 mod z512 {
     use super::{bias_pad, AttentionT, SendPtr, EXP_CUT};
+    use kino_kernels::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY};
     use std::arch::x86_64::*;
 
     /// Keys per score tile.
@@ -564,19 +564,17 @@ mod z512 {
     unsafe fn exp16(x: __m512) -> __m512 {
         unsafe {
             let s = _mm512_set1_ps;
-            let x = _mm512_min_ps(_mm512_max_ps(x, s(-87.0)), s(88.0));
+            let x = _mm512_min_ps(_mm512_max_ps(x, s(EXP_MIN)), s(EXP_MAX));
             let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_add_ps(
                 _mm512_mul_ps(x, s(std::f32::consts::LOG2_E)),
                 s(0.5),
             ));
-            let r = _mm512_fmadd_ps(n, s(-0.693_359_4), x);
-            let r = _mm512_fmadd_ps(n, s(2.121_944_4e-4), r);
-            let mut p = s(1.987_569_1e-4);
-            p = _mm512_fmadd_ps(p, r, s(1.398_199_9e-3));
-            p = _mm512_fmadd_ps(p, r, s(8.333_452e-3));
-            p = _mm512_fmadd_ps(p, r, s(4.166_579_6e-2));
-            p = _mm512_fmadd_ps(p, r, s(1.666_666_5e-1));
-            p = _mm512_fmadd_ps(p, r, s(5e-1));
+            let r = _mm512_fmadd_ps(n, s(-EXP_LN2_HI), x);
+            let r = _mm512_fmadd_ps(n, s(-EXP_LN2_LO), r);
+            let mut p = s(EXP_POLY[0]);
+            for c in &EXP_POLY[1..] {
+                p = _mm512_fmadd_ps(p, r, s(*c));
+            }
             let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(r, r), p, r), s(1.0));
             _mm512_scalef_ps(e, n)
         }

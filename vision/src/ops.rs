@@ -366,15 +366,28 @@ unsafe fn weighted<V: Vf, const DN: usize>(
 }
 
 impl AttentionT<'_> {
-    /// Window `w`, head `h`, queries `i0 .. i0 + valid` (`valid ≤ L`): writes
-    /// their `hd` output columns into `out` (`rows × ldo`). `st` holds `n × L`.
+    /// The `n × np` transposed bias of window `w`, head `h` (one bias for
+    /// every window, or one per window of an image).
+    fn bias_of(&self, w: usize, h: usize) -> &[f32] {
+        let np = bias_pad(self.n);
+        let bw = if self.bias_t.len() == self.heads * self.n * np {
+            0
+        } else {
+            w % self.windows_per_image
+        };
+        &self.bias_t[(bw * self.heads + h) * self.n * np..][..self.n * np]
+    }
+
+    /// Window `w`, head `h`, queries `i0 .. i0 + valid` (`valid ≤ V::L`):
+    /// writes their `hd` output columns into `out` (`rows × ldo`). `st` holds
+    /// `n × V::L`.
     ///
     /// # Safety
     /// `out` must be valid for writes of those elements, which no other
     /// thread touches meanwhile.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const L: usize, V: Vf>(
+    unsafe fn block<V: Vf>(
         &self,
         w: usize,
         h: usize,
@@ -385,17 +398,11 @@ impl AttentionT<'_> {
         ldo: usize,
     ) {
         let (n, hd, dim) = (self.n, self.hd, self.heads * self.hd);
-        let np = bias_pad(n);
-        let bw = if self.bias_t.len() == self.heads * n * np {
-            0
-        } else {
-            w % self.windows_per_image
-        };
-        let bias = &self.bias_t[(bw * self.heads + h) * n * np..][..n * np];
+        let (np, l) = (bias_pad(n), V::L);
+        let bias = self.bias_of(w, h);
         let q = &self.q_t[h * hd * self.ldq + w * n + i0..];
         let kv = &self.kv[w * n * 2 * dim..][..n * 2 * dim];
-        debug_assert_eq!(V::L, L);
-        let st = &mut st[..n * L];
+        let st = &mut st[..n * l];
         // Scores, transposed: st[j] = k_j · Qᵀ + bias, J keys at a time, then one by one.
         let full = n / J * J;
         // SAFETY (both loops): V's instruction set is the caller's promise.
@@ -406,18 +413,18 @@ impl AttentionT<'_> {
             unsafe { scores::<V, 1>(q, self.ldq, kv, j0, h * hd, hd, 2 * dim, bias, np, i0, st) };
         }
         // Softmax down the rows (over the keys), unnormalised; 1/sum at the end.
-        // SAFETY (this block): `st` holds `n × L` floats; V's instruction set
+        // SAFETY (this block): `st` holds `n × l` floats; V's instruction set
         // is the caller's promise.
         let inv = unsafe {
             let p = st.as_mut_ptr();
             let mut mx = V::splat(f32::NEG_INFINITY);
             for j in 0..n {
-                mx = mx.max(V::load(p.add(j * L)));
+                mx = mx.max(V::load(p.add(j * l)));
             }
             let mut sum = V::zero();
             for j in 0..n {
-                let e = V::load(p.add(j * L)).exp_below(mx);
-                e.store(p.add(j * L));
+                let e = V::load(p.add(j * l)).exp_below(mx);
+                e.store(p.add(j * l));
                 sum = sum.add(e);
             }
             V::splat(1.0).div(sum)
@@ -436,33 +443,17 @@ impl AttentionT<'_> {
         }
     }
 
-    /// Window `w`, head `h`, all queries, with `L`-lane blocks (`V`), the
-    /// last one with `L2` lanes (`V2`) when that is enough.
+    /// Window `w`, head `h`, all queries, in blocks of `V::L`.
     ///
     /// # Safety
     /// As [`Self::block`].
     #[inline(always)]
-    unsafe fn head<const L: usize, const L2: usize, V: Vf, V2: Vf>(
-        &self,
-        w: usize,
-        h: usize,
-        st: &mut Vec<f32>,
-        out: SendPtr,
-        ldo: usize,
-    ) {
-        st.resize(self.n * L, 0.0);
-        let mut i0 = 0;
-        while i0 < self.n {
-            let valid = (self.n - i0).min(L);
+    unsafe fn head<V: Vf>(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
+        st.resize(self.n * V::L, 0.0);
+        for i0 in (0..self.n).step_by(V::L) {
+            let valid = (self.n - i0).min(V::L);
             // SAFETY: forwarded from the caller.
-            unsafe {
-                if valid <= L2 {
-                    self.block::<L2, V2>(w, h, i0, valid, st, out, ldo)
-                } else {
-                    self.block::<L, V>(w, h, i0, valid, st, out, ldo)
-                }
-            }
-            i0 += valid;
+            unsafe { self.block::<V>(w, h, i0, valid, st, out, ldo) }
         }
     }
 
@@ -477,7 +468,7 @@ impl AttentionT<'_> {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn head_avx2(&self, w: usize, h: usize, st: &mut Vec<f32>, out: SendPtr, ldo: usize) {
         // SAFETY: forwarded from the caller.
-        unsafe { self.head::<8, 8, x86::Y, x86::Y>(w, h, st, out, ldo) }
+        unsafe { self.head::<x86::Y>(w, h, st, out, ldo) }
     }
 
     /// Runs every window and head into `o` (`rows × ldo`), on all threads,
@@ -517,7 +508,7 @@ impl AttentionT<'_> {
                         return self.head_avx2(w, h, st, out, ldo);
                     }
                     let _ = (avx2, avx512);
-                    self.head::<8, 8, [f32; 8], [f32; 8]>(w, h, st, out, ldo)
+                    self.head::<[f32; 8]>(w, h, st, out, ldo)
                 }
             });
     }
@@ -701,22 +692,17 @@ mod z512 {
         let (n, hd, dim) = (a.n, a.hd, a.heads * a.hd);
         let np = bias_pad(n);
         let sw = QV * 16;
-        let bw = if a.bias_t.len() == a.heads * n * np {
-            0
-        } else {
-            w % a.windows_per_image
-        };
         let (scores_buf, rest) = st.split_at_mut(n * sw);
         let (inv, qpack) = rest.split_at_mut(sw);
         let qpack = &mut qpack[..hd * sw];
         // SAFETY: the sizes were checked by `run_with`: Qᵀ rows hold this
         // window's queries (the last vector masked to them), `kv` its keys
-        // and values, `bias_t` `n × np` floats for (bw, h) with `np ≥ 16·QV`
+        // and values, the bias `n × np` floats with `np ≥ 16·QV`
         // from `i0` on, `out` the window's rows; `st` was sized by `head`.
         unsafe {
             let kv = a.kv.as_ptr().add(w * n * 2 * dim);
             let keys = kv.add(h * hd);
-            let bias = a.bias_t.as_ptr().add((bw * a.heads + h) * n * np + i0);
+            let bias = a.bias_of(w, h).as_ptr().add(i0);
             let qlast = mask(cq - 16 * (QV - 1));
             // This chunk's Qᵀ, packed (`hd × sw`, padding zeroed): the score
             // tiles read it once each, from a few lines of L1 instead of

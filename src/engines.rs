@@ -1,4 +1,5 @@
-//! The models, loaded once and shared by every pipeline stage and request.
+//! The models, loaded at start and shared by every pipeline stage and request
+//! (`kino serve` can swap the vision model in later: [`Engines::with_vision`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,28 +30,7 @@ pub struct Engines {
     pub vision_off_reason: Option<String>,
 }
 
-/// Model versions of an index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Versions {
-    /// Text model.
-    pub text: String,
-    /// Vision model (`None`: vision branch off).
-    pub vision: Option<String>,
-    /// Fusion module.
-    pub fusion: String,
-}
-
-impl Versions {
-    /// One string for segment rows and stored queries.
-    pub fn combined(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.text,
-            self.vision.as_deref().unwrap_or("no-vision"),
-            self.fusion
-        )
-    }
-}
+pub use crate::staleness::Versions;
 
 /// Loads the text encoder only (queries need nothing else).
 pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
@@ -69,6 +49,32 @@ pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
     })
 }
 
+/// Loads the vision model in `dir`: `Ok(None)` when no weights are there
+/// (`config.json` + `model.safetensors`), an error when they do not load.
+pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
+    if !kino_vision::is_model_dir(dir) {
+        return Ok(None);
+    }
+    let swin = Swin::load(dir, &candle_core::Device::Cpu)
+        .with_context(|| format!("loading the vision model from {}", dir.display()))?;
+    Ok(Some(swin))
+}
+
+/// The fusion module for a text encoder of width `text_dim` and `vision`
+/// (its visual width is the Swin's hidden size, or Swin-T's without one).
+fn fusion_for(text_dim: usize, vision: Option<&Swin>) -> Result<FusionModel> {
+    let visual_dim = vision.map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM);
+    Ok(FusionModel::identity(text_dim, visual_dim, FUSION_HEADS)?)
+}
+
+fn vision_off_reason(vdir: &Path) -> String {
+    format!(
+        "no vision weights at {} (config.json + model.safetensors): indexing text only; \
+         `kino reindex --stale` (or a running `kino serve`, once they appear) adds vision",
+        vdir.display()
+    )
+}
+
 impl Engines {
     /// Loads every model the configuration names. A missing vision model is
     /// not an error: the vision branch is off and the reason is kept.
@@ -77,14 +83,7 @@ impl Engines {
         // The two models load side by side (reading, hashing and laying out
         // a few hundred MB of weights each is mostly one thread's work).
         let (text, vision) = std::thread::scope(|s| {
-            let vision = s.spawn(|| -> Result<Option<Swin>> {
-                if !kino_vision::is_model_dir(&vdir) {
-                    return Ok(None);
-                }
-                let swin = Swin::load(&vdir, &candle_core::Device::Cpu)
-                    .with_context(|| format!("loading the vision model from {}", vdir.display()))?;
-                Ok(Some(swin))
-            });
+            let vision = s.spawn(|| load_vision(&vdir));
             let text = load_text(&config.text_model_dir());
             let vision = vision
                 .join()
@@ -92,32 +91,48 @@ impl Engines {
             (text, vision)
         });
         let text = text?;
-        let (vision, vision_off_reason) = match vision? {
-            Some(swin) => (Some(Arc::new(swin)), None),
-            None => {
-                let why = format!(
-                    "no vision weights at {} (config.json + model.safetensors): indexing text only; \
-                     `kino reindex --stale` adds vision once they are there",
-                    vdir.display()
-                );
-                (None, Some(why))
-            }
-        };
-        let visual_dim = vision.as_ref().map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM);
-        let fusion = FusionModel::identity(text.dim(), visual_dim, FUSION_HEADS)?;
+        let vision = vision?.map(Arc::new);
+        let fusion = fusion_for(text.dim(), vision.as_deref())?;
         Ok(Engines {
             text: Arc::new(text),
+            vision_off_reason: vision.is_none().then(|| vision_off_reason(&vdir)),
             vision,
             fusion: Arc::new(fusion),
-            vision_off_reason,
         })
     }
 
-    /// The versions an index built now would carry.
-    pub fn versions(&self) -> Versions {
+    /// These engines with `vision` as the vision model (`None`: off): the
+    /// same text encoder, and the same fusion module unless the new model's
+    /// visual width differs from the one it was built for.
+    pub fn with_vision(&self, vision: Option<Arc<Swin>>) -> Result<Engines> {
+        let visual_dim = vision.as_ref().map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM);
+        let fusion = if self.fusion.config().visual_dim == visual_dim {
+            self.fusion.clone()
+        } else {
+            Arc::new(fusion_for(self.text.dim(), vision.as_deref())?)
+        };
+        Ok(Engines {
+            text: self.text.clone(),
+            vision_off_reason: match &vision {
+                Some(_) => None,
+                None => Some(
+                    self.vision_off_reason
+                        .clone()
+                        .unwrap_or_else(|| "the vision model was turned off".into()),
+                ),
+            },
+            vision,
+            fusion,
+        })
+    }
+
+    /// The versions an index built now would record, with the decoder's
+    /// settings `decode` (see [`crate::staleness`]).
+    pub fn versions(&self, decode: &str) -> Versions {
         Versions {
-            text: self.text.version(),
+            decode: decode.to_string(),
             vision: self.vision.as_ref().map(|v| v.version()),
+            text: self.text.version(),
             fusion: self.fusion.version().to_string(),
         }
     }

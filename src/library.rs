@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use kino_store::{NewVideo, Store, Video, VideoStatus};
 
 use crate::error::usage;
+use crate::staleness::{self, Ask, Stage, Versions};
 
 /// What registering a file did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,24 +40,16 @@ pub enum Registration {
 }
 
 impl Registration {
-    /// Whether the file should be (re)indexed: new or changed content, a
-    /// video whose indexing never finished, a failed one when `retry_failed`
-    /// (an explicit `kino ingest`), or one indexed with other text or fusion
-    /// models than `current`. Duplicates never are.
-    pub fn needs_index(&self, current: &crate::engines::Versions, retry_failed: bool) -> bool {
-        match self {
-            Registration::New(_) | Registration::Changed(_) => true,
-            Registration::Duplicate { .. } => false,
-            Registration::Unchanged(v) | Registration::Moved { video: v, .. } => match v.status {
-                VideoStatus::Queued | VideoStatus::Indexing => true,
-                VideoStatus::Failed => retry_failed,
-                VideoStatus::Done => {
-                    v.text_model.as_deref() != Some(current.text.as_str())
-                        || v.fusion_model.as_deref() != Some(current.fusion.as_str())
-                }
-                VideoStatus::Duplicate | VideoStatus::Missing => false,
-            },
-        }
+    /// Whether the file should be (re)indexed, and from which stage: asks
+    /// [`staleness::stale_stage`] with what registering learned (new or
+    /// changed content). `retry_failed`: failed videos count as stale (an
+    /// explicit `kino ingest`).
+    pub fn stale_stage(&self, current: &Versions, retry_failed: bool) -> Option<Stage> {
+        let ask = Ask {
+            content_changed: matches!(self, Registration::New(_) | Registration::Changed(_)),
+            retry_failed,
+        };
+        staleness::stale_stage(self.video(), current, ask)
     }
 
     /// The video row.

@@ -27,6 +27,7 @@ mod library;
 mod logging;
 mod pipeline;
 mod query;
+mod staleness;
 mod worker;
 
 use clap::Parser;

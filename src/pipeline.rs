@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -142,6 +142,9 @@ pub struct IndexOutcome {
     pub warnings: Vec<String>,
     /// Indexed without vision (branch off or circuit open).
     pub needs_vision: bool,
+    /// The versions the run used (the models of the pipeline when it
+    /// started; a model swapped in meanwhile did not take part).
+    pub versions: Versions,
 }
 
 /// A frame after the vision stage.
@@ -241,6 +244,19 @@ impl<T> InOrder<T> {
         self.next += 1;
         Some(item)
     }
+}
+
+/// The decode stage's version: the sampling settings that shape a video's
+/// frames and segments (see [`crate::staleness`]).
+pub fn decode_version(opts: &PipelineOptions) -> String {
+    let mut v = format!(
+        "fps={},side={},seg={}",
+        opts.fps, opts.max_side, opts.segmenter.window_ms
+    );
+    if opts.segmenter.snap_to_shots {
+        v.push_str(&format!(",shots={}", opts.segmenter.shot_threshold));
+    }
+    v
 }
 
 /// A positive number from the environment variable `name`, else 0 (pick).
@@ -435,12 +451,23 @@ fn vision_loop(
     }
 }
 
+/// The models and the vision service running them, swapped together.
+struct Loaded {
+    engines: Arc<Engines>,
+    vision: Option<VisionService>,
+    versions: Versions,
+}
+
 /// The pipeline: models, the vision service, the store.
+///
+/// The models can be swapped while jobs run ([`Pipeline::set_vision`]): each
+/// job takes a snapshot of them when it starts and uses it to the end, so a
+/// job finishes with the models it started with; the old vision service
+/// stops (its threads are joined) when the last job using it ends.
 pub struct Pipeline {
     store: Store,
     rt: tokio::runtime::Handle,
-    engines: Arc<Engines>,
-    vision: Option<VisionService>,
+    loaded: RwLock<Arc<Loaded>>,
     opts: PipelineOptions,
     label_cache: Mutex<HashMap<String, Vec<f32>>>,
 }
@@ -448,37 +475,74 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the pipeline's shared stages.
     pub fn new(store: Store, rt: tokio::runtime::Handle, engines: Arc<Engines>, opts: PipelineOptions) -> Pipeline {
-        let vision = engines.vision.clone().map(|swin| VisionService::start(swin, &opts));
         if let Some(why) = &engines.vision_off_reason {
             tracing::warn!("vision branch off: {why}");
         }
+        let loaded = Self::load(engines, &opts);
         Pipeline {
             store,
             rt,
-            engines,
-            vision,
+            loaded: RwLock::new(Arc::new(loaded)),
             opts,
             label_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn load(engines: Arc<Engines>, opts: &PipelineOptions) -> Loaded {
+        let vision = engines.vision.clone().map(|swin| VisionService::start(swin, opts));
+        let versions = engines.versions(&decode_version(opts));
+        Loaded {
+            engines,
+            vision,
+            versions,
+        }
+    }
+
+    /// The models now (a job holds on to this for its whole run).
+    fn snapshot(&self) -> Arc<Loaded> {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in `vision` as the vision model (`None`: off), with a fusion
+    /// module of its width, and starts its vision service; returns the new
+    /// versions. Jobs that already started finish with the models they
+    /// started with; jobs starting from now on use the new ones.
+    pub fn set_vision(&self, vision: Option<Arc<Swin>>) -> Result<Versions> {
+        let engines = Arc::new(self.snapshot().engines.with_vision(vision)?);
+        let loaded = Arc::new(Self::load(engines, &self.opts));
+        let versions = loaded.versions.clone();
+        let old = {
+            let mut guard = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *guard, loaded)
+        };
+        // Outside the lock: when no job holds the old models this joins their
+        // vision threads (idle, so at once).
+        drop(old);
+        tracing::info!(
+            vision = versions.vision.as_deref().unwrap_or("off"),
+            fusion = %versions.fusion,
+            "models swapped"
+        );
+        Ok(versions)
     }
 
     /// Concurrent jobs (videos) that keep the vision workers fed: as
     /// configured, else 2 without vision, else [`VisionPlan::jobs`].
     pub fn jobs(&self) -> usize {
         match self.opts.jobs {
-            0 => self.vision.as_ref().map_or(2, |v| v.plan.jobs()),
+            0 => self.snapshot().vision.as_ref().map_or(2, |v| v.plan.jobs()),
             n => n,
         }
     }
 
-    /// The models' versions.
+    /// The versions an index built now would record.
     pub fn versions(&self) -> Versions {
-        self.engines.versions()
+        self.snapshot().versions.clone()
     }
 
     /// The shared text encoder.
     pub fn text_encoder(&self) -> Arc<kino_language::SentenceEncoder> {
-        self.engines.text.clone()
+        self.snapshot().engines.text.clone()
     }
 
     /// The store.
@@ -502,12 +566,17 @@ impl Pipeline {
     ) -> Result<IndexOutcome, IndexError> {
         let path = PathBuf::from(&video.path);
         let started = Instant::now();
+        // The models of this whole run, whatever is swapped in meanwhile.
+        let loaded = self.snapshot();
+        let engines = &loaded.engines;
+        let model_version = loaded.versions.combined();
         let db = |e: kino_store::StoreError| IndexError::Transient(anyhow::Error::from(e));
-        // Resume from a checkpoint only when its staged segments are there.
+        // Resume from a checkpoint only when its staged segments are there
+        // and were made with the same models.
         let mut resume_from = 0i64;
         if let Some(done) = resume_ms.filter(|d| *d > 0) {
             let staged = self.rt.block_on(self.store.staged_segments(video.id)).map_err(db)?;
-            if staged.iter().any(|s| s.end_ms == done) {
+            if staged.iter().any(|s| s.end_ms == done) && staged.iter().all(|s| s.model_version == model_version) {
                 resume_from = done;
                 tracing::info!(video = %path.display(), "resuming from its checkpoint at {} s", done / 1000);
             }
@@ -547,7 +616,7 @@ impl Pipeline {
                 return Err(IndexError::Cancelled);
             }
             embeddings.extend(
-                self.engines
+                engines
                     .text
                     .encode(chunk)
                     .map_err(|e| anyhow!(e).context("encoding subtitles"))?,
@@ -597,12 +666,13 @@ impl Pipeline {
             video_id: video.id,
             frames: HashMap::new(),
             segments: Vec::new(),
-            needs_vision: self.vision.is_none(),
+            needs_vision: loaded.vision.is_none(),
             thumbs_dir: self.opts.thumbnails.join(video.id.to_string()),
             resume_from,
             checkpointed_ms: resume_from,
             staged: 0,
-            model_version: self.versions().combined(),
+            model_version,
+            engines: engines.clone(),
         };
         self.finish_segments(&mut state, finished, &timed)?;
 
@@ -618,10 +688,10 @@ impl Pipeline {
                 // one decoder thread per video keeps ahead of it (threaded
                 // decoding would only add CPU time); without it, decoding is
                 // the bottleneck and gets all cores.
-                threads: if self.vision.is_some() { 1 } else { 0 },
+                threads: if loaded.vision.is_some() { 1 } else { 0 },
                 ..SampleOptions::default()
             };
-            let vision = self
+            let vision = loaded
                 .vision
                 .as_ref()
                 .and_then(|v| Some((v.tx.clone()?, v.preprocessor.clone())));
@@ -691,12 +761,9 @@ impl Pipeline {
             return Err(IndexError::Cancelled);
         }
 
-        let v = self.versions();
-        let versions = IndexVersions {
-            text_model: Some(v.text.clone()),
-            vision_model: if state.needs_vision { None } else { v.vision.clone() },
-            fusion_model: Some(v.fusion.clone()),
-        };
+        // Every stage that ran records its version (vision only when it saw
+        // every frame), in the transaction that replaces the segments.
+        let versions: IndexVersions = loaded.versions.recorded(!state.needs_vision);
         let t = Instant::now();
         // Everything checkpointed (this run's and earlier runs') plus the rest.
         let mut all: Vec<NewSegment> = if state.checkpointed_ms > 0 {
@@ -725,6 +792,7 @@ impl Pipeline {
             cues: timed.len(),
             warnings,
             needs_vision: state.needs_vision,
+            versions: loaded.versions.clone(),
         })
     }
 
@@ -793,9 +861,9 @@ impl Pipeline {
         let labels = if seg.label_text.is_empty() {
             None
         } else {
-            Some(self.embed_label(&seg.label_text)?)
+            Some(self.embed_label(&state.engines, &seg.label_text)?)
         };
-        let fused = match self.engines.fusion.fuse(&SegmentInputs {
+        let fused = match state.engines.fusion.fuse(&SegmentInputs {
             text,
             text_weights,
             grids,
@@ -831,12 +899,11 @@ impl Pipeline {
         }))
     }
 
-    fn embed_label(&self, label_text: &str) -> Result<Vec<f32>, IndexError> {
+    fn embed_label(&self, engines: &Engines, label_text: &str) -> Result<Vec<f32>, IndexError> {
         if let Some(v) = self.label_cache.lock().ok().and_then(|c| c.get(label_text).cloned()) {
             return Ok(v);
         }
-        let v = self
-            .engines
+        let v = engines
             .text
             .encode_one(label_text)
             .map_err(|e| IndexError::Transient(anyhow!(e).context("encoding visual labels")))?;
@@ -864,6 +931,8 @@ struct VideoState {
     staged: usize,
     /// Model versions written with each segment (computed once per video).
     model_version: String,
+    /// The models of this run.
+    engines: Arc<Engines>,
 }
 
 fn frame_visual(f: &ProcessedFrame) -> FrameVisual {
@@ -962,6 +1031,15 @@ mod tests {
         }
         assert_eq!(out, [0, 10, 20, 30, 40, 50, 60, 70]);
         assert!(q.waiting.is_empty());
+    }
+
+    #[test]
+    fn decode_version_names_the_sampling_settings() {
+        let mut opts = PipelineOptions::new(PathBuf::from("/tmp/thumbs"));
+        assert_eq!(decode_version(&opts), "fps=1,side=448,seg=10000");
+        opts.fps = 2.5;
+        opts.segmenter.snap_to_shots = true;
+        assert_eq!(decode_version(&opts), "fps=2.5,side=448,seg=10000,shots=0.25");
     }
 
     #[test]

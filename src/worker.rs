@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Result;
 use kino_store::{Job, JobState, Store, VideoStatus};
 
+use crate::engines::Versions;
 use crate::pipeline::{IndexError, IndexOutcome, Pipeline, Progress};
+use crate::staleness::{self, Ask};
 
 /// What a worker reports while it works.
 #[derive(Debug, Clone)]
@@ -102,6 +104,22 @@ pub async fn reclaim_dead_local_leases(store: &Store) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Queues video `id` for reindexing when the staleness rule calls it stale
+/// against `current`: for a job that ended with models swapped out while it
+/// ran (it started with the old ones and finished with them). Returns
+/// whether it was queued.
+pub async fn requeue_if_stale(store: &Store, id: i64, current: &Versions) -> Result<bool> {
+    let Some(video) = store.video(id).await? else {
+        return Ok(false);
+    };
+    let Some(stage) = staleness::stale_stage(&video, current, Ask::default()) else {
+        return Ok(false);
+    };
+    store.enqueue_job(id, "reindex").await?;
+    tracing::info!(path = %video.path, stale_from = stage.name(), "indexed with superseded models: queued again");
+    Ok(true)
 }
 
 /// Runs jobs until `stop` is set (or the queue is empty with `exit_when_idle`).
@@ -265,6 +283,11 @@ fn run_job(
         Ok(outcome) => {
             with_retry("completing a job", || rt.block_on(store.complete_job(job.id, owner)));
             metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
+            if outcome.versions != pipeline.versions() {
+                if let Err(e) = rt.block_on(requeue_if_stale(store, video.id, &pipeline.versions())) {
+                    tracing::warn!(video = video.id, error = %e, "could not queue the video again for the new models");
+                }
+            }
             Ok(outcome)
         }
         Err(IndexError::Cancelled) => {

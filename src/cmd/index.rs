@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engines::Engines;
 use crate::library::{self, Registration};
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::staleness::{self, Ask};
 use crate::worker::{self, WorkerEvent, WorkerOptions};
 
 /// Sets a flag on SIGINT / SIGTERM (graceful shutdown: stop taking jobs,
@@ -191,7 +192,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             }
         };
         let v = reg.video().clone();
-        let needs = reg.needs_index(&current, true);
+        let stale = reg.stale_stage(&current, true);
         let label = match &reg {
             Registration::New(_) => "new",
             Registration::Changed(_) => "changed",
@@ -199,7 +200,8 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             Registration::Moved { .. } => "moved",
             Registration::Duplicate { .. } => "duplicate",
         };
-        if needs {
+        if let Some(stage) = stale {
+            tracing::debug!(path = %v.path, stage = stage.name(), "stale: queued for indexing");
             rt.block_on(store.enqueue_job(v.id, "index"))?;
             queued.insert(v.id);
         }
@@ -305,12 +307,16 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
         let pick = match video {
             Some(id) => v.id == id,
             None if all => true,
-            None => {
-                v.status != VideoStatus::Done
-                    || v.text_model.as_deref() != Some(current.text.as_str())
-                    || v.fusion_model.as_deref() != Some(current.fusion.as_str())
-                    || (current.vision.is_some() && v.vision_model != current.vision)
-            }
+            // An explicit command: failed videos are retried too.
+            None => staleness::stale_stage(
+                &v,
+                &current,
+                Ask {
+                    content_changed: false,
+                    retry_failed: true,
+                },
+            )
+            .is_some(),
         };
         if pick {
             chosen.push(v.id);

@@ -1,24 +1,62 @@
 //! `kino serve`: watcher + workers + web server in one process.
+//!
+//! It also watches the vision model's folder: weights that appear (or
+//! change) while it runs are loaded, swapped into the running pipeline, and
+//! every video the staleness rule then calls stale is queued for reindexing
+//! in the background. Search stays available throughout, and jobs that
+//! already started finish with the models they started with.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use kino_ingest::watch::{WatchEvent, WatchOptions, Watcher};
-use kino_store::{Store, VideoStatus};
+use kino_store::{JobState, Store, VideoStatus};
 
 use crate::config::Config;
-use crate::engines::Versions;
+use crate::engines::{self, Versions};
 use crate::error::usage;
 use crate::library::{self, Registration};
+use crate::pipeline::Pipeline;
 use crate::query::Engine;
+use crate::staleness::{self, Ask};
 use crate::worker::{self, WorkerEvent, WorkerOptions};
 
 /// Missing videos are purged after this long.
 const MISSING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the vision model's folder is looked at (`KINO_MODEL_POLL_MS`).
+const MODEL_POLL: Duration = Duration::from_secs(3);
+
+/// The files of a model folder whose change means a new model.
+const MODEL_FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "kino-manifest.json",
+];
+
+/// A cheap fingerprint of a model folder: presence, size and modification
+/// time of each of [`MODEL_FILES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelFingerprint(Vec<Option<(u64, Option<SystemTime>)>>);
+
+impl ModelFingerprint {
+    fn of(dir: &Path) -> ModelFingerprint {
+        ModelFingerprint(
+            MODEL_FILES
+                .iter()
+                .map(|f| {
+                    let m = std::fs::metadata(dir.join(f)).ok().filter(|m| m.is_file())?;
+                    Some((m.len(), m.modified().ok()))
+                })
+                .collect(),
+        )
+    }
+}
 
 /// `kino serve`.
 pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<String>) -> Result<()> {
@@ -44,15 +82,20 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     // The recorder first, so the pipeline's metrics reach /metrics.
     kino_web::install_metrics();
     let rt = super::runtime()?;
+    // Taken before loading, so weights that change during the load are seen.
+    let vision_dir = config.vision_model_dir();
+    let vision_files = ModelFingerprint::of(&vision_dir);
     let (store, pipeline) = super::index::start_pipeline(config, &rt)?;
     let stop = super::index::install_shutdown_flag();
     rt.block_on(worker::reclaim_dead_local_leases(&store))?;
 
     let reindex_store = store.clone();
+    let reindex_pipeline = pipeline.clone();
     let handle = rt.handle().clone();
     let engine = Engine::new(store.clone(), pipeline.text_encoder()).with_reindex(move |video, stale| {
         let store = reindex_store.clone();
-        handle.block_on(async move { enqueue_reindex(&store, video, stale).await })
+        let current = reindex_pipeline.versions();
+        handle.block_on(async move { enqueue_reindex(&store, &current, video, stale).await })
     });
     let engine: Arc<dyn kino_web::QueryEngine> = Arc::new(engine);
 
@@ -71,12 +114,14 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             let store = store.clone();
             let handle = rt.handle().clone();
             let stop = &stop;
-            let current = pipeline.versions();
+            let pipeline = &pipeline;
             let roots: Vec<PathBuf> = libraries.iter().filter_map(|l| std::fs::canonicalize(l).ok()).collect();
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match events.recv_timeout(Duration::from_millis(200)) {
                         Ok(ev) => {
+                            // The versions now: a model may have been swapped in.
+                            let current = pipeline.versions();
                             if let Err(e) = handle.block_on(on_watch_event(&store, &roots, &current, ev)) {
                                 tracing::warn!(error = %format!("{e:#}"), "library change not recorded");
                             }
@@ -87,6 +132,17 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
                 }
                 watcher.stop();
             });
+        }
+        // The vision model's folder: new weights are loaded and swapped in.
+        {
+            let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
+            let (dir, seen) = (vision_dir.clone(), vision_files);
+            let poll = std::env::var("KINO_MODEL_POLL_MS")
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(|ms| Duration::from_millis(ms.max(10)))
+                .unwrap_or(MODEL_POLL);
+            s.spawn(move || watch_vision_model(pipeline, &store, &handle, &dir, seen, poll, stop));
         }
         // Housekeeping: purge videos missing for longer than the grace period.
         {
@@ -150,15 +206,15 @@ async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev
         WatchEvent::Stable { path, .. } => {
             let reg = library::register(store, &path).await?;
             let v = reg.video();
-            let needs = reg.needs_index(current, false);
+            let stale = reg.stale_stage(current, false);
             match &reg {
                 Registration::Moved { from, .. } => tracing::info!(from, to = %v.path, "video moved; index kept"),
                 Registration::Duplicate { of, .. } => tracing::info!(path = %v.path, of, "duplicate of a known video"),
                 _ => {}
             }
-            if needs {
+            if let Some(stage) = stale {
                 store.enqueue_job(v.id, "index").await?;
-                tracing::info!(path = %v.path, "queued for indexing");
+                tracing::info!(path = %v.path, stale_from = stage.name(), "queued for indexing");
             }
         }
         WatchEvent::Removed { path } => {
@@ -186,8 +242,15 @@ async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev
     Ok(())
 }
 
-/// Queues reindex jobs (for the web's reindex buttons).
-pub async fn enqueue_reindex(store: &Store, video: Option<i64>, stale: bool) -> Result<serde_json::Value> {
+/// Queues reindex jobs (for the web's reindex buttons): one video, every
+/// video (`stale` false), or the videos the staleness rule calls stale
+/// (failed ones included: the button is an explicit request).
+pub async fn enqueue_reindex(
+    store: &Store,
+    current: &Versions,
+    video: Option<i64>,
+    stale: bool,
+) -> Result<serde_json::Value> {
     let mut n = 0;
     for v in store.videos().await? {
         if matches!(v.status, VideoStatus::Missing | VideoStatus::Duplicate) {
@@ -195,7 +258,16 @@ pub async fn enqueue_reindex(store: &Store, video: Option<i64>, stale: bool) -> 
         }
         let pick = match video {
             Some(id) => v.id == id,
-            None => !stale || v.needs_vision || v.status != VideoStatus::Done,
+            None if !stale => true,
+            None => staleness::stale_stage(
+                &v,
+                current,
+                Ask {
+                    content_changed: false,
+                    retry_failed: true,
+                },
+            )
+            .is_some(),
         };
         if pick {
             store.enqueue_job(v.id, "reindex").await?;
@@ -203,4 +275,128 @@ pub async fn enqueue_reindex(store: &Store, video: Option<i64>, stale: bool) -> 
         }
     }
     Ok(serde_json::json!({ "queued": n }))
+}
+
+/// After a model swap: queues a reindex job for every video the staleness
+/// rule calls stale against `current`, except those whose job is already
+/// waiting (it will start with the new models) or running (a job that ends
+/// with superseded models queues its video again, see
+/// [`worker::requeue_if_stale`]). Returns the jobs queued.
+pub async fn queue_stale(store: &Store, current: &Versions) -> Result<usize> {
+    let mut n = 0;
+    for v in store.videos().await? {
+        let Some(stage) = staleness::stale_stage(&v, current, Ask::default()) else {
+            continue;
+        };
+        if matches!(v.status, VideoStatus::Queued | VideoStatus::Indexing)
+            && store
+                .jobs_of_video(v.id)
+                .await?
+                .iter()
+                .any(|j| matches!(j.state, JobState::Queued | JobState::Running))
+        {
+            continue;
+        }
+        store.enqueue_job(v.id, "reindex").await?;
+        tracing::debug!(path = %v.path, stale_from = stage.name(), "queued for reindexing");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Polls the vision model's folder every `poll` until `stop`. A change
+/// (new, replaced or removed files; acted on once the files have stayed the
+/// same for one more poll, so a copy in progress is not loaded) loads the
+/// model, swaps it into `pipeline` and queues the videos it makes stale.
+fn watch_vision_model(
+    pipeline: &Pipeline,
+    store: &Store,
+    rt: &tokio::runtime::Handle,
+    dir: &Path,
+    mut seen: ModelFingerprint,
+    poll: Duration,
+    stop: &AtomicBool,
+) {
+    let mut settling: Option<ModelFingerprint> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let step = Duration::from_millis(50).min(poll);
+        let mut waited = Duration::ZERO;
+        while waited < poll && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(step);
+            waited += step;
+        }
+        let now = ModelFingerprint::of(dir);
+        if now == seen {
+            settling = None;
+            continue;
+        }
+        if settling.as_ref() != Some(&now) {
+            settling = Some(now);
+            continue;
+        }
+        settling = None;
+        seen = now;
+        match engines::load_vision(dir) {
+            Ok(Some(swin)) if pipeline.versions().vision == Some(swin.version()) => {
+                tracing::debug!("the vision model's files were touched but its weights are the same");
+            }
+            Ok(Some(swin)) => {
+                let version = swin.version();
+                let current = match pipeline.set_vision(Some(Arc::new(swin))) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the new vision model cannot be used; keeping the current models");
+                        continue;
+                    }
+                };
+                match rt.block_on(queue_stale(store, &current)) {
+                    Ok(n) => tracing::info!(
+                        vision = version,
+                        queued = n,
+                        "vision model loaded from {}; reindexing the videos indexed without it",
+                        dir.display()
+                    ),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "queueing stale videos failed"),
+                }
+            }
+            Ok(None) => {
+                if pipeline.versions().vision.is_some() {
+                    tracing::info!(
+                        "the vision weights in {} are gone; the loaded model stays in use until kino restarts",
+                        dir.display()
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the vision model does not load; keeping the current models")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_fingerprint_changes_with_the_files_and_only_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let empty = ModelFingerprint::of(&d.join("nowhere"));
+        assert_eq!(ModelFingerprint::of(d), empty, "no files: same as no folder");
+        std::fs::write(d.join("config.json"), "{}").unwrap();
+        let config = ModelFingerprint::of(d);
+        assert_ne!(config, empty);
+        std::fs::write(d.join("model.safetensors"), [0u8; 8]).unwrap();
+        let weights = ModelFingerprint::of(d);
+        assert_ne!(weights, config);
+        assert_eq!(ModelFingerprint::of(d), weights, "nothing changed");
+        std::fs::write(d.join("unrelated.txt"), "x").unwrap();
+        assert_eq!(ModelFingerprint::of(d), weights, "other files do not count");
+        std::fs::write(d.join("model.safetensors"), [0u8; 16]).unwrap();
+        assert_ne!(ModelFingerprint::of(d), weights, "a size change counts");
+        let before = ModelFingerprint::of(d);
+        std::fs::write(d.join("kino-manifest.json"), "{}").unwrap();
+        assert_ne!(ModelFingerprint::of(d), before, "the manifest counts");
+    }
 }

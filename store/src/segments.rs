@@ -1,5 +1,7 @@
 //! Cues and segments, replaced atomically per video, and the index upkeep.
 
+use std::collections::BTreeMap;
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -9,15 +11,30 @@ use crate::{decode_f32, encode_f32, now_ms, CueRecord, NewSegment, Result, Segme
 const SEG_COLS: &str =
     "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
 
-/// Model versions that produced a video's index.
+/// Versions of what produced a video's index, per pipeline stage.
+///
+/// Stage names are the caller's (kino uses `decode`, `vision`, `text`,
+/// `fusion`); a stage that did not run is absent. The whole map is stored as
+/// JSON in `videos.stage_versions`; the `text`, `vision` and `fusion` entries
+/// also fill the older per-model columns (and `needs_vision` is set when
+/// there is no `vision` entry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexVersions {
-    /// Text model version.
-    pub text_model: Option<String>,
-    /// Vision model version (`None`: indexed without the vision branch).
-    pub vision_model: Option<String>,
-    /// Fusion version.
-    pub fusion_model: Option<String>,
+    /// Stage name → version.
+    pub stages: BTreeMap<String, String>,
+}
+
+impl IndexVersions {
+    /// These versions plus `stage` at `version`.
+    pub fn with(mut self, stage: &str, version: impl Into<String>) -> Self {
+        self.stages.insert(stage.to_string(), version.into());
+        self
+    }
+
+    /// The version recorded for `stage`.
+    pub fn get(&self, stage: &str) -> Option<&str> {
+        self.stages.get(stage).map(String::as_str)
+    }
 }
 
 fn segment_from_row(r: &AnyRow) -> Result<Segment> {
@@ -114,7 +131,8 @@ impl Store {
     }
 
     /// Replaces a video's segments in one transaction and marks the video
-    /// indexed with `versions`. Readers see the old set or the new set,
+    /// indexed with `versions` (its per-stage versions are written in the
+    /// same transaction). Readers see the old set or the new set,
     /// never a mix. The in-process index is updated after the commit.
     pub async fn replace_segments(
         &self,
@@ -143,13 +161,14 @@ impl Store {
         }
         sqlx::query(
             "UPDATE videos SET status = 'done', error = NULL, text_model = $2, vision_model = $3, fusion_model = $4, \
-             needs_vision = $5, indexed_ms = $6, updated_ms = $6 WHERE id = $1",
+             needs_vision = $5, stage_versions = $6, indexed_ms = $7, updated_ms = $7 WHERE id = $1",
         )
         .bind(video_id)
-        .bind(&versions.text_model)
-        .bind(&versions.vision_model)
-        .bind(&versions.fusion_model)
-        .bind(versions.vision_model.is_none() as i64)
+        .bind(versions.get("text"))
+        .bind(versions.get("vision"))
+        .bind(versions.get("fusion"))
+        .bind(versions.get("vision").is_none() as i64)
+        .bind(serde_json::to_string(&versions.stages).unwrap_or_else(|_| "{}".into()))
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -104,8 +104,14 @@ pub struct Video {
     pub vision_model: Option<String>,
     /// Fusion model version of the current index.
     pub fusion_model: Option<String>,
-    /// Indexed without the vision branch; `reindex --stale` completes it.
+    /// Indexed without the vision branch (display only: whether a video is
+    /// stale is decided from `stage_versions`).
     pub needs_vision: bool,
+    /// Version of what each stage of the current index used, by stage name
+    /// (`decode`, `vision`, `text`, `fusion`, …); a stage that did not run is
+    /// absent. Empty for videos indexed before stage versions were recorded.
+    #[serde(default)]
+    pub stage_versions: std::collections::BTreeMap<String, String>,
     /// When the file was found missing.
     pub missing_since_ms: Option<i64>,
     /// When the current index was committed.

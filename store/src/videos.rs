@@ -7,7 +7,7 @@ use crate::{now_ms, MediaFacts, NewVideo, Result, Store, StoreError, Video, Vide
 
 const VIDEO_COLS: &str = "id, path, content_hash, size_bytes, mtime_ms, duration_ms, width, height, fps, \
     video_codec, audio_codec, status, error, duplicate_of, text_model, vision_model, fusion_model, \
-    needs_vision, missing_since_ms, indexed_ms, created_ms, updated_ms";
+    needs_vision, stage_versions, missing_since_ms, indexed_ms, created_ms, updated_ms";
 
 pub(crate) fn video_from_row(r: &AnyRow) -> Result<Video> {
     let status: String = r.try_get("status")?;
@@ -33,6 +33,8 @@ pub(crate) fn video_from_row(r: &AnyRow) -> Result<Video> {
         vision_model: r.try_get("vision_model")?,
         fusion_model: r.try_get("fusion_model")?,
         needs_vision: r.try_get::<i64, _>("needs_vision")? != 0,
+        // Unreadable JSON counts as nothing recorded (the legacy columns decide).
+        stage_versions: serde_json::from_str(&r.try_get::<String, _>("stage_versions")?).unwrap_or_default(),
         missing_since_ms: r.try_get("missing_since_ms")?,
         indexed_ms: r.try_get("indexed_ms")?,
         created_ms: r.try_get("created_ms")?,

@@ -125,7 +125,7 @@ both_backends!(
     migrations_are_idempotent_and_newer_schema_is_refused,
     |store: Store, url: String| async move {
         store.migrate().await.unwrap();
-        assert_eq!(store.schema_version(), 2);
+        assert_eq!(store.schema_version(), 3);
         // Pretend a newer kino migrated this database.
         let sql = match store.backend() {
             Backend::Postgres => {
@@ -140,7 +140,7 @@ both_backends!(
         sqlx::query(sql).execute(store.pool()).await.unwrap();
         let err = Store::open(&url).await.err().expect("a newer schema must be refused");
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 2 }),
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 3 }),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this kino"), "{err}");
@@ -203,14 +203,7 @@ both_backends!(
                         })
                         .collect();
                     store
-                        .replace_segments(
-                            vid,
-                            &segs,
-                            &IndexVersions {
-                                text_model: Some("t".into()),
-                                ..Default::default()
-                            },
-                        )
+                        .replace_segments(vid, &segs, &IndexVersions::default().with("text", "t"))
                         .await
                         .unwrap();
                 }
@@ -364,15 +357,53 @@ both_backends!(
 );
 
 both_backends!(
+    stage_versions_are_written_with_the_segments_and_fill_the_model_columns,
+    |store: Store, _url: String| async move {
+        let v = add_video(&store, "/lib/stages.mp4").await;
+        let fresh = store.video(v).await.unwrap().unwrap();
+        assert!(fresh.stage_versions.is_empty(), "nothing recorded before indexing");
+        let with_vision = IndexVersions::default()
+            .with("decode", "fps=1,side=448,seg=10000")
+            .with("vision", "swin-v1")
+            .with("text", "t1")
+            .with("fusion", "f1");
+        store
+            .replace_segments(v, &[segment(0, "one", vec![1.0, 0.0])], &with_vision)
+            .await
+            .unwrap();
+        let row = store.video(v).await.unwrap().unwrap();
+        assert_eq!(row.stage_versions, with_vision.stages);
+        assert_eq!(
+            (
+                row.text_model.as_deref(),
+                row.vision_model.as_deref(),
+                row.fusion_model.as_deref()
+            ),
+            (Some("t1"), Some("swin-v1"), Some("f1"))
+        );
+        assert!(!row.needs_vision);
+        // Without the vision stage: absent from the map, needs_vision set.
+        let text_only = IndexVersions::default()
+            .with("decode", "fps=1,side=448,seg=10000")
+            .with("text", "t1")
+            .with("fusion", "f1");
+        store
+            .replace_segments(v, &[segment(0, "one", vec![1.0, 0.0])], &text_only)
+            .await
+            .unwrap();
+        let row = store.video(v).await.unwrap().unwrap();
+        assert_eq!(row.stage_versions, text_only.stages);
+        assert!(row.vision_model.is_none() && row.needs_vision);
+        assert_eq!(store.videos().await.unwrap()[0].stage_versions, text_only.stages);
+    }
+);
+
+both_backends!(
     exact_search_finds_known_neighbours_and_stays_current,
     |store: Store, _url: String| async move {
         let v1 = add_video(&store, "/lib/one.mp4").await;
         let v2 = add_video(&store, "/lib/two.mp4").await;
-        let versions = IndexVersions {
-            text_model: Some("t".into()),
-            vision_model: Some("v".into()),
-            fusion_model: None,
-        };
+        let versions = IndexVersions::default().with("text", "t").with("vision", "v");
         store
             .replace_segments(
                 v1,

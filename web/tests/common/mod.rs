@@ -153,11 +153,9 @@ impl QueryEngine for BowEngine {
 
 /// Model versions written by the fixture.
 pub fn versions() -> IndexVersions {
-    IndexVersions {
-        text_model: Some("bow-test".into()),
-        vision_model: None,
-        fusion_model: Some("bow-test".into()),
-    }
+    IndexVersions::default()
+        .with("text", "bow-test")
+        .with("fusion", "bow-test")
 }
 
 /// A segment with bag-of-words embeddings.

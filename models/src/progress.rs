@@ -115,8 +115,12 @@ impl Download {
             return;
         }
         let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(total) = p.total.filter(|t| *t > 0) {
+        // Small files get their start line only.
+        if let Some(total) = p.total.filter(|t| *t >= 4 << 20) {
             if p.next_quarter < 4 && pos * 4 >= total * p.next_quarter {
+                while p.next_quarter < 3 && pos * 4 >= total * (p.next_quarter + 1) {
+                    p.next_quarter += 1;
+                }
                 let rate = (pos - p.start.min(pos)) as f64 / p.started.elapsed().as_secs_f64().max(1e-3);
                 eprintln_safe(&format!(
                     "  {}: {}% ({} of {}, {:.1} MB/s)",

@@ -177,7 +177,7 @@ fn list(config: &Config, json_out: bool) -> Result<()> {
             (Some(true), Some(true)) => "present".to_string(),
             (Some(true), None) => "present (no manifest: `kino models fetch` adds one)".to_string(),
             (Some(true), Some(false)) | (Some(false), Some(_)) => {
-                format!("CHANGED: {}", r["problems"].to_string())
+                format!("CHANGED: {}", r["problems"])
             }
             _ => "missing (`kino models fetch`)".to_string(),
         };

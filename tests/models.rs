@@ -223,3 +223,27 @@ fn with_the_hub_down_the_text_model_still_installs_and_vision_is_named() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("model.safetensors: SHA-256"), "{}", text(&out));
 }
+
+#[test]
+fn downloads_go_through_the_proxy_of_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let hub = hub();
+    // The stand-in plays the proxy too; the endpoint's name is only ever
+    // resolved by the proxy.
+    let out = kino(&home, "http://hub.invalid")
+        .env("HTTPS_PROXY", &hub.endpoint)
+        .env("HTTP_PROXY", &hub.endpoint)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["models", "fetch", "vision"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = hub.seen();
+    assert!(
+        seen.iter().any(|s| s.port == "proxy" && s.path.contains("hub.invalid")),
+        "{seen:?}"
+    );
+    assert!(home.join("models").join(VISION).join("model.safetensors").is_file());
+}

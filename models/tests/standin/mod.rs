@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 /// One request the stand-in saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    /// `hub` or `cdn`.
+    /// `hub` or `cdn` (what the request was for), or `proxy` (the stand-in
+    /// was asked as a proxy; the request itself is logged after it).
     pub port: &'static str,
     /// `HEAD` or `GET`.
     pub method: String,
@@ -118,13 +119,13 @@ impl StandIn {
     }
 }
 
-fn serve(conn: TcpStream, port: &'static str, state: &Mutex<State>, cdn_base: &str) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
+/// Reads one request head: method, target, headers (lower-case names).
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, String, HashMap<String, String>)> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
     let mut headers = HashMap::new();
     loop {
         let mut h = String::new();
@@ -134,6 +135,42 @@ fn serve(conn: TcpStream, port: &'static str, state: &Mutex<State>, cdn_base: &s
         if let Some((k, v)) = h.split_once(':') {
             headers.insert(k.trim().to_lowercase(), v.trim().to_string());
         }
+    }
+    Ok((method, target, headers))
+}
+
+fn serve(conn: TcpStream, port: &'static str, state: &Mutex<State>, cdn_base: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let (mut method, mut path, mut headers) = read_head(&mut reader)?;
+    let mut port = port;
+    let cdn_host = cdn_base.trim_start_matches("http://");
+    // Used as a proxy: a tunnel (CONNECT host:port), then the request inside
+    // it; or a request in absolute form (http://host:port/path).
+    if method == "CONNECT" {
+        state.lock().unwrap().seen.push(Seen {
+            port: "proxy",
+            method: method.clone(),
+            path: path.clone(),
+            range: None,
+            auth: headers.get("proxy-authorization").cloned(),
+        });
+        port = if path == cdn_host { "cdn" } else { "hub" };
+        let mut out = conn.try_clone()?;
+        out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+        out.flush()?;
+        (method, path, headers) = read_head(&mut reader)?;
+    }
+    if let Some(rest) = path.strip_prefix("http://") {
+        let (host, p) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        state.lock().unwrap().seen.push(Seen {
+            port: "proxy",
+            method: method.clone(),
+            path: path.clone(),
+            range: None,
+            auth: None,
+        });
+        port = if host == cdn_host { "cdn" } else { "hub" };
+        path = p.to_string();
     }
     let range = headers.get("range").cloned();
     state.lock().unwrap().seen.push(Seen {

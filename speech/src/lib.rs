@@ -1,0 +1,13 @@
+//! kino's speech branch: Whisper on CTranslate2 weights.
+//!
+//! Built so far: [`ct2`], the reader of CTranslate2's `model.bin` (the
+//! weights of faster-whisper models), and [`mel`], Whisper's log-mel front
+//! end, computed as faster-whisper's `FeatureExtractor` computes it.
+
+#![warn(missing_docs)]
+
+pub mod ct2;
+pub mod mel;
+
+pub use ct2::{Ct2Error, Ct2Model, DType, Variable};
+pub use mel::{log_mel, mel_filters};

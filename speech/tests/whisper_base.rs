@@ -130,3 +130,24 @@ fn whisper_base_weights_convert_to_f32() {
     let (emb, emb_bytes) = m.raw("decoder/embeddings/weight").unwrap();
     assert!(std::ptr::eq(proj, emb) && std::ptr::eq(proj_bytes, emb_bytes));
 }
+
+#[test]
+fn a_truncated_copy_of_the_real_file_is_refused() {
+    let m = open();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(m.path()).unwrap(), 1 << 20),
+        &mut bytes,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Ct2Model::open(&path).unwrap_err().to_string();
+    println!("{e}");
+    assert!(
+        e.contains(&path.display().to_string()) && e.contains("truncated"),
+        "{e}"
+    );
+    assert!(e.contains("the data of \"decoder/embeddings/weight\""), "{e}");
+}

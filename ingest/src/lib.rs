@@ -1,6 +1,8 @@
 //! kino-ingest: turns files on disk into timestamped frames and text cues, and notices
 //! when video files arrive, change, move or disappear.
 //!
+//! - [`AudioDecoder`]: the best audio stream as mono 16 kHz `f32` chunks with their
+//!   start times, streamed (for the speech stage).
 //! - [`probe`]: media facts of a file ([`MediaInfo`]).
 //! - [`FrameSampler`]: streaming decode (FFmpeg via ffmpeg-next, threaded) and frame
 //!   sampling by presentation time, with upright RGB images and JPEG thumbnails.
@@ -10,6 +12,7 @@
 //!
 //! Every error is an [`IngestError`] that names the file and the problem.
 
+pub mod audio;
 pub mod decode;
 mod error;
 pub mod hash;
@@ -17,6 +20,7 @@ pub mod media;
 pub mod subtitles;
 pub mod watch;
 
+pub use audio::{AudioChunk, AudioDecoder, AudioOptions, AudioStreamInfo};
 pub use decode::{DecodeBudget, Frame, FrameSampler, SampleMode, SampleOptions};
 pub use error::IngestError;
 pub use media::{init, probe, MediaInfo, SubtitleStreamInfo};

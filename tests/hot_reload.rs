@@ -53,7 +53,7 @@ fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
+        body = common::dechunk(&body);
     }
     let status = head
         .split_whitespace()
@@ -61,19 +61,6 @@ fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
     Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..line_end]).trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
-        b = &b[line_end + 2 + n + 2..];
-    }
 }
 
 fn get_json(port: u16, path: &str) -> Value {

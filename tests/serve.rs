@@ -52,23 +52,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>, extra: &[(&str,
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
+        body = common::dechunk(&body);
     }
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, head, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..line_end]).trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
-        b = &b[line_end + 2 + n + 2..];
-    }
 }
 
 fn get_json(port: u16, path: &str) -> Value {

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use sha1::{Digest as _, Sha1};
+use sha1::Sha1;
 
 use crate::error::{ModelError, Result};
 use crate::progress::Reporter;
@@ -324,19 +324,8 @@ pub fn check_digest(path: &Path, digest: &Digest, what: &str) -> Result<()> {
 
 /// Git's blob hash of a file: SHA-1 of `blob {len}\0` and the content.
 pub fn git_blob_sha1(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let len = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
-    let mut h = Sha1::new();
-    h.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| ModelError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    let len = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?.len();
+    crate::manifest::digest_file::<Sha1>(path, format!("blob {len}\0").as_bytes())
 }
 
 #[cfg(test)]

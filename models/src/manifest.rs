@@ -151,8 +151,14 @@ pub(crate) fn now_ms() -> i64 {
 
 /// SHA-256 (hex) of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_file::<Sha256>(path, b"")
+}
+
+/// The digest `D` (hex) of `prefix` followed by a file's content.
+pub(crate) fn digest_file<D: Digest>(path: &Path, prefix: &[u8]) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let mut h = Sha256::new();
+    let mut h = D::new();
+    h.update(prefix);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(|e| ModelError::io(path, e))?;

@@ -65,3 +65,17 @@ pub fn wait_for_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStat
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The body of an HTTP/1.1 response sent with `Transfer-Encoding: chunked`.
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..line_end]).trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
+        b = &b[line_end + 2 + n + 2..];
+    }
+}

@@ -43,6 +43,9 @@ pub const MAX_FILLED_GAP_MS: i64 = 1_000;
 /// Gaps shorter than this (timestamp rounding, codec framing) are ignored.
 const MIN_GAP_S: f64 = 0.02;
 
+/// Gaps at least this long are reported in the warnings (lost packets, damaged pages).
+const REPORTED_GAP_S: f64 = 0.1;
+
 /// The longest chunk [`AudioOptions::chunk_ms`] may ask for (10 minutes).
 pub const MAX_CHUNK_MS: u32 = 600_000;
 
@@ -155,6 +158,7 @@ pub struct AudioDecoder {
     consecutive_errors: u64,
     bogus_timestamps: u64,
     backwards: u64,
+    gaps: u64,
     started: Instant,
     deadline: Arc<AtomicU64>,
     max_wall: Duration,
@@ -279,6 +283,7 @@ impl AudioDecoder {
             consecutive_errors: 0,
             bogus_timestamps: 0,
             backwards: 0,
+            gaps: 0,
             started: base,
             deadline,
             max_wall,
@@ -421,6 +426,20 @@ impl AudioDecoder {
             None => self.start_run(t),
             Some(_) => {
                 let drift = t - self.next_in_s;
+                if drift >= REPORTED_GAP_S {
+                    self.gaps += 1;
+                    if self.gaps <= 3 {
+                        let what = if drift * 1000.0 > MAX_FILLED_GAP_MS as f64 {
+                            "the next chunk starts after it"
+                        } else {
+                            "filled with silence"
+                        };
+                        self.warnings.push(format!(
+                            "gap in the audio from {:.3} s to {t:.3} s ({drift:.3} s missing; {what})",
+                            self.next_in_s
+                        ));
+                    }
+                }
                 if drift * 1000.0 > MAX_FILLED_GAP_MS as f64 {
                     // A long gap: close this run; the next chunk starts after the gap.
                     self.flush_resampler()?;
@@ -533,6 +552,9 @@ impl AudioDecoder {
         if self.decode_errors > 5 {
             self.warnings
                 .push(format!("{} corrupt audio packets skipped in all", self.decode_errors));
+        }
+        if self.gaps > 3 {
+            self.warnings.push(format!("{} gaps in the audio in all", self.gaps));
         }
         if self.backwards > 1 {
             self.warnings

@@ -268,6 +268,65 @@ fn missing_and_empty_files_are_errors_naming_the_file() {
     assert!(e.to_string().contains(p(&text)), "{e}");
 }
 
+/// A 4 s 440 Hz sine whose second half is shifted `shift_s` seconds later (a gap in
+/// the timestamps), in Matroska.
+fn gapped(dir: &Path, name: &str, shift_s: f64) -> PathBuf {
+    let path = dir.join(name);
+    let af = format!("asetpts='if(gte(T,2),PTS+{shift_s}/TB,PTS)'");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=4",
+        "-af",
+        &af,
+        "-c:a",
+        "flac",
+        p(&path),
+    ]);
+    path
+}
+
+#[test]
+fn a_long_gap_starts_a_new_chunk_at_the_audio_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = decode(&gapped(dir.path(), "gap3.mkv", 3.0));
+    let summary: Vec<(i64, usize)> = d.chunks.iter().map(|c| (c.start_ms, c.samples.len())).collect();
+    eprintln!("3 s gap: chunks {summary:?}, warnings {:?}", d.warnings);
+    assert_eq!(d.chunks.len(), 2, "{summary:?}");
+    assert_eq!(d.chunks[0].start_ms, 0);
+    assert!((d.chunks[0].end_ms() - 2000).abs() <= 30, "{summary:?}");
+    assert!((d.chunks[1].start_ms - 5000).abs() <= 30, "{summary:?}");
+    assert!((d.len() as i64 - 64000).abs() <= 160, "{summary:?}");
+    assert!(d.warnings.iter().any(|w| w.contains("gap")), "{:?}", d.warnings);
+    assert_monotonic(&d.chunks);
+}
+
+#[test]
+fn a_short_gap_is_filled_with_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = decode(&gapped(dir.path(), "gap05.mkv", 0.5));
+    let x = d.samples();
+    let secs = x.len() as f64 / SAMPLE_RATE as f64;
+    let at = |a: f64, b: f64| rms(&x[(a * 16000.0) as usize..(b * 16000.0) as usize]);
+    eprintln!(
+        "0.5 s gap: {} chunk(s), {secs:.3} s, rms before {:.4} in {:.4} after {:.4}",
+        d.chunks.len(),
+        at(1.5, 1.9),
+        at(2.1, 2.4),
+        at(2.6, 3.0)
+    );
+    assert_eq!(d.chunks.len(), 1);
+    assert!((secs - 4.5).abs() < 0.010, "{secs} s");
+    assert!(at(1.5, 1.9) > 0.05 && at(2.6, 3.0) > 0.05);
+    assert!(at(2.1, 2.4) < 1e-3, "the gap is not silent");
+    assert!(
+        d.warnings.iter().any(|w| w.contains("filled with silence")),
+        "{:?}",
+        d.warnings
+    );
+}
+
 /// 8 channels at 96 kHz (7.1) with a 1 kHz sine on one channel and silence elsewhere.
 fn surround(dir: &Path, name: &str, channel: &str) -> PathBuf {
     let path = dir.join(name);
@@ -417,6 +476,12 @@ fn bit_flips_in_audio_only_files_never_panic_or_hang() {
                     assert!(e.to_string().contains(p(&bad)), "{e}");
                 }
                 assert_monotonic(&d.chunks);
+                if secs < 9.5 {
+                    assert!(
+                        d.error.is_some() || !d.warnings.is_empty(),
+                        "{name}: audio lost without a word"
+                    );
+                }
                 assert!(secs < 25.0, "{name}: {secs} s out of a 10 s file");
                 assert!(d.chunks.iter().flat_map(|c| &c.samples).all(|v| v.is_finite()));
             }

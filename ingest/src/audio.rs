@@ -566,15 +566,22 @@ impl AudioDecoder {
                 self.bogus_timestamps
             ));
         }
-        if self.decoded == 0 && self.decode_errors > 0 {
+        if self.anchor_s.is_none() && (self.decode_errors > 0 || self.packets > 0) {
+            // Packets came but no sample: the stream is damaged beyond use.
             let detail = match self.warnings.first() {
-                Some(w) => format!("no audio could be decoded ({w})"),
-                None => "no audio could be decoded".to_string(),
+                Some(w) => format!("no audio could be decoded from {} packets ({w})", self.packets),
+                None => format!("no audio could be decoded from {} packets", self.packets),
             };
             return Err(IngestError::Corrupt {
                 path: self.path.clone(),
                 detail,
             });
+        }
+        if self.packets == 0 && self.declared_s > 1.0 {
+            self.warnings.push(format!(
+                "the audio stream holds no data although the file declares {:.1} s",
+                self.declared_s
+            ));
         }
         Ok(())
     }

@@ -490,6 +490,49 @@ fn bit_flips_in_audio_only_files_never_panic_or_hang() {
     }
 }
 
+#[test]
+fn an_audio_stream_of_garbage_is_an_error_naming_the_file_or_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    // MP3 data in a WAV container, then everything after the header overwritten.
+    let clean = sine(dir.path(), "mp3.wav", 5, &["-c:a", "libmp3lame", "-f", "wav"]);
+    let mut bytes = std::fs::read(&clean).unwrap();
+    let mut x: u32 = 12345;
+    for b in bytes.iter_mut().skip(200) {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let bad = dir.path().join("garbage.wav");
+    std::fs::write(&bad, &bytes).unwrap();
+    let t = Instant::now();
+    match decode_with(&bad, &AudioOptions::default()) {
+        Err(e) => {
+            eprintln!("garbage: open error: {e}");
+            assert!(e.to_string().contains(p(&bad)), "{e}");
+        }
+        Ok(None) => panic!("the audio stream vanished"),
+        Ok(Some(d)) => {
+            let secs = d.len() as f64 / SAMPLE_RATE as f64;
+            eprintln!(
+                "garbage: {secs:.2} s in {} chunks, error {:?}, warnings {:?}",
+                d.chunks.len(),
+                d.error.as_ref().map(|e| e.to_string()),
+                d.warnings
+            );
+            match &d.error {
+                Some(e) => assert!(e.to_string().contains(p(&bad)), "{e}"),
+                None => assert!(!d.warnings.is_empty(), "garbage decoded without a word"),
+            }
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn the_decoder_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<AudioDecoder>();
+}
+
 /// Resident memory of this process in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -6,11 +6,12 @@
 //! full, so memory holds about one chunk (plus FFmpeg's own buffers) whatever the length
 //! of the file.
 //!
-//! Timeline: times are milliseconds on the same timeline as
-//! [`FrameSampler`](crate::FrameSampler) frames and embedded subtitle cues: from the best
-//! video stream's start time when the file has video, from 0 otherwise. The first chunk
-//! starts at the first decoded audio frame's timestamp, so audio that starts late (an
-//! offset audio track) is placed where it plays. Samples then follow each other at
+//! Timeline: times are milliseconds. In a file with video they are on the same timeline
+//! as [`FrameSampler`](crate::FrameSampler) frames and embedded subtitle cues (from the
+//! best video stream's start time); in an audio-only file they start at the file's start
+//! time, as players show it. The first chunk starts at the first decoded audio frame's
+//! timestamp, so audio that starts late (an offset audio track) is placed where it
+//! plays. Samples then follow each other at
 //! 16 kHz; a gap in the audio's timestamps up to [`MAX_FILLED_GAP_MS`] is filled with
 //! silence, a longer one ends the chunk and the next chunk starts at the audio after the
 //! gap. Chunk start times never go backwards.
@@ -208,10 +209,18 @@ impl AudioDecoder {
         } else {
             1e-6
         };
-        let origin_s = media::best_video(&input)
-            .filter(|v| v.start_time() != ffmpeg::ffi::AV_NOPTS_VALUE)
-            .map(|v| v.start_time() as f64 * f64::from(v.time_base()))
-            .unwrap_or(0.0);
+        let origin_s = match media::best_video(&input) {
+            Some(v) if v.start_time() != ffmpeg::ffi::AV_NOPTS_VALUE => {
+                v.start_time() as f64 * f64::from(v.time_base())
+            }
+            Some(_) => 0.0,
+            // Audio only: the file's own start, as players show it (an MP3's first
+            // audible sample is at 0, not after the encoder delay it skips).
+            None => match unsafe { (*input.as_ptr()).start_time } {
+                ffmpeg::ffi::AV_NOPTS_VALUE => 0.0,
+                us => us as f64 / 1e6,
+            },
+        };
         let declared_s = if input.duration() > 0 {
             input.duration() as f64 / 1e6
         } else if stream.duration() > 0 {

@@ -144,8 +144,9 @@ fn audio_only_formats_decode() {
         );
         assert!((f - 440.0).abs() < 1.0, "{name}: frequency {f}");
         assert!((secs - 3.0).abs() < *tolerance, "{name}: length {secs} s");
+        // Audio-only files start at 0 as players show them (MP3's encoder delay included).
         assert!(
-            d.chunks[0].start_ms.abs() <= 60,
+            d.chunks[0].start_ms.abs() <= 5,
             "{name}: starts at {}",
             d.chunks[0].start_ms
         );

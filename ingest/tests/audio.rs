@@ -218,6 +218,67 @@ fn audio_that_starts_late_is_placed_where_it_plays() {
 }
 
 #[test]
+fn late_aac_audio_in_mp4_is_placed_where_it_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=64x48:r=25:d=5",
+        "-itsoffset",
+        "2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100:duration=2",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        p(&path),
+    ]);
+    let d = decode(&path);
+    let first = d.chunks[0].start_ms;
+    // Where the tone is loud: the first 10 ms window above half its level.
+    let x = d.samples();
+    let onset = (0..x.len() / 160)
+        .find(|&k| rms(&x[k * 160..(k + 1) * 160]) > 0.04)
+        .unwrap() as i64
+        * 10
+        + first;
+    eprintln!(
+        "late aac in mp4: first chunk at {first} ms, tone from {onset} ms, {} samples",
+        d.len()
+    );
+    assert!(
+        (onset - 2000).abs() <= 30,
+        "tone starts at {onset} ms, first chunk at {first} ms"
+    );
+}
+
+#[test]
+fn a_decode_budget_too_small_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = sine(dir.path(), "a.wav", 30, &["-c:a", "pcm_s16le"]);
+    let opts = AudioOptions {
+        max_wall: Some(Duration::from_nanos(1)),
+        ..AudioOptions::default()
+    };
+    let e = match decode_with(&wav, &opts) {
+        Err(e) => e,
+        Ok(Some(d)) => d.error.expect("a 1 ns budget is exceeded"),
+        Ok(None) => panic!("audio vanished"),
+    };
+    assert!(matches!(e, IngestError::BudgetExceeded { .. }), "{e:?}");
+    assert!(e.to_string().contains(p(&wav)), "{e}");
+}
+
+#[test]
 fn a_file_without_audio_gives_none() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("silent.mp4");

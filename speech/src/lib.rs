@@ -2,12 +2,15 @@
 //!
 //! Built so far: [`ct2`], the reader of CTranslate2's `model.bin` (the
 //! weights of faster-whisper models), and [`mel`], Whisper's log-mel front
-//! end, computed as faster-whisper's `FeatureExtractor` computes it.
+//! end, computed as faster-whisper's `FeatureExtractor` computes it, and
+//! [`whisper`], transcription with timestamps on those weights (candle).
 
 #![warn(missing_docs)]
 
 pub mod ct2;
 pub mod mel;
+pub mod whisper;
 
 pub use ct2::{Ct2Error, Ct2Model, DType, Variable};
 pub use mel::{log_mel, mel_filters};
+pub use whisper::{Segment, Transcript, Whisper, WhisperError};

@@ -1,0 +1,224 @@
+//! Whisper inference on CTranslate2 weights (faster-whisper models): the
+//! encoder and decoder are candle-transformers' Whisper, fed from the
+//! `model.bin` variables ([`weights`]); decoding follows faster-whisper with
+//! greedy search, temperature 0 and no fallback ([`decode`]).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kino_speech::WhisperError> {
+//! let mut whisper = kino_speech::Whisper::load("/path/to/faster-whisper-base")?;
+//! let samples = vec![0.0f32; 16_000]; // 16 kHz mono
+//! let transcript = whisper.transcribe(&samples, None)?;
+//! for s in &transcript.segments {
+//!     println!("[{} → {} ms] {}", s.start_ms, s.end_ms, s.text);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::model::Whisper as Model;
+
+use crate::ct2::{Ct2Error, Ct2Model};
+
+mod decode;
+mod weights;
+
+pub use decode::{Segment, Transcript};
+
+/// Feature frames in one 30-second window.
+pub const N_FRAMES: usize = 3000;
+
+/// What can go wrong loading or running Whisper.
+#[derive(Debug, thiserror::Error)]
+pub enum WhisperError {
+    /// The weight file could not be read.
+    #[error(transparent)]
+    Ct2(#[from] Ct2Error),
+    /// A file of the model folder is missing or malformed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The weights do not make a Whisper model.
+    #[error("not a Whisper model: {0}")]
+    Model(String),
+    /// A tensor operation failed.
+    #[error("whisper: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The language asked for is not one the model knows.
+    #[error("unknown language {0:?}")]
+    Language(String),
+}
+
+/// Result of this module.
+pub type Result<T> = std::result::Result<T, WhisperError>;
+
+/// The special tokens decoding needs, from the tokenizer.
+#[derive(Debug, Clone)]
+pub(crate) struct Specials {
+    pub sot: u32,
+    pub eot: u32,
+    pub sot_prev: u32,
+    pub transcribe: u32,
+    pub no_timestamps: u32,
+    pub no_speech: u32,
+    /// First timestamp token (`<|0.00|>`), right after `<|notimestamps|>`.
+    pub timestamp_begin: u32,
+    /// Language tokens and their codes (`en`, `de`, …).
+    pub languages: Vec<(u32, String)>,
+    /// Suppressed at every step (`config.json` `suppress_ids`).
+    pub suppress: Vec<u32>,
+    /// Suppressed at the first sampled step (`suppress_ids_begin`).
+    pub suppress_begin: Vec<u32>,
+}
+
+/// A loaded Whisper model, ready to transcribe.
+pub struct Whisper {
+    model: Model,
+    tokenizer: tokenizers::Tokenizer,
+    specials: Specials,
+    n_mels: usize,
+    dir: PathBuf,
+    device: Device,
+}
+
+impl std::fmt::Debug for Whisper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whisper")
+            .field("dir", &self.dir)
+            .field("config", &self.model.config)
+            .finish()
+    }
+}
+
+impl Whisper {
+    /// Loads a faster-whisper model folder: `model.bin` (CTranslate2),
+    /// `config.json` and `tokenizer.json`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Whisper> {
+        let dir = dir.as_ref().to_path_buf();
+        let device = Device::Cpu;
+        let ct2 = Ct2Model::open(dir.join("model.bin"))?;
+        let (tensors, config) = weights::hf_tensors(&ct2, &device)?;
+        drop(ct2);
+        let n_mels = config.num_mel_bins;
+        let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &device);
+        let model = Model::load(&vb, config)?;
+
+        let file_err = |path: PathBuf, message: String| WhisperError::File { path, message };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer =
+            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| file_err(tok_path.clone(), e.to_string()))?;
+        let cfg_path = dir.join("config.json");
+        let cfg: serde_json::Value = std::fs::read(&cfg_path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| file_err(cfg_path.clone(), e))?;
+        let ids = |key: &str| -> Vec<u32> {
+            cfg[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
+                .unwrap_or_default()
+        };
+        let token = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| file_err(tok_path.clone(), format!("no token {t}")))
+        };
+        let no_timestamps = token("<|notimestamps|>")?;
+        let no_speech = token("<|nospeech|>").or_else(|_| token("<|nocaptions|>"))?;
+        let languages = ids("lang_ids")
+            .into_iter()
+            .filter_map(|id| {
+                let t = tokenizer.id_to_token(id)?;
+                let code = t.strip_prefix("<|")?.strip_suffix("|>")?.to_string();
+                Some((id, code))
+            })
+            .collect();
+        let specials = Specials {
+            sot: token("<|startoftranscript|>")?,
+            eot: token("<|endoftext|>")?,
+            sot_prev: token("<|startofprev|>")?,
+            transcribe: token("<|transcribe|>")?,
+            no_timestamps,
+            no_speech,
+            timestamp_begin: no_timestamps + 1,
+            languages,
+            suppress: ids("suppress_ids"),
+            suppress_begin: ids("suppress_ids_begin"),
+        };
+        Ok(Whisper {
+            model,
+            tokenizer,
+            specials,
+            n_mels,
+            dir,
+            device,
+        })
+    }
+
+    /// The model folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Transcribes 16 kHz mono samples. `language` is a Whisper language
+    /// code (`en`, `de`, …); `None` detects it from the first 30 seconds.
+    pub fn transcribe(&mut self, samples: &[f32], language: Option<&str>) -> Result<Transcript> {
+        decode::transcribe(self, samples, language)
+    }
+
+    /// Encodes one window of features (`n_mels × n` values, mel-major,
+    /// `n ≤ 3000`), padded with zeros to 3000 frames as the reference pads.
+    pub(crate) fn encode(&mut self, features: &[f32], n_frames: usize, start: usize, len: usize) -> Result<Tensor> {
+        let mut window = vec![0f32; self.n_mels * N_FRAMES];
+        for m in 0..self.n_mels {
+            let row = &features[m * n_frames + start..m * n_frames + start + len];
+            window[m * N_FRAMES..m * N_FRAMES + len].copy_from_slice(row);
+        }
+        let x = Tensor::from_vec(window, (1, self.n_mels, N_FRAMES), &self.device)?;
+        Ok(self.model.encoder.forward(&x, true)?)
+    }
+
+    /// Logits (f32) at the last position of `tokens`, over the encoder
+    /// output `audio`; `flush` drops the cached cross-attention keys (a new
+    /// window). Also the logits at `extra` (a position of the prompt) if
+    /// asked.
+    pub(crate) fn logits(
+        &mut self,
+        audio: &Tensor,
+        tokens: &[u32],
+        flush: bool,
+        extra: Option<usize>,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let n = tokens.len();
+        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let hidden = self.model.decoder.forward(&x, audio, flush)?;
+        let at = |i: usize| -> Result<Vec<f32>> {
+            let h = hidden.narrow(1, i, 1)?;
+            let logits = self.model.decoder.final_linear(&h)?;
+            Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let last = at(n - 1)?;
+        let extra = extra.map(at).transpose()?;
+        Ok((last, extra))
+    }
+
+    pub(crate) fn specials(&self) -> &Specials {
+        &self.specials
+    }
+
+    pub(crate) fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    pub(crate) fn text(&self, tokens: &[u32]) -> String {
+        let eot = self.specials.eot;
+        let text: Vec<u32> = tokens.iter().copied().filter(|&t| t < eot).collect();
+        self.tokenizer.decode(&text, true).unwrap_or_default()
+    }
+}

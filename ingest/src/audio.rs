@@ -75,7 +75,8 @@ impl Default for AudioOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioChunk {
     /// Time of the first sample in milliseconds (see the module documentation for the
-    /// timeline).
+    /// timeline). It can be slightly negative where a file's audio starts before its
+    /// video (codec priming in some MP4 files).
     pub start_ms: i64,
     /// The samples, packed mono at [`SAMPLE_RATE`] Hz.
     pub samples: Vec<f32>,

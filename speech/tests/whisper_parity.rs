@@ -121,3 +121,8 @@ fn short_english_clip_matches_faster_whisper() {
 fn long_english_clip_crossing_windows_matches_faster_whisper() {
     parity("long_en");
 }
+
+#[test]
+fn german_clip_is_detected_and_matches_faster_whisper() {
+    parity("short_de");
+}

@@ -158,7 +158,10 @@ fn seconds_to_ms(s: f64) -> u64 {
 /// probability (softmax over the language tokens' logits).
 fn detect_language(w: &mut Whisper, audio: &candle_core::Tensor) -> Result<(String, f32)> {
     let specials = w.specials().clone();
-    let (logits, _) = w.logits(audio, &[specials.sot], true, None)?;
+    let decoder = w.decoder();
+    let mut state = decoder.start(audio)?;
+    let hidden = decoder.forward(&[specials.sot], &mut state)?;
+    let logits = decoder.logits(&hidden, 0)?;
     let max = specials
         .languages
         .iter()
@@ -184,17 +187,22 @@ fn generate(w: &mut Whisper, audio: &candle_core::Tensor, prompt: &[u32]) -> Res
     let sot_index = prompt.iter().position(|&t| t == s.sot).unwrap_or(0);
     let start_step = prompt.len() - 1;
     let max_new = (MAX_LENGTH / 2).min(MAX_LENGTH - start_step);
-    let mut seq = prompt.to_vec();
+    let decoder = w.decoder();
+    let mut state = decoder.start(audio)?;
     let mut tokens = Vec::new();
     let mut sum_logprob = 0f64;
     let mut no_speech_prob = 0f32;
+    let mut next = prompt.to_vec();
     for step in 0..max_new {
-        let first = step == 0;
-        let extra = (first && sot_index != seq.len() - 1).then_some(sot_index);
-        let (mut logits, at_sot) = w.logits(audio, &seq, first, extra)?;
-        if first {
-            let raw = at_sot.as_deref().unwrap_or(&logits[..]);
-            no_speech_prob = softmax_at(raw, s.no_speech as usize);
+        let hidden = decoder.forward(&next, &mut state)?;
+        let mut logits = decoder.logits(&hidden, next.len() - 1)?;
+        if step == 0 {
+            let at_sot = if sot_index + 1 == next.len() {
+                None
+            } else {
+                Some(decoder.logits(&hidden, sot_index)?)
+            };
+            no_speech_prob = softmax_at(at_sot.as_deref().unwrap_or(&logits[..]), s.no_speech as usize);
         }
         apply_rules(&mut logits, &tokens, &s);
         let log_probs = log_softmax(&logits);
@@ -209,7 +217,7 @@ fn generate(w: &mut Whisper, audio: &candle_core::Tensor, prompt: &[u32]) -> Res
             break;
         }
         tokens.push(token);
-        seq.push(token);
+        next = vec![token];
     }
     Ok(Generated {
         tokens,

@@ -1,7 +1,8 @@
 //! Whisper inference on CTranslate2 weights (faster-whisper models): the
-//! encoder and decoder are candle-transformers' Whisper, fed from the
-//! `model.bin` variables ([`weights`]); decoding follows faster-whisper with
-//! greedy search, temperature 0 and no fallback ([`decode`]).
+//! encoder is candle-transformers' Whisper encoder, the decoder our own with
+//! a key/value cache (`decoder`), both fed from the `model.bin` variables
+//! mapped to Hugging Face names (`weights`); decoding follows faster-whisper
+//! with greedy search, temperature 0 and no fallback (`decode`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), kino_speech::WhisperError> {
@@ -23,9 +24,11 @@ use candle_transformers::models::whisper::model::Whisper as Model;
 use crate::ct2::{Ct2Error, Ct2Model};
 
 mod decode;
+mod decoder;
 mod weights;
 
 pub use decode::{Segment, Transcript};
+pub(crate) use decoder::Decoder;
 
 /// Feature frames in one 30-second window.
 pub const N_FRAMES: usize = 3000;
@@ -80,6 +83,7 @@ pub(crate) struct Specials {
 /// A loaded Whisper model, ready to transcribe.
 pub struct Whisper {
     model: Model,
+    decoder: Decoder,
     tokenizer: tokenizers::Tokenizer,
     specials: Specials,
     n_mels: usize,
@@ -107,6 +111,7 @@ impl Whisper {
         drop(ct2);
         let n_mels = config.num_mel_bins;
         let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &device);
+        let decoder = Decoder::load(vb.pp("model.decoder"), &config)?;
         let model = Model::load(&vb, config)?;
 
         let file_err = |path: PathBuf, message: String| WhisperError::File { path, message };
@@ -153,6 +158,7 @@ impl Whisper {
         };
         Ok(Whisper {
             model,
+            decoder,
             tokenizer,
             specials,
             n_mels,
@@ -184,28 +190,9 @@ impl Whisper {
         Ok(self.model.encoder.forward(&x, true)?)
     }
 
-    /// Logits (f32) at the last position of `tokens`, over the encoder
-    /// output `audio`; `flush` drops the cached cross-attention keys (a new
-    /// window). Also the logits at `extra` (a position of the prompt) if
-    /// asked.
-    pub(crate) fn logits(
-        &mut self,
-        audio: &Tensor,
-        tokens: &[u32],
-        flush: bool,
-        extra: Option<usize>,
-    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-        let n = tokens.len();
-        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let hidden = self.model.decoder.forward(&x, audio, flush)?;
-        let at = |i: usize| -> Result<Vec<f32>> {
-            let h = hidden.narrow(1, i, 1)?;
-            let logits = self.model.decoder.final_linear(&h)?;
-            Ok(logits.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let last = at(n - 1)?;
-        let extra = extra.map(at).transpose()?;
-        Ok((last, extra))
+    /// The decoder (with a key/value cache per window).
+    pub(crate) fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     pub(crate) fn specials(&self) -> &Specials {

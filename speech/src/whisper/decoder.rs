@@ -1,0 +1,177 @@
+//! Whisper's text decoder with a key/value cache: candle-transformers'
+//! decoder recomputes the whole prefix at every step, this one feeds only
+//! the new tokens. Same weights (HF names), same layout: pre-norm blocks of
+//! causal self-attention, cross-attention over the encoder output and an MLP
+//! with the exact (erf) GELU, as CTranslate2 computes it.
+
+use candle_core::{Device, Tensor, D};
+use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, Module, VarBuilder};
+use candle_transformers::models::whisper::Config;
+
+use super::Result;
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+}
+
+impl Attention {
+    fn load(d: usize, vb: VarBuilder) -> Result<Attention> {
+        Ok(Attention {
+            q: linear(d, d, vb.pp("q_proj"))?,
+            k: linear_no_bias(d, d, vb.pp("k_proj"))?,
+            v: linear(d, d, vb.pp("v_proj"))?,
+            out: linear(d, d, vb.pp("out_proj"))?,
+        })
+    }
+}
+
+struct Block {
+    attn: Attention,
+    attn_ln: LayerNorm,
+    cross: Attention,
+    cross_ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    mlp_ln: LayerNorm,
+}
+
+/// The decoder's weights.
+pub(crate) struct Decoder {
+    embed: Tensor,
+    positions: Tensor,
+    blocks: Vec<Block>,
+    ln: LayerNorm,
+    n_head: usize,
+    device: Device,
+}
+
+/// The cache of one window: cross-attention keys and values of the encoder
+/// output, and the self-attention keys and values of the tokens fed so far.
+pub(crate) struct State {
+    cross: Vec<(Tensor, Tensor)>,
+    past: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl Decoder {
+    pub(crate) fn load(vb: VarBuilder, cfg: &Config) -> Result<Decoder> {
+        let d = cfg.d_model;
+        let ln = |vb: VarBuilder| layer_norm(d, 1e-5, vb);
+        let blocks = (0..cfg.decoder_layers)
+            .map(|i| -> Result<Block> {
+                let vb = vb.pp(format!("layers.{i}"));
+                Ok(Block {
+                    attn: Attention::load(d, vb.pp("self_attn"))?,
+                    attn_ln: ln(vb.pp("self_attn_layer_norm"))?,
+                    cross: Attention::load(d, vb.pp("encoder_attn"))?,
+                    cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
+                    fc1: linear(d, 4 * d, vb.pp("fc1"))?,
+                    fc2: linear(4 * d, d, vb.pp("fc2"))?,
+                    mlp_ln: ln(vb.pp("final_layer_norm"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Decoder {
+            embed: vb.get((cfg.vocab_size, d), "embed_tokens.weight")?,
+            positions: vb.get((cfg.max_target_positions, d), "embed_positions.weight")?,
+            blocks,
+            ln: ln(vb.pp("layer_norm"))?,
+            n_head: cfg.decoder_attention_heads,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// A fresh cache for the encoder output `audio` (`[1, frames, d]`).
+    pub(crate) fn start(&self, audio: &Tensor) -> Result<State> {
+        let cross = self
+            .blocks
+            .iter()
+            .map(|b| -> Result<(Tensor, Tensor)> {
+                let k = self.heads(&b.cross.k.forward(audio)?)?;
+                let v = self.heads(&b.cross.v.forward(audio)?)?;
+                Ok((k, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(State {
+            past: vec![None; self.blocks.len()],
+            cross,
+            len: 0,
+        })
+    }
+
+    /// `[1, n, d]` → `[1, heads, n, d / heads]`.
+    fn heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        Ok(x.reshape((b, n, self.n_head, d / self.n_head))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let dh = q.dim(D::Minus1)?;
+        let q = (self.heads(q)? * ((dh / self.n_head) as f64).powf(-0.5))?;
+        let mut w = q.matmul(&k.t()?.contiguous()?)?;
+        if let Some(mask) = mask {
+            w = w.broadcast_add(mask)?;
+        }
+        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let (b, _, n, _) = w.dims4()?;
+        Ok(w.matmul(v)?.transpose(1, 2)?.reshape((b, n, dh))?)
+    }
+
+    /// Feeds `tokens` after those already in `state`; returns the final
+    /// hidden states of the new tokens (`[1, n, d]`, layer-normed).
+    pub(crate) fn forward(&self, tokens: &[u32], state: &mut State) -> Result<Tensor> {
+        let n = tokens.len();
+        let offset = state.len;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .broadcast_add(&self.positions.narrow(0, offset, n)?)?
+            .unsqueeze(0)?;
+        let mask = if n > 1 {
+            let total = offset + n;
+            let m: Vec<f32> = (0..n)
+                .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            Some(Tensor::from_vec(m, (n, total), &self.device)?)
+        } else {
+            None
+        };
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = b.attn_ln.forward(&x)?;
+            let q = b.attn.q.forward(&h)?;
+            let k = self.heads(&b.attn.k.forward(&h)?)?;
+            let v = self.heads(&b.attn.v.forward(&h)?)?;
+            let (k, v) = match state.past[i].take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            let a = self.attend(&q, &k, &v, mask.as_ref())?;
+            state.past[i] = Some((k, v));
+            x = (x + b.attn.out.forward(&a)?)?;
+
+            let h = b.cross_ln.forward(&x)?;
+            let q = b.cross.q.forward(&h)?;
+            let (ck, cv) = &state.cross[i];
+            let a = self.attend(&q, ck, cv, None)?;
+            x = (x + b.cross.out.forward(&a)?)?;
+
+            let h = b.mlp_ln.forward(&x)?;
+            let h = b.fc2.forward(&b.fc1.forward(&h)?.gelu_erf()?)?;
+            x = (x + h)?;
+        }
+        state.len += n;
+        Ok(self.ln.forward(&x)?)
+    }
+
+    /// Logits (f32) of the hidden state at position `i` of `hidden`.
+    pub(crate) fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
+        let h = hidden.narrow(1, i, 1)?.squeeze(0)?;
+        Ok(h.matmul(&self.embed.t()?)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}

@@ -10,15 +10,17 @@ use candle_transformers::models::whisper::Config;
 
 use super::Result;
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+/// The four projections of one attention (HF names `q_proj`, `k_proj`
+/// (no bias), `v_proj`, `out_proj`).
+pub(super) struct Attention {
+    pub(super) q: Linear,
+    pub(super) k: Linear,
+    pub(super) v: Linear,
+    pub(super) out: Linear,
 }
 
 impl Attention {
-    fn load(d: usize, vb: VarBuilder) -> Result<Attention> {
+    pub(super) fn load(d: usize, vb: VarBuilder) -> Result<Attention> {
         Ok(Attention {
             q: linear(d, d, vb.pp("q_proj"))?,
             k: linear_no_bias(d, d, vb.pp("k_proj"))?,
@@ -90,8 +92,8 @@ impl Decoder {
             .blocks
             .iter()
             .map(|b| -> Result<(Tensor, Tensor)> {
-                let k = self.heads(&b.cross.k.forward(audio)?)?;
-                let v = self.heads(&b.cross.v.forward(audio)?)?;
+                let k = heads(&b.cross.k.forward(audio)?, self.n_head)?;
+                let v = heads(&b.cross.v.forward(audio)?, self.n_head)?;
                 Ok((k, v))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -100,26 +102,6 @@ impl Decoder {
             cross,
             len: 0,
         })
-    }
-
-    /// `[1, n, d]` → `[1, heads, n, d / heads]`.
-    fn heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        Ok(x.reshape((b, n, self.n_head, d / self.n_head))?
-            .transpose(1, 2)?
-            .contiguous()?)
-    }
-
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let dh = q.dim(D::Minus1)?;
-        let q = (self.heads(q)? * ((dh / self.n_head) as f64).powf(-0.5))?;
-        let mut w = q.matmul(&k.t()?.contiguous()?)?;
-        if let Some(mask) = mask {
-            w = w.broadcast_add(mask)?;
-        }
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
-        let (b, _, n, _) = w.dims4()?;
-        Ok(w.matmul(v)?.transpose(1, 2)?.reshape((b, n, dh))?)
     }
 
     /// Feeds `tokens` after those already in `state`; returns the final
@@ -145,20 +127,20 @@ impl Decoder {
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_ln.forward(&x)?;
             let q = b.attn.q.forward(&h)?;
-            let k = self.heads(&b.attn.k.forward(&h)?)?;
-            let v = self.heads(&b.attn.v.forward(&h)?)?;
+            let k = heads(&b.attn.k.forward(&h)?, self.n_head)?;
+            let v = heads(&b.attn.v.forward(&h)?, self.n_head)?;
             let (k, v) = match state.past[i].take() {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            let a = self.attend(&q, &k, &v, mask.as_ref())?;
+            let a = attend(&q, &k, &v, mask.as_ref(), self.n_head)?;
             state.past[i] = Some((k, v));
             x = (x + b.attn.out.forward(&a)?)?;
 
             let h = b.cross_ln.forward(&x)?;
             let q = b.cross.q.forward(&h)?;
             let (ck, cv) = &state.cross[i];
-            let a = self.attend(&q, ck, cv, None)?;
+            let a = attend(&q, ck, cv, None, self.n_head)?;
             x = (x + b.cross.out.forward(&a)?)?;
 
             let h = b.mlp_ln.forward(&x)?;
@@ -174,4 +156,24 @@ impl Decoder {
         let h = hidden.narrow(1, i, 1)?.squeeze(0)?;
         Ok(h.matmul(&self.embed.t()?)?.flatten_all()?.to_vec1::<f32>()?)
     }
+}
+
+/// `[1, n, d]` → `[1, heads, n, d / heads]`.
+pub(super) fn heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (b, n, d) = x.dims3()?;
+    Ok(x.reshape((b, n, n_head, d / n_head))?.transpose(1, 2)?.contiguous()?)
+}
+
+/// Scaled dot-product attention of `q` (`[1, n, d]`) over keys and values
+/// already split into heads; `mask` is added to the scores. Returns `[1, n, d]`.
+pub(super) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_head: usize) -> Result<Tensor> {
+    let dh = q.dim(D::Minus1)?;
+    let q = (heads(q, n_head)? * ((dh / n_head) as f64).powf(-0.5))?;
+    let mut w = q.matmul(&k.t()?.contiguous()?)?;
+    if let Some(mask) = mask {
+        w = w.broadcast_add(mask)?;
+    }
+    let w = candle_nn::ops::softmax_last_dim(&w)?;
+    let (b, _, n, _) = w.dims4()?;
+    Ok(w.matmul(v)?.transpose(1, 2)?.reshape((b, n, dh))?)
 }

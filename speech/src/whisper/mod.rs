@@ -1,6 +1,7 @@
 //! Whisper inference on CTranslate2 weights (faster-whisper models): the
-//! encoder is candle-transformers' Whisper encoder, the decoder our own with
-//! a key/value cache (`decoder`), both fed from the `model.bin` variables
+//! encoder (`encoder`) and the decoder with its key/value cache (`decoder`)
+//! are written on candle's layers (the layout of candle-transformers'
+//! Whisper, with CTranslate2's exact GELU), fed from the `model.bin` variables
 //! mapped to Hugging Face names (`weights`); decoding follows faster-whisper
 //! with greedy search, temperature 0 and no fallback (`decode`).
 //!
@@ -19,16 +20,18 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::model::Whisper as Model;
+use candle_transformers::models::whisper::Config;
 
 use crate::ct2::{Ct2Error, Ct2Model};
 
 mod decode;
 mod decoder;
+mod encoder;
 mod weights;
 
 pub use decode::{Segment, Transcript};
 pub(crate) use decoder::Decoder;
+use encoder::Encoder;
 
 /// Feature frames in one 30-second window.
 pub const N_FRAMES: usize = 3000;
@@ -82,20 +85,20 @@ pub(crate) struct Specials {
 
 /// A loaded Whisper model, ready to transcribe.
 pub struct Whisper {
-    model: Model,
+    config: Config,
+    encoder: Encoder,
     decoder: Decoder,
     tokenizer: tokenizers::Tokenizer,
     specials: Specials,
     n_mels: usize,
     dir: PathBuf,
-    device: Device,
 }
 
 impl std::fmt::Debug for Whisper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Whisper")
             .field("dir", &self.dir)
-            .field("config", &self.model.config)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -111,8 +114,8 @@ impl Whisper {
         drop(ct2);
         let n_mels = config.num_mel_bins;
         let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &device);
+        let encoder = Encoder::load(vb.pp("model.encoder"), &config)?;
         let decoder = Decoder::load(vb.pp("model.decoder"), &config)?;
-        let model = Model::load(&vb, config)?;
 
         let file_err = |path: PathBuf, message: String| WhisperError::File { path, message };
         let tok_path = dir.join("tokenizer.json");
@@ -157,13 +160,13 @@ impl Whisper {
             suppress_begin: ids("suppress_ids_begin"),
         };
         Ok(Whisper {
-            model,
+            config,
+            encoder,
             decoder,
             tokenizer,
             specials,
             n_mels,
             dir,
-            device,
         })
     }
 
@@ -186,8 +189,7 @@ impl Whisper {
             let row = &features[m * n_frames + start..m * n_frames + start + len];
             window[m * N_FRAMES..m * N_FRAMES + len].copy_from_slice(row);
         }
-        let x = Tensor::from_vec(window, (1, self.n_mels, N_FRAMES), &self.device)?;
-        Ok(self.model.encoder.forward(&x, true)?)
+        self.encoder.forward(window, N_FRAMES)
     }
 
     /// The decoder (with a key/value cache per window).

@@ -22,7 +22,8 @@
 //!
 //! Layer norms are `gamma`/`beta` (HF: `weight`/`bias`). The fused key bias
 //! is all zeros (HF's `k_proj` has none) and is dropped. The encoder's
-//! position encodings are Whisper's fixed sinusoids, which candle recomputes.
+//! position encodings (Whisper's fixed sinusoids) are stored too:
+//! `encoder/position_encodings/encodings` → `embed_positions`.
 
 use std::collections::HashMap;
 
@@ -184,6 +185,10 @@ pub(crate) fn hf_tensors(m: &Ct2Model, dev: &Device) -> Result<(HashMap<String, 
     put(
         "model.decoder.embed_tokens.weight".into(),
         load("decoder/embeddings/weight")?,
+    );
+    put(
+        "model.encoder.embed_positions.weight".into(),
+        load("encoder/position_encodings/encodings")?,
     );
     put(
         "model.decoder.embed_positions.weight".into(),

@@ -126,3 +126,17 @@ fn long_english_clip_crossing_windows_matches_faster_whisper() {
 fn german_clip_is_detected_and_matches_faster_whisper() {
     parity("short_de");
 }
+
+#[test]
+fn empty_tiny_and_silent_audio_and_unknown_languages() {
+    let mut whisper = load();
+    for n in [0, 100, 1_600, 16_000 * 5] {
+        let t = whisper.transcribe(&vec![0.0; n], Some("en")).unwrap();
+        println!("{n} zero samples: {:?}", t.segments);
+        assert!(t.segments.is_empty(), "{n} zero samples: {:?}", t.segments);
+    }
+    let t = whisper.transcribe(&[], None).unwrap();
+    assert!(t.segments.is_empty());
+    let e = whisper.transcribe(&[0.0; 16_000], Some("xx")).unwrap_err().to_string();
+    assert!(e.contains("\"xx\""), "{e}");
+}

@@ -84,6 +84,13 @@ fn parity(name: &str) {
         println!("  [{:>6} → {:>6} ms] {}", s.start_ms, s.end_ms, s.text);
     }
 
+    // Where the reference's two best tokens are within 1e-3, either choice
+    // is right: report those places; elsewhere the tokens must be the same.
+    let ties = reference["near_ties"].as_array().unwrap();
+    println!(
+        "  reference: smallest gap between the two best tokens {:.4}; near ties (< 1e-3): {ties:?}",
+        reference["smallest_top2_gap"].as_f64().unwrap_or(f64::NAN)
+    );
     assert_eq!(transcript.language, reference["language"].as_str().unwrap());
     let expected = reference["segments"].as_array().unwrap();
     let mut worst = 0f64;

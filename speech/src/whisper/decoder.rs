@@ -144,7 +144,7 @@ impl Decoder {
             x = (x + b.cross.out.forward(&a)?)?;
 
             let h = b.mlp_ln.forward(&x)?;
-            let h = b.fc2.forward(&b.fc1.forward(&h)?.gelu_erf()?)?;
+            let h = b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?;
             x = (x + h)?;
         }
         state.len += n;
@@ -173,7 +173,33 @@ pub(super) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, 
     if let Some(mask) = mask {
         w = w.broadcast_add(mask)?;
     }
-    let w = candle_nn::ops::softmax_last_dim(&w)?;
+    let w = match mask {
+        Some(_) => candle_nn::ops::softmax_last_dim(&w)?,
+        None => softmax(&w)?,
+    };
     let (b, _, n, _) = w.dims4()?;
     Ok(w.matmul(v)?.transpose(1, 2)?.reshape((b, n, dh))?)
+}
+
+/// Exact (erf) GELU through kino-kernels' vectorised erf (|error| < 2e-6;
+/// candle's `gelu_erf` calls a scalar erf per element).
+pub(super) fn gelu(x: &Tensor) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    kino_kernels::gelu_in_place(&mut v);
+    Ok(Tensor::from_vec(v, shape, x.device())?)
+}
+
+/// Softmax over the last dimension through kino-kernels (vectorised `exp`),
+/// rows spread over rayon's threads. For unmasked scores: a masked (−∞)
+/// score would get the smallest normal float instead of 0.
+fn softmax(x: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let shape = x.dims().to_vec();
+    let n = shape.last().copied().unwrap_or(1).max(1);
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    let rows_per_task = (kino_kernels::MIN_CHUNK / n).max(1);
+    v.par_chunks_mut(rows_per_task * n)
+        .for_each(|c| kino_kernels::softmax_rows(c, n));
+    Ok(Tensor::from_vec(v, shape, x.device())?)
 }

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{layer_norm, linear, Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
-use super::decoder::{attend, heads, Attention};
+use super::decoder::{attend, gelu, heads, Attention};
 use super::Result;
 
 struct Block {
@@ -76,8 +76,8 @@ impl Encoder {
     /// encoder output `[1, frames / 2, d]`.
     pub(crate) fn forward(&self, features: Vec<f32>, frames: usize) -> Result<Tensor> {
         let x = Tensor::from_vec(features, (1, self.n_mels, frames), &self.device)?;
-        let x = self.conv1.forward(&x)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?;
+        let x = gelu(&self.conv1.forward(&x)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?;
         let x = x.transpose(1, 2)?;
         let n = x.dim(1)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, n)?)?;
@@ -89,7 +89,7 @@ impl Encoder {
             let a = attend(&q, &k, &v, None, self.n_head)?;
             x = (x + b.attn.out.forward(&a)?)?;
             let h = b.mlp_ln.forward(&x)?;
-            x = (&x + b.fc2.forward(&b.fc1.forward(&h)?.gelu_erf()?)?)?;
+            x = (&x + b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?)?;
         }
         Ok(self.ln.forward(&x)?)
     }

@@ -77,12 +77,20 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
     let (n_frames, features) = log_mel(&padded, w.n_mels());
     let content_frames = n_frames.saturating_sub(1);
 
+    // Language detection reads the first 3000 frames of the features (one
+    // frame more than the first window when the audio is shorter than 30 s);
+    // when they are the first window, its encoding is kept for it.
+    let mut first_window = None;
     let (language, language_probability) = match language {
         Some(code) => (code.to_string(), 1.0),
         None if n_frames == 0 => ("en".to_string(), 0.0),
         None => {
             let audio = w.encode(&features, n_frames, 0, n_frames.min(N_FRAMES))?;
-            detect_language(w, &audio)?
+            let detected = detect_language(w, &audio)?;
+            if content_frames >= N_FRAMES {
+                first_window = Some(audio);
+            }
+            detected
         }
     };
     let specials = w.specials().clone();
@@ -101,7 +109,10 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
         let time_offset = seek as f64 * TIME_PER_FRAME;
         let segment_size = N_FRAMES.min(content_frames - seek);
         let segment_duration = segment_size as f64 * TIME_PER_FRAME;
-        let audio = w.encode(&features, n_frames, seek, segment_size)?;
+        let audio = match first_window.take() {
+            Some(audio) if seek == 0 => audio,
+            _ => w.encode(&features, n_frames, seek, segment_size)?,
+        };
 
         let mut prompt = Vec::new();
         if !all_tokens.is_empty() {

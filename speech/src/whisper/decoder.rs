@@ -50,7 +50,7 @@ pub(crate) struct Decoder {
     device: Device,
 }
 
-/// The cache of one window: cross-attention keys and values of the encoder
+/// The cache of one window: cross-attention keys (transposed) and values of the encoder
 /// output, and the self-attention keys and values of the tokens fed so far.
 pub(crate) struct State {
     cross: Vec<(Tensor, Tensor)>,
@@ -92,9 +92,10 @@ impl Decoder {
             .blocks
             .iter()
             .map(|b| -> Result<(Tensor, Tensor)> {
-                let k = heads(&b.cross.k.forward(audio)?, self.n_head)?;
+                // Keys kept transposed for the score products of every step.
+                let kt = heads(&b.cross.k.forward(audio)?, self.n_head)?.t()?.contiguous()?;
                 let v = heads(&b.cross.v.forward(audio)?, self.n_head)?;
-                Ok((k, v))
+                Ok((kt, v))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(State {
@@ -133,7 +134,7 @@ impl Decoder {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            let a = attend(&q, &k, &v, mask.as_ref(), self.n_head)?;
+            let a = attend(&q, &k.t()?.contiguous()?, &v, mask.as_ref(), self.n_head)?;
             state.past[i] = Some((k, v));
             x = (x + b.attn.out.forward(&a)?)?;
 
@@ -164,12 +165,12 @@ pub(super) fn heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
     Ok(x.reshape((b, n, n_head, d / n_head))?.transpose(1, 2)?.contiguous()?)
 }
 
-/// Scaled dot-product attention of `q` (`[1, n, d]`) over keys and values
-/// already split into heads; `mask` is added to the scores. Returns `[1, n, d]`.
-pub(super) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_head: usize) -> Result<Tensor> {
+/// Scaled dot-product attention of `q` (`[1, n, d]`) over keys (transposed:
+/// `[1, heads, d / heads, m]`) and values (`[1, heads, m, d / heads]`); `mask` is added to the scores. Returns `[1, n, d]`.
+pub(super) fn attend(q: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_head: usize) -> Result<Tensor> {
     let dh = q.dim(D::Minus1)?;
     let q = (heads(q, n_head)? * ((dh / n_head) as f64).powf(-0.5))?;
-    let mut w = q.matmul(&k.t()?.contiguous()?)?;
+    let mut w = q.matmul(kt)?;
     if let Some(mask) = mask {
         w = w.broadcast_add(mask)?;
     }

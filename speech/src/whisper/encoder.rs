@@ -86,7 +86,7 @@ impl Encoder {
             let q = b.attn.q.forward(&h)?;
             let k = heads(&b.attn.k.forward(&h)?, self.n_head)?;
             let v = heads(&b.attn.v.forward(&h)?, self.n_head)?;
-            let a = attend(&q, &k, &v, None, self.n_head)?;
+            let a = attend(&q, &k.t()?.contiguous()?, &v, None, self.n_head)?;
             x = (x + b.attn.out.forward(&a)?)?;
             let h = b.mlp_ln.forward(&x)?;
             x = (&x + b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?)?;

@@ -1,29 +1,12 @@
 //! The real Whisper base weights (faster-whisper-base, CTranslate2 format),
 //! installed by `kino models fetch speech` (`scripts/test` installs them).
 
-use std::path::PathBuf;
+mod common;
 
 use kino_speech::{Ct2Model, DType};
 
-/// `$KINO_MODELS`, else `$KINO_HOME/models`, else
-/// `$XDG_DATA_HOME/kino/models`, else `~/.local/share/kino/models`: where
-/// kino installs models.
-fn models_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(d) = var("KINO_MODELS") {
-        return d;
-    }
-    if let Some(h) = var("KINO_HOME") {
-        return h.join("models");
-    }
-    if let Some(x) = var("XDG_DATA_HOME") {
-        return x.join("kino/models");
-    }
-    var("HOME").unwrap_or_default().join(".local/share/kino/models")
-}
-
 fn open() -> Ct2Model {
-    let path = models_dir().join("Systran/faster-whisper-base/model.bin");
+    let path = common::models_dir().join("Systran/faster-whisper-base/model.bin");
     assert!(
         path.is_file(),
         "{} is missing: install the speech model with `kino models fetch speech` \

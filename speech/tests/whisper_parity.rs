@@ -4,27 +4,15 @@
 //! fallback, no VAD, float32). Needs the real model (`kino models fetch
 //! speech`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
+
+mod common;
 
 use kino_speech::Whisper;
 
-fn models_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(d) = var("KINO_MODELS") {
-        return d;
-    }
-    if let Some(h) = var("KINO_HOME") {
-        return h.join("models");
-    }
-    if let Some(x) = var("XDG_DATA_HOME") {
-        return x.join("kino/models");
-    }
-    var("HOME").unwrap_or_default().join(".local/share/kino/models")
-}
-
 fn load() -> Whisper {
-    let dir = models_dir().join("Systran/faster-whisper-base");
+    let dir = common::models_dir().join("Systran/faster-whisper-base");
     assert!(
         dir.join("model.bin").is_file(),
         "{} is missing: install the speech model with `kino models fetch speech`",

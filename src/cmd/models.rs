@@ -27,7 +27,7 @@ pub fn run(config: &Config, action: ModelsAction, quiet: bool) -> Result<()> {
                 m.files.len(),
                 megabytes(m.size())
             );
-            record(config, &spec, &m);
+            record(config, &[(&spec, &m)]);
             Ok(())
         }
     }
@@ -63,29 +63,40 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// Records an installed model in the store's models table (a warning when
-/// the store cannot be reached: the files are what counts).
-fn record(config: &Config, spec: &ModelSpec, m: &Manifest) {
-    let checksum = m.file(&spec.main_file).map(|f| f.sha256.clone()).unwrap_or_default();
-    let rec = ModelRecord {
-        name: spec.name.clone(),
-        kind: spec.kind.as_str().into(),
-        version: format!("{}@{}", spec.name, &checksum[..checksum.len().min(12)]),
-        checksum,
-        source: format!("{} ({})", m.source, m.revision),
-        path: config.models.join(&spec.name).display().to_string(),
-        updated_ms: 0,
-    };
+/// Records installed models in the store's models table, opening the store
+/// once (a warning when it cannot be reached: the files are what counts).
+fn record(config: &Config, installed: &[(&ModelSpec, &Manifest)]) {
+    if installed.is_empty() {
+        return;
+    }
+    let recs: Vec<ModelRecord> = installed
+        .iter()
+        .map(|(spec, m)| {
+            let checksum = m.file(&spec.main_file).map(|f| f.sha256.clone()).unwrap_or_default();
+            ModelRecord {
+                name: spec.name.clone(),
+                kind: spec.kind.as_str().into(),
+                version: format!("{}@{}", spec.name, &checksum[..checksum.len().min(12)]),
+                checksum,
+                source: format!("{} ({})", m.source, m.revision),
+                path: config.models.join(&spec.name).display().to_string(),
+                updated_ms: 0,
+            }
+        })
+        .collect();
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {
             let store = kino_store::Store::open(&config.db).await?;
-            let r = store.upsert_model(&rec).await;
+            let mut r = Ok(());
+            for rec in &recs {
+                r = r.and(store.upsert_model(rec).await);
+            }
             store.close().await;
             r.map_err(anyhow::Error::from)
         })
     });
     if let Err(e) = result {
-        tracing::warn!("{}: not recorded in the store: {e:#}", spec.name);
+        tracing::warn!("models not recorded in the store: {e:#}");
     }
 }
 
@@ -97,6 +108,7 @@ fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
     let hub = Hub::from_env();
     let reporter = Reporter::new(quiet);
     let mut missing = Vec::new();
+    let mut installed = Vec::new();
     for spec in &specs {
         match kino_models::fetch(spec, &opts, &hub, &reporter) {
             Ok(outcome) => {
@@ -116,7 +128,7 @@ fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
                         opts.dir(spec).display()
                     );
                 }
-                record(config, spec, m);
+                installed.push((spec, outcome));
             }
             Err(e) => {
                 say!(
@@ -129,6 +141,8 @@ fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
             }
         }
     }
+    let manifests: Vec<(&ModelSpec, &Manifest)> = installed.iter().map(|(s, o)| (*s, o.manifest())).collect();
+    record(config, &manifests);
     if !missing.is_empty() {
         anyhow::bail!(
             "{} of {} models not installed ({}); the rest are in place",

@@ -3,104 +3,150 @@
 //! the new tokens. Same weights (HF names), same layout: pre-norm blocks of
 //! causal self-attention, cross-attention over the encoder output and an MLP
 //! with the exact (erf) GELU, as CTranslate2 computes it.
+//!
+//! Runs on plain f32 buffers (`cpu`): one decoding step is a handful of
+//! matrix-vector products over the weights (memory-bound, spread over all
+//! threads), the attention of one query per head; the cross-attention keys
+//! are computed once per window, transposed (`d × frames`, each head's
+//! `dh × frames` block contiguous).
 
-use candle_core::{Device, Tensor, D};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, Module, VarBuilder};
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
+use kino_kernels::{Mat, Threads};
 
-use super::Result;
+use super::{Result, WhisperError};
+use cpu::{Linear, Norm, Weights};
 
-/// The four projections of one attention (HF names `q_proj`, `k_proj`
-/// (no bias), `v_proj`, `out_proj`).
-pub(super) struct Attention {
-    pub(super) q: Linear,
-    pub(super) k: Linear,
-    pub(super) v: Linear,
-    pub(super) out: Linear,
-}
-
-impl Attention {
-    pub(super) fn load(d: usize, vb: VarBuilder) -> Result<Attention> {
-        Ok(Attention {
-            q: linear(d, d, vb.pp("q_proj"))?,
-            k: linear_no_bias(d, d, vb.pp("k_proj"))?,
-            v: linear(d, d, vb.pp("v_proj"))?,
-            out: linear(d, d, vb.pp("out_proj"))?,
-        })
-    }
-}
+// Declared here rather than in `whisper/mod.rs` (the encoder reaches it as
+// `decoder::cpu`).
+#[path = "cpu.rs"]
+pub(super) mod cpu;
 
 struct Block {
-    attn: Attention,
-    attn_ln: LayerNorm,
-    cross: Attention,
-    cross_ln: LayerNorm,
+    attn_ln: Norm,
+    /// q, k (no bias), v side by side: `3d × d`.
+    qkv: Linear,
+    out: Linear,
+    cross_ln: Norm,
+    cross_q: Linear,
+    /// Cross-attention keys (no bias) and values.
+    cross_k: Linear,
+    cross_v: Linear,
+    cross_out: Linear,
+    mlp_ln: Norm,
     fc1: Linear,
     fc2: Linear,
-    mlp_ln: LayerNorm,
 }
 
 /// The decoder's weights.
 pub(crate) struct Decoder {
-    embed: Tensor,
-    positions: Tensor,
+    /// Token embeddings `vocab × d`, also the output projection.
+    embed: Vec<f32>,
+    /// `embed` in half floats instead (then empty) where that is exact, as
+    /// for the layers (`Linear::half`): the output projection, a product
+    /// with 51,865 rows at every step, reads half the bytes.
+    embed16: Vec<u16>,
+    positions: Vec<f32>,
     blocks: Vec<Block>,
-    ln: LayerNorm,
+    ln: Norm,
     n_head: usize,
+    d: usize,
+    vocab: usize,
     device: Device,
 }
 
-/// The cache of one window: cross-attention keys (transposed) and values of the encoder
-/// output, and the self-attention keys and values of the tokens fed so far.
+/// The cache of one window: per layer the cross-attention keys (transposed,
+/// `d × frames`) and values (`frames × d`) of the encoder output, and the
+/// self-attention keys and values (`len × d`) of the tokens fed so far.
 pub(crate) struct State {
-    cross: Vec<(Tensor, Tensor)>,
-    past: Vec<Option<(Tensor, Tensor)>>,
+    cross_kt: Vec<Vec<f32>>,
+    cross_v: Vec<Vec<f32>>,
+    frames: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
     len: usize,
 }
 
 impl Decoder {
     pub(crate) fn load(vb: VarBuilder, cfg: &Config) -> Result<Decoder> {
         let d = cfg.d_model;
-        let ln = |vb: VarBuilder| layer_norm(d, 1e-5, vb);
         let blocks = (0..cfg.decoder_layers)
             .map(|i| -> Result<Block> {
                 let vb = vb.pp(format!("layers.{i}"));
+                let a = vb.pp("self_attn");
+                let c = vb.pp("encoder_attn");
                 Ok(Block {
-                    attn: Attention::load(d, vb.pp("self_attn"))?,
-                    attn_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    cross: Attention::load(d, vb.pp("encoder_attn"))?,
-                    cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
-                    fc1: linear(d, 4 * d, vb.pp("fc1"))?,
-                    fc2: linear(4 * d, d, vb.pp("fc2"))?,
-                    mlp_ln: ln(vb.pp("final_layer_norm"))?,
+                    attn_ln: Norm::load(vb.pp("self_attn_layer_norm"), d)?,
+                    qkv: Linear::fuse(vec![
+                        Linear::load(a.pp("q_proj"), d, d, true)?,
+                        Linear::load(a.pp("k_proj"), d, d, false)?,
+                        Linear::load(a.pp("v_proj"), d, d, true)?,
+                    ])
+                    .half(),
+                    out: Linear::load(a.pp("out_proj"), d, d, true)?.half(),
+                    cross_ln: Norm::load(vb.pp("encoder_attn_layer_norm"), d)?,
+                    cross_q: Linear::load(c.pp("q_proj"), d, d, true)?.half(),
+                    cross_k: Linear::load(c.pp("k_proj"), d, d, false)?,
+                    cross_v: Linear::load(c.pp("v_proj"), d, d, true)?,
+                    cross_out: Linear::load(c.pp("out_proj"), d, d, true)?.half(),
+                    mlp_ln: Norm::load(vb.pp("final_layer_norm"), d)?,
+                    fc1: Linear::load(vb.pp("fc1"), d, 4 * d, true)?.half(),
+                    fc2: Linear::load(vb.pp("fc2"), 4 * d, d, true)?.half(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut embed = cpu::values(&vb, &[cfg.vocab_size, d], "embed_tokens.weight")?;
+        let embed16 = cpu::to_f16(&embed).unwrap_or_default();
+        if !embed16.is_empty() {
+            embed = Vec::new();
+        }
         Ok(Decoder {
-            embed: vb.get((cfg.vocab_size, d), "embed_tokens.weight")?,
-            positions: vb.get((cfg.max_target_positions, d), "embed_positions.weight")?,
+            embed,
+            embed16,
+            positions: cpu::values(&vb, &[cfg.max_target_positions, d], "embed_positions.weight")?,
             blocks,
-            ln: ln(vb.pp("layer_norm"))?,
+            ln: Norm::load(vb.pp("layer_norm"), d)?,
             n_head: cfg.decoder_attention_heads,
+            d,
+            vocab: cfg.vocab_size,
             device: vb.device().clone(),
         })
     }
 
     /// A fresh cache for the encoder output `audio` (`[1, frames, d]`).
     pub(crate) fn start(&self, audio: &Tensor) -> Result<State> {
-        let cross = self
-            .blocks
-            .iter()
-            .map(|b| -> Result<(Tensor, Tensor)> {
-                // Keys kept transposed for the score products of every step.
-                let kt = heads(&b.cross.k.forward(audio)?, self.n_head)?.t()?.contiguous()?;
-                let v = heads(&b.cross.v.forward(audio)?, self.n_head)?;
-                Ok((kt, v))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let d = self.d;
+        let frames = audio.dim(1)?;
+        let audio = audio.flatten_all()?.to_vec1::<f32>()?;
+        let mut cross_kt = Vec::with_capacity(self.blocks.len());
+        let mut cross_v = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            // Kᵀ = W_k · audioᵀ: `d × frames`, each head's rows together.
+            let mut kt = vec![0f32; d * frames];
+            kino_kernels::matmul(
+                d,
+                d,
+                frames,
+                Mat::rows(&b.cross_k.w, d),
+                Mat::rows(&audio, d).t(),
+                &mut kt,
+                frames,
+                false,
+                1.0,
+                Threads::All,
+            );
+            let mut v = vec![0f32; frames * d];
+            b.cross_v.apply(&audio, frames, &mut v, false, false);
+            cross_kt.push(kt);
+            cross_v.push(v);
+        }
         Ok(State {
-            past: vec![None; self.blocks.len()],
-            cross,
+            cross_kt,
+            cross_v,
+            frames,
+            keys: vec![Vec::new(); self.blocks.len()],
+            values: vec![Vec::new(); self.blocks.len()],
             len: 0,
         })
     }
@@ -108,99 +154,118 @@ impl Decoder {
     /// Feeds `tokens` after those already in `state`; returns the final
     /// hidden states of the new tokens (`[1, n, d]`, layer-normed).
     pub(crate) fn forward(&self, tokens: &[u32], state: &mut State) -> Result<Tensor> {
-        let n = tokens.len();
+        let (d, n) = (self.d, tokens.len());
         let offset = state.len;
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .broadcast_add(&self.positions.narrow(0, offset, n)?)?
-            .unsqueeze(0)?;
-        let mask = if n > 1 {
-            let total = offset + n;
-            let m: Vec<f32> = (0..n)
-                .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
-                .collect();
-            Some(Tensor::from_vec(m, (n, total), &self.device)?)
-        } else {
-            None
-        };
-        for (i, b) in self.blocks.iter().enumerate() {
-            let h = b.attn_ln.forward(&x)?;
-            let q = b.attn.q.forward(&h)?;
-            let k = heads(&b.attn.k.forward(&h)?, self.n_head)?;
-            let v = heads(&b.attn.v.forward(&h)?, self.n_head)?;
-            let (k, v) = match state.past[i].take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            let a = attend(&q, &k.t()?.contiguous()?, &v, mask.as_ref(), self.n_head)?;
-            state.past[i] = Some((k, v));
-            x = (x + b.attn.out.forward(&a)?)?;
-
-            let h = b.cross_ln.forward(&x)?;
-            let q = b.cross.q.forward(&h)?;
-            let (ck, cv) = &state.cross[i];
-            let a = attend(&q, ck, cv, None, self.n_head)?;
-            x = (x + b.cross.out.forward(&a)?)?;
-
-            let h = b.mlp_ln.forward(&x)?;
-            let h = b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?;
-            x = (x + h)?;
+        let max_positions = self.positions.len() / d;
+        if offset + n > max_positions {
+            return Err(WhisperError::Model(format!(
+                "{} tokens exceed the decoder's {max_positions} positions",
+                offset + n
+            )));
         }
-        state.len += n;
-        Ok(self.ln.forward(&x)?)
+        let mut x = vec![0f32; n * d];
+        for (i, (&t, row)) in tokens.iter().zip(x.chunks_exact_mut(d)).enumerate() {
+            let t = t as usize;
+            if t >= self.vocab {
+                return Err(WhisperError::Model(format!("token {t} is outside the vocabulary")));
+            }
+            let p = &self.positions[(offset + i) * d..(offset + i + 1) * d];
+            if self.embed16.is_empty() {
+                let e = &self.embed[t * d..(t + 1) * d];
+                for ((v, e), p) in row.iter_mut().zip(e).zip(p) {
+                    *v = e + p;
+                }
+            } else {
+                let e = &self.embed16[t * d..(t + 1) * d];
+                for ((v, &e), p) in row.iter_mut().zip(e).zip(p) {
+                    *v = half::f16::from_bits(e).to_f32() + p;
+                }
+            }
+        }
+        let (heads, dh) = (self.n_head, d / self.n_head);
+        let total = offset + n;
+        let frames = state.frames;
+        let mut h = vec![0f32; n * d];
+        let mut qkv = vec![0f32; n * 3 * d];
+        let mut a = vec![0f32; n * d];
+        let mut f = vec![0f32; n * 4 * d];
+        for (l, b) in self.blocks.iter().enumerate() {
+            b.attn_ln.apply(&x, &mut h);
+            b.qkv.apply(&h, n, &mut qkv, false, false);
+            let (keys, values) = (&mut state.keys[l], &mut state.values[l]);
+            for row in qkv.chunks_exact(3 * d) {
+                keys.extend_from_slice(&row[d..2 * d]);
+                values.extend_from_slice(&row[2 * d..]);
+            }
+            let (keys, values) = (&*keys, &*values);
+            cpu::attention(
+                n,
+                total,
+                heads,
+                dh,
+                &qkv,
+                3 * d,
+                |hd| {
+                    Mat {
+                        data: &keys[hd * dh..],
+                        row_stride: d,
+                        col_stride: 1,
+                    }
+                    .t()
+                },
+                |hd| Mat {
+                    data: &values[hd * dh..],
+                    row_stride: d,
+                    col_stride: 1,
+                },
+                |i| offset + i + 1,
+                &mut a,
+                d,
+            );
+            b.out.apply(&a, n, &mut x, true, false);
+
+            b.cross_ln.apply(&x, &mut h);
+            b.cross_q.apply(&h, n, &mut qkv[..n * d], false, false);
+            let (kt, v) = (&state.cross_kt[l], &state.cross_v[l]);
+            cpu::attention(
+                n,
+                frames,
+                heads,
+                dh,
+                &qkv[..n * d],
+                d,
+                |hd| Mat::rows(&kt[hd * dh * frames..(hd + 1) * dh * frames], frames),
+                |hd| Mat {
+                    data: &v[hd * dh..],
+                    row_stride: d,
+                    col_stride: 1,
+                },
+                |_| frames,
+                &mut a,
+                d,
+            );
+            b.cross_out.apply(&a, n, &mut x, true, false);
+
+            b.mlp_ln.apply(&x, &mut h);
+            b.fc1.apply(&h, n, &mut f, false, true);
+            b.fc2.apply(&f, n, &mut x, true, false);
+        }
+        state.len = total;
+        self.ln.apply_in_place(&mut x);
+        Ok(Tensor::from_vec(x, (1, n, d), &self.device)?)
     }
 
     /// Logits (f32) of the hidden state at position `i` of `hidden`.
     pub(crate) fn logits(&self, hidden: &Tensor, i: usize) -> Result<Vec<f32>> {
-        let h = hidden.narrow(1, i, 1)?.squeeze(0)?;
-        Ok(h.matmul(&self.embed.t()?)?.flatten_all()?.to_vec1::<f32>()?)
+        let h = hidden.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; self.vocab];
+        let zero = vec![0f32; self.vocab];
+        let w = if self.embed16.is_empty() {
+            Weights::F32(&self.embed)
+        } else {
+            Weights::F16(&self.embed16)
+        };
+        cpu::matvec(&h, w, &zero, &mut out, false, false);
+        Ok(out)
     }
-}
-
-/// `[1, n, d]` → `[1, heads, n, d / heads]`.
-pub(super) fn heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
-    let (b, n, d) = x.dims3()?;
-    Ok(x.reshape((b, n, n_head, d / n_head))?.transpose(1, 2)?.contiguous()?)
-}
-
-/// Scaled dot-product attention of `q` (`[1, n, d]`) over keys (transposed:
-/// `[1, heads, d / heads, m]`) and values (`[1, heads, m, d / heads]`); `mask` is added to the scores. Returns `[1, n, d]`.
-pub(super) fn attend(q: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_head: usize) -> Result<Tensor> {
-    let dh = q.dim(D::Minus1)?;
-    let q = (heads(q, n_head)? * ((dh / n_head) as f64).powf(-0.5))?;
-    let mut w = q.matmul(kt)?;
-    if let Some(mask) = mask {
-        w = w.broadcast_add(mask)?;
-    }
-    let w = match mask {
-        Some(_) => candle_nn::ops::softmax_last_dim(&w)?,
-        None => softmax(&w)?,
-    };
-    let (b, _, n, _) = w.dims4()?;
-    Ok(w.matmul(v)?.transpose(1, 2)?.reshape((b, n, dh))?)
-}
-
-/// Exact (erf) GELU through kino-kernels' vectorised erf (|error| < 2e-6;
-/// candle's `gelu_erf` calls a scalar erf per element).
-pub(super) fn gelu(x: &Tensor) -> Result<Tensor> {
-    let shape = x.dims().to_vec();
-    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    kino_kernels::gelu_in_place(&mut v);
-    Ok(Tensor::from_vec(v, shape, x.device())?)
-}
-
-/// Softmax over the last dimension through kino-kernels (vectorised `exp`),
-/// rows spread over rayon's threads. For unmasked scores: a masked (−∞)
-/// score would get the smallest normal float instead of 0.
-fn softmax(x: &Tensor) -> Result<Tensor> {
-    use rayon::prelude::*;
-    let shape = x.dims().to_vec();
-    let n = shape.last().copied().unwrap_or(1).max(1);
-    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    let rows_per_task = (kino_kernels::MIN_CHUNK / n).max(1);
-    v.par_chunks_mut(rows_per_task * n)
-        .for_each(|c| kino_kernels::softmax_rows(c, n));
-    Ok(Tensor::from_vec(v, shape, x.device())?)
 }

@@ -2,72 +2,120 @@
 //! the exact (erf) GELU (candle-transformers' encoder uses the tanh
 //! approximation), the stored position encodings, pre-norm blocks of
 //! self-attention and MLP, a final layer norm.
+//!
+//! Runs on plain f32 buffers (`cpu`): the convolutions are matrix products
+//! over overlapping rows of a time-major, zero-padded input (a row of the
+//! product's left side is three consecutive input frames, so no copy is
+//! made), the block's q, k and v one fused product, the attention per head
+//! and block of 64 query rows with the scores kept in cache.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{layer_norm, linear, Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
+use kino_kernels::{Mat, Threads};
 
-use super::decoder::{attend, gelu, heads, Attention};
+use super::decoder::cpu::{self, Linear, Norm};
 use super::Result;
 
 struct Block {
-    attn: Attention,
-    attn_ln: LayerNorm,
+    attn_ln: Norm,
+    /// q, k (no bias), v side by side: `3d × d`.
+    qkv: Linear,
+    out: Linear,
+    mlp_ln: Norm,
     fc1: Linear,
     fc2: Linear,
-    mlp_ln: LayerNorm,
+}
+
+/// A 1-D convolution of kernel 3 and padding 1, its weight reordered to
+/// `out × (tap, in)` so that a row of the product's left side is three
+/// consecutive time-major input frames.
+struct Conv {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+}
+
+impl Conv {
+    fn load(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<Conv> {
+        let w = cpu::values(&vb, &[c_out, c_in, 3], "weight")?;
+        let mut r = vec![0f32; w.len()];
+        for o in 0..c_out {
+            for c in 0..c_in {
+                for t in 0..3 {
+                    r[o * 3 * c_in + t * c_in + c] = w[o * 3 * c_in + c * 3 + t];
+                }
+            }
+        }
+        Ok(Conv {
+            w: r,
+            b: cpu::values(&vb, &[c_out], "bias")?,
+            c_in,
+            c_out,
+        })
+    }
+
+    /// `gelu(conv(x))` for `n_out` output frames at `stride`: `x` is
+    /// time-major with one zero frame before the input (and enough after),
+    /// `y` gets `n_out × c_out`, row stride `ldy`.
+    fn forward(&self, x: &[f32], stride: usize, n_out: usize, y: &mut [f32], ldy: usize) {
+        let k = 3 * self.c_in;
+        let a = Mat {
+            data: x,
+            row_stride: stride * self.c_in,
+            col_stride: 1,
+        };
+        let b = Mat::rows(&self.w, k).t();
+        kino_kernels::matmul(n_out, k, self.c_out, a, b, y, ldy, false, 1.0, Threads::All);
+        let rows = &mut y[..n_out * ldy];
+        cpu::bias_rows_in_place(rows, &self.b, true);
+    }
 }
 
 /// The encoder's weights.
 pub(crate) struct Encoder {
-    conv1: Conv1d,
-    conv2: Conv1d,
-    positions: Tensor,
+    conv1: Conv,
+    conv2: Conv,
+    positions: Vec<f32>,
     blocks: Vec<Block>,
-    ln: LayerNorm,
+    ln: Norm,
     n_head: usize,
     n_mels: usize,
+    d: usize,
     device: Device,
 }
 
 impl Encoder {
     pub(crate) fn load(vb: VarBuilder, cfg: &Config) -> Result<Encoder> {
         let d = cfg.d_model;
-        let ln = |vb: VarBuilder| layer_norm(d, 1e-5, vb);
-        let conv = |c_in: usize, stride: usize, vb: VarBuilder| -> Result<Conv1d> {
-            let config = Conv1dConfig {
-                padding: 1,
-                stride,
-                dilation: 1,
-                groups: 1,
-                cudnn_fwd_algo: None,
-            };
-            Ok(Conv1d::new(
-                vb.get((d, c_in, 3), "weight")?,
-                Some(vb.get(d, "bias")?),
-                config,
-            ))
-        };
         let blocks = (0..cfg.encoder_layers)
             .map(|i| -> Result<Block> {
                 let vb = vb.pp(format!("layers.{i}"));
+                let a = vb.pp("self_attn");
                 Ok(Block {
-                    attn: Attention::load(d, vb.pp("self_attn"))?,
-                    attn_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    fc1: linear(d, 4 * d, vb.pp("fc1"))?,
-                    fc2: linear(4 * d, d, vb.pp("fc2"))?,
-                    mlp_ln: ln(vb.pp("final_layer_norm"))?,
+                    attn_ln: Norm::load(vb.pp("self_attn_layer_norm"), d)?,
+                    qkv: Linear::fuse(vec![
+                        Linear::load(a.pp("q_proj"), d, d, true)?,
+                        Linear::load(a.pp("k_proj"), d, d, false)?,
+                        Linear::load(a.pp("v_proj"), d, d, true)?,
+                    ]),
+                    out: Linear::load(a.pp("out_proj"), d, d, true)?,
+                    mlp_ln: Norm::load(vb.pp("final_layer_norm"), d)?,
+                    fc1: Linear::load(vb.pp("fc1"), d, 4 * d, true)?,
+                    fc2: Linear::load(vb.pp("fc2"), 4 * d, d, true)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Encoder {
-            conv1: conv(cfg.num_mel_bins, 1, vb.pp("conv1"))?,
-            conv2: conv(d, 2, vb.pp("conv2"))?,
-            positions: vb.get((cfg.max_source_positions, d), "embed_positions.weight")?,
+            conv1: Conv::load(vb.pp("conv1"), cfg.num_mel_bins, d)?,
+            conv2: Conv::load(vb.pp("conv2"), d, d)?,
+            positions: cpu::values(&vb, &[cfg.max_source_positions, d], "embed_positions.weight")?,
             blocks,
-            ln: ln(vb.pp("layer_norm"))?,
+            ln: Norm::load(vb.pp("layer_norm"), d)?,
             n_head: cfg.encoder_attention_heads,
             n_mels: cfg.num_mel_bins,
+            d,
             device: vb.device().clone(),
         })
     }
@@ -75,22 +123,79 @@ impl Encoder {
     /// Encodes one window of features (`n_mels × frames`, mel-major): the
     /// encoder output `[1, frames / 2, d]`.
     pub(crate) fn forward(&self, features: Vec<f32>, frames: usize) -> Result<Tensor> {
-        let x = Tensor::from_vec(features, (1, self.n_mels, frames), &self.device)?;
-        let x = gelu(&self.conv1.forward(&x)?)?;
-        let x = gelu(&self.conv2.forward(&x)?)?;
-        let x = x.transpose(1, 2)?;
-        let n = x.dim(1)?;
-        let mut x = x.broadcast_add(&self.positions.narrow(0, 0, n)?)?;
-        for b in &self.blocks {
-            let h = b.attn_ln.forward(&x)?;
-            let q = b.attn.q.forward(&h)?;
-            let k = heads(&b.attn.k.forward(&h)?, self.n_head)?;
-            let v = heads(&b.attn.v.forward(&h)?, self.n_head)?;
-            let a = attend(&q, &k.t()?.contiguous()?, &v, None, self.n_head)?;
-            x = (x + b.attn.out.forward(&a)?)?;
-            let h = b.mlp_ln.forward(&x)?;
-            x = (&x + b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?)?;
+        let (d, n_mels) = (self.d, self.n_mels);
+        assert_eq!(
+            features.len(),
+            n_mels * frames,
+            "encoder: features are not n_mels × frames"
+        );
+        // Time-major input with a zero frame before and after.
+        let mut input = vec![0f32; (frames + 2) * n_mels];
+        for (m, row) in features.chunks_exact(frames.max(1)).enumerate().take(n_mels) {
+            for (t, &v) in row.iter().enumerate() {
+                input[(t + 1) * n_mels + m] = v;
+            }
         }
-        Ok(self.ln.forward(&x)?)
+        drop(features);
+        // conv1 (stride 1) into a buffer with a zero frame before (and one after).
+        let mut h1 = vec![0f32; (frames + 2) * d];
+        self.conv1.forward(&input, 1, frames, &mut h1[d..], d);
+        drop(input);
+        let n = frames.div_ceil(2);
+        let mut x = vec![0f32; n * d];
+        self.conv2.forward(&h1, 2, n, &mut x, d);
+        drop(h1);
+        if n > self.positions.len() / d {
+            return Err(super::WhisperError::Model(format!(
+                "{frames} frames exceed the encoder's {} positions",
+                self.positions.len() / d
+            )));
+        }
+        for (row, p) in x.chunks_exact_mut(d).zip(self.positions.chunks_exact(d)) {
+            for (v, p) in row.iter_mut().zip(p) {
+                *v += p;
+            }
+        }
+
+        let (heads, dh) = (self.n_head, d / self.n_head);
+        let mut h = vec![0f32; n * d];
+        let mut qkv = vec![0f32; n * 3 * d];
+        let mut a = vec![0f32; n * d];
+        let mut f = vec![0f32; n * 4 * d];
+        for b in &self.blocks {
+            b.attn_ln.apply(&x, &mut h);
+            b.qkv.apply(&h, n, &mut qkv, false, false);
+            let ld = 3 * d;
+            cpu::attention(
+                n,
+                n,
+                heads,
+                dh,
+                &qkv,
+                ld,
+                |hd| {
+                    Mat {
+                        data: &qkv[d + hd * dh..],
+                        row_stride: ld,
+                        col_stride: 1,
+                    }
+                    .t()
+                },
+                |hd| Mat {
+                    data: &qkv[2 * d + hd * dh..],
+                    row_stride: ld,
+                    col_stride: 1,
+                },
+                |_| n,
+                &mut a,
+                d,
+            );
+            b.out.apply(&a, n, &mut x, true, false);
+            b.mlp_ln.apply(&x, &mut h);
+            b.fc1.apply(&h, n, &mut f, false, true);
+            b.fc2.apply(&f, n, &mut x, true, false);
+        }
+        self.ln.apply_in_place(&mut x);
+        Ok(Tensor::from_vec(x, (1, n, d), &self.device)?)
     }
 }

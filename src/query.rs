@@ -10,7 +10,7 @@ use kino_fusion::score::{self, Candidate, Weights};
 use kino_fusion::Moment as FusionMoment;
 use kino_language::SentenceEncoder;
 use kino_store::Store;
-use kino_web::{Answer, BoxFuture, Citation, Moment, QueryEngine};
+use kino_web::{moment_sources, Answer, BoxFuture, Citation, Moment, QueryEngine};
 
 /// How many segments are scored exactly before moments are merged.
 const PRESELECT: usize = 200;
@@ -107,7 +107,10 @@ impl Engine {
     async fn to_web(&self, moments: Vec<FusionMoment>, thumbs: &HashMap<i64, Option<String>>) -> Result<Vec<Moment>> {
         let mut paths: HashMap<i64, String> = HashMap::new();
         let mut out = Vec::with_capacity(moments.len());
-        for m in moments {
+        let spans: Vec<(i64, i64, i64)> = moments.iter().map(|m| (m.video_id, m.start_ms, m.end_ms)).collect();
+        let cue_sources = self.store.cue_sources(&spans).await?;
+        for (m, cue_sources) in moments.into_iter().zip(cue_sources) {
+            let sources = moment_sources(cue_sources, matched_on_pictures(&m));
             if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(m.video_id) {
                 e.insert(self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default());
             }
@@ -123,6 +126,7 @@ impl Engine {
                 tags: m.tags,
                 thumbnail: thumb.and(first.map(|id| format!("/thumbnails/{id}"))),
                 segment_id: first,
+                sources,
             });
         }
         Ok(out)
@@ -142,8 +146,17 @@ impl Engine {
         let text = self.text.clone();
         let embedder = move |t: &[&str]| -> Result<Vec<Vec<f32>>> { text.encode(t).map_err(|e| anyhow!(e)) };
         let a = kino_fusion::answer::extract(&q, &moments, &embedder)?;
+        let spans: Vec<(i64, i64, i64)> = a.citations.iter().map(|c| (c.video_id, c.start_ms, c.end_ms)).collect();
+        let cue_sources = self.store.cue_sources(&spans).await?;
         let mut citations = Vec::new();
-        for c in a.citations {
+        for (c, cue_sources) in a.citations.into_iter().zip(cue_sources) {
+            // A cited sentence comes from one of the moments: it is visual when that moment is.
+            let visual = moments
+                .iter()
+                .filter(|m| {
+                    m.video_id == c.video_id && m.start_ms < c.end_ms.max(c.start_ms + 1) && m.end_ms > c.start_ms
+                })
+                .any(matched_on_pictures);
             let path = self.store.video(c.video_id).await?.map(|v| v.path).unwrap_or_default();
             citations.push(Citation {
                 video_id: c.video_id,
@@ -151,6 +164,7 @@ impl Engine {
                 start_ms: c.start_ms,
                 end_ms: c.end_ms,
                 text: c.text,
+                sources: moment_sources(cue_sources, visual),
             });
         }
         Ok(Answer {
@@ -158,6 +172,15 @@ impl Engine {
             citations,
         })
     }
+}
+
+/// Whether a moment matched on pictures: its segments carry visual tags, or
+/// its visual-only similarity is positive and at least its text-only one
+/// (or it has no text).
+fn matched_on_pictures(m: &FusionMoment) -> bool {
+    !m.tags.is_empty()
+        || m.visual_score
+            .is_some_and(|v| v > 0.0 && m.text_score.is_none_or(|t| v >= t))
 }
 
 impl QueryEngine for Engine {

@@ -19,7 +19,7 @@ mod index;
 mod jobs;
 mod queries;
 mod segments;
-pub use segments::IndexVersions;
+pub use segments::{IndexVersions, CUE_SOURCE_SPANS_PER_QUERY};
 mod types;
 mod url;
 mod videos;

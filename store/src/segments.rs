@@ -8,6 +8,10 @@ use sqlx::Row;
 use crate::index::IndexedSegment;
 use crate::{decode_f32, encode_f32, now_ms, CueRecord, NewSegment, Result, Segment, Store, StoreError, VectorIndex};
 
+/// Most spans [`Store::cue_sources`] looks up in one query (4 parameters
+/// each, well under SQLite's and Postgres's parameter limits).
+pub const CUE_SOURCE_SPANS_PER_QUERY: usize = 500;
+
 const SEG_COLS: &str =
     "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
 
@@ -98,14 +102,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for c in cues {
-            sqlx::query("INSERT INTO cues (video_id, start_ms, end_ms, text, source) VALUES ($1, $2, $3, $4, $5)")
-                .bind(video_id)
-                .bind(c.start_ms)
-                .bind(c.end_ms)
-                .bind(&c.text)
-                .bind(&c.source)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO cues (video_id, start_ms, end_ms, text, source, language) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(video_id)
+            .bind(c.start_ms)
+            .bind(c.end_ms)
+            .bind(&c.text)
+            .bind(&c.source)
+            .bind(&c.language)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -113,11 +120,12 @@ impl Store {
 
     /// A video's cues in time order.
     pub async fn cues(&self, video_id: i64) -> Result<Vec<CueRecord>> {
-        let rows =
-            sqlx::query("SELECT start_ms, end_ms, text, source FROM cues WHERE video_id = $1 ORDER BY start_ms, id")
-                .bind(video_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT start_ms, end_ms, text, source, language FROM cues WHERE video_id = $1 ORDER BY start_ms, id",
+        )
+        .bind(video_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(CueRecord {
@@ -125,9 +133,57 @@ impl Store {
                     end_ms: r.try_get("end_ms")?,
                     text: r.try_get("text")?,
                     source: r.try_get("source")?,
+                    language: r.try_get("language")?,
                 })
             })
             .collect()
+    }
+
+    /// The distinct cue sources (`subtitle`, `speech`, `screen`, …) whose cues
+    /// overlap each span `(video_id, start_ms, end_ms)`, sorted, one list per
+    /// span in the order given. A cue overlaps a span when it starts before
+    /// the span ends and ends after it starts (touching ends do not count).
+    ///
+    /// One query per call (up to [`CUE_SOURCE_SPANS_PER_QUERY`] spans; more
+    /// are split into several queries).
+    pub async fn cue_sources(&self, spans: &[(i64, i64, i64)]) -> Result<Vec<Vec<String>>> {
+        let mut out: Vec<Vec<String>> = vec![Vec::new(); spans.len()];
+        for (chunk_no, chunk) in spans.chunks(CUE_SOURCE_SPANS_PER_QUERY).enumerate() {
+            let base = chunk_no * CUE_SOURCE_SPANS_PER_QUERY;
+            // spans(i, video_id, start_ms, end_ms) as a VALUES list; the casts
+            // give both backends the column types.
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 4;
+                    format!(
+                        "(CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH spans (i, video_id, start_ms, end_ms) AS (VALUES {values}) \
+                 SELECT DISTINCT spans.i AS i, cues.source AS source FROM spans JOIN cues \
+                 ON cues.video_id = spans.video_id AND cues.start_ms < spans.end_ms AND cues.end_ms > spans.start_ms \
+                 ORDER BY i, source"
+            );
+            let mut q = sqlx::query(&sql);
+            for (i, (video_id, start_ms, end_ms)) in chunk.iter().enumerate() {
+                q = q.bind(i as i64).bind(*video_id).bind(*start_ms).bind(*end_ms);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let i: i64 = r.try_get("i")?;
+                let source: String = r.try_get("source")?;
+                if let Some(list) = out.get_mut(base + i as usize) {
+                    list.push(source);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Replaces a video's segments in one transaction and marks the video

@@ -125,7 +125,7 @@ both_backends!(
     migrations_are_idempotent_and_newer_schema_is_refused,
     |store: Store, url: String| async move {
         store.migrate().await.unwrap();
-        assert_eq!(store.schema_version(), 3);
+        assert_eq!(store.schema_version(), 4);
         // Pretend a newer kino migrated this database.
         let sql = match store.backend() {
             Backend::Postgres => {
@@ -140,7 +140,7 @@ both_backends!(
         sqlx::query(sql).execute(store.pool()).await.unwrap();
         let err = Store::open(&url).await.err().expect("a newer schema must be refused");
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 3 }),
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 4 }),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this kino"), "{err}");
@@ -459,6 +459,68 @@ both_backends!(
     }
 );
 
+both_backends!(cue_sources_of_spans, |store: Store, _url: String| async move {
+    let a = add_video(&store, "/lib/sources-a.mp4").await;
+    let b = add_video(&store, "/lib/sources-b.mp4").await;
+    let cue = |start_ms: i64, end_ms: i64, source: &str| CueRecord {
+        start_ms,
+        end_ms,
+        text: format!("{source} {start_ms}"),
+        source: source.into(),
+        language: None,
+    };
+    store
+        .replace_cues(
+            a,
+            &[
+                cue(0, 4000, "subtitle"),
+                cue(3000, 6000, "speech"),
+                cue(3500, 5000, "speech"),
+                cue(9000, 12_000, "screen"),
+            ],
+        )
+        .await
+        .unwrap();
+    store.replace_cues(b, &[cue(0, 20_000, "subtitle")]).await.unwrap();
+    let got = store
+        .cue_sources(&[
+            (a, 0, 10_000),      // all three sources
+            (a, 4000, 9000),     // only speech: the subtitle ends at 4000, the screen cue starts at 9000
+            (a, 6000, 9000),     // nothing: touching ends do not overlap
+            (b, 5000, 6000),     // the other video's own cue
+            (a + b + 100, 0, 1), // no such video
+            (a, 3000, 3500),     // subtitle and speech, listed once each
+        ])
+        .await
+        .unwrap();
+    let want: Vec<Vec<String>> = [
+        vec!["screen", "speech", "subtitle"],
+        vec!["speech"],
+        vec![],
+        vec!["subtitle"],
+        vec![],
+        vec!["speech", "subtitle"],
+    ]
+    .iter()
+    .map(|l| l.iter().map(|s| s.to_string()).collect())
+    .collect();
+    assert_eq!(got, want);
+    assert!(store.cue_sources(&[]).await.unwrap().is_empty());
+    // More spans than one query takes: the lists still line up with the spans.
+    let many: Vec<(i64, i64, i64)> = (0..kino_store::CUE_SOURCE_SPANS_PER_QUERY as i64 + 3)
+        .map(|i| if i % 2 == 0 { (a, 4000, 9000) } else { (b, 0, 1) })
+        .collect();
+    let got = store.cue_sources(&many).await.unwrap();
+    assert_eq!(got.len(), many.len());
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(
+            l,
+            &vec![if i % 2 == 0 { "speech" } else { "subtitle" }.to_string()],
+            "span {i}"
+        );
+    }
+});
+
 both_backends!(
     cues_queries_answers_models_roundtrip,
     |store: Store, _url: String| async move {
@@ -469,16 +531,28 @@ both_backends!(
                 end_ms: 1500,
                 text: "Hello <there>".into(),
                 source: "subtitle".into(),
+                language: None,
             },
             CueRecord {
                 start_ms: 1000,
                 end_ms: 2000,
                 text: "你好".into(),
                 source: "speech".into(),
+                language: Some("zh".into()),
             },
         ];
         store.replace_cues(vid, &cues).await.unwrap();
         assert_eq!(store.cues(vid).await.unwrap(), cues);
+
+        // Warnings and the language override live on the video.
+        let warnings = vec!["audio stream unreadable: bad packet".to_string()];
+        store.set_video_warnings(vid, &warnings).await.unwrap();
+        assert!(store.set_video_language(vid, Some("de")).await.unwrap());
+        assert!(!store.set_video_language(vid + 1000, Some("de")).await.unwrap());
+        let v = store.video(vid).await.unwrap().unwrap();
+        assert_eq!((v.warnings, v.language.as_deref()), (warnings, Some("de")));
+        store.set_video_language(vid, None).await.unwrap();
+        assert_eq!(store.video(vid).await.unwrap().unwrap().language, None);
 
         let citations = serde_json::json!([{"video_id": vid, "start_ms": 0, "end_ms": 10000}]);
         let qid = store

@@ -8,6 +8,9 @@
 //   KINO_START_MS   that moment's start
 //   KINO_QUESTION   a question answered from that moment
 //   KINO_XSS_QUERY  a query finding the subtitle that contains <script>
+//   KINO_CUE_START_MS  start of a transcript line of that video (the video page
+//                      test clicks it)
+//   KINO_CUE_TEXT      a few words of that line
 // Exits non-zero with a message on the first failed check.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -25,6 +28,8 @@ const videoId = env('KINO_VIDEO_ID');
 const startMs = Number(env('KINO_START_MS'));
 const question = env('KINO_QUESTION');
 const xssQuery = env('KINO_XSS_QUERY');
+const cueStartMs = Number(env('KINO_CUE_START_MS'));
+const cueText = env('KINO_CUE_TEXT');
 mkdirSync(out, { recursive: true });
 
 function check(cond, msg) {
@@ -54,6 +59,8 @@ try {
   check((await first.getAttribute('data-video')) === videoId, `first moment is in video ${videoId}`);
   check(Number(await first.getAttribute('data-start')) === startMs, `first moment starts at ${startMs} ms`);
   check((await first.locator('mark').count()) > 0, 'matching words are highlighted');
+  const badges = await page.locator('ol.moments > li').first().locator('ul.sources li').allInnerTexts();
+  check(badges.includes('on screen') && badges.includes('picture'), `the first moment shows where its words came from (${badges.join(', ')})`);
   await page.screenshot({ path: join(out, 'search.png'), fullPage: true });
 
   // Click it: the <video> plays from the moment's start.
@@ -108,6 +115,54 @@ try {
   await page.goto(base + '/history');
   check((await page.locator('li.qa', { hasText: question }).count()) >= 1, 'the question is in the history');
   await page.screenshot({ path: join(out, 'history.png'), fullPage: true });
+
+  // Video page: from a search result, the transcript with times; a line plays its moment.
+  await page.goto(base + '/?mode=search&q=' + encodeURIComponent(query));
+  await Promise.all([
+    page.waitForURL(new RegExp(`/videos/${videoId}\\?t=${startMs}$`)),
+    page.locator('ol.moments > li').first().locator('a.video-link').click(),
+  ]);
+  const lines = page.locator('ol.transcript a.cue-line');
+  await lines.first().waitFor();
+  check((await lines.count()) >= 3, `the transcript lists the cues (${await lines.count()} lines)`);
+  const times = await page.locator('ol.transcript a.cue-line .range').allInnerTexts();
+  check(times.every((t) => /^\d+:\d\d$/.test(t)), `every line shows its time (${times.join(' ')})`);
+  const line = page.locator('ol.transcript a.cue-line', { hasText: cueText }).first();
+  const mm = Math.floor(cueStartMs / 60000);
+  const ss = String(Math.floor(cueStartMs / 1000) % 60).padStart(2, '0');
+  check((await line.locator('.range').innerText()) === `${mm}:${ss}`, `the line "${cueText}" shows ${mm}:${ss}`);
+  check((await page.locator('ol.transcript .cue-text', { hasText: '<script>' }).count()) === 1, 'a cue with <script> is shown as text');
+  await line.click();
+  await page.waitForURL(new RegExp(`/videos/${videoId}\\?t=${cueStartMs}$`));
+  check(true, `the address moved to ?t=${cueStartMs}`);
+  await page.waitForFunction((ms) => {
+    const v = document.getElementById('video');
+    return v && v.readyState >= 2 && !v.seeking && Math.abs(v.currentTime - ms / 1000) <= 1.0;
+  }, cueStartMs, { timeout: 20000 });
+  const vt = await page.evaluate(() => document.getElementById('video').currentTime);
+  check(Math.abs(vt - cueStartMs / 1000) <= 1.0, `the player moved to ${vt.toFixed(3)} s (line at ${cueStartMs / 1000} s)`);
+  check(await line.evaluate((el) => el.classList.contains('playing')), 'the clicked line is marked');
+  await page.screenshot({ path: join(out, 'video.png'), fullPage: true });
+  // Reloading the moment's address opens the player there.
+  await page.reload();
+  await page.waitForFunction((ms) => {
+    const v = document.getElementById('video');
+    return v && v.readyState >= 1 && !v.seeking && Math.abs(v.currentTime - ms / 1000) <= 1.0;
+  }, cueStartMs, { timeout: 20000 });
+  check(true, `/videos/${videoId}?t=${cueStartMs} opens the player at that time`);
+  // The language form saves the override and queues a reindex.
+  await page.fill('#language', 'de');
+  await page.click('#language-form button[type="submit"]');
+  await page.waitForFunction(() => /reindex queued/.test(document.getElementById('language-status').textContent), null, { timeout: 10000 });
+  check(true, 'the language form saves and queues a reindex');
+  const langNow = await page.evaluate(async (id) => (await (await fetch('/api/videos/' + id)).json()).language, videoId);
+  check(langNow === 'de', `the video's language is now ${langNow}`);
+  await page.fill('#language', 'DEU');
+  await page.click('#language-form button[type="submit"]');
+  await page.waitForFunction(() => /Not saved/.test(document.getElementById('language-status').textContent), null, { timeout: 10000 });
+  const refusal = await page.locator('#language-status').innerText();
+  check(refusal.includes('lowercase letters'), `a bad language code is refused with a message: "${refusal}"`);
+  check(await page.evaluate(() => window.__kinoXss) === undefined, 'no script from a cue ran');
 
   // Phone-sized screen: no horizontal scrolling on the results page.
   const phone = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });

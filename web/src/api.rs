@@ -130,15 +130,80 @@ pub struct VideosResponse {
     pub videos: Vec<VideoOut>,
 }
 
+/// A video's media facts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FactsOut {
+    /// File size in bytes.
+    pub size_bytes: i64,
+    /// Duration, ms.
+    pub duration_ms: Option<i64>,
+    /// Width in pixels.
+    pub width: Option<i64>,
+    /// Height in pixels.
+    pub height: Option<i64>,
+    /// Frames per second.
+    pub fps: Option<f64>,
+    /// Codec of the main video stream.
+    pub video_codec: Option<String>,
+    /// Codec of the main audio stream.
+    pub audio_codec: Option<String>,
+}
+
+/// One timed line of a video's transcript: a cue of any source.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TranscriptCue {
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End, ms.
+    pub end_ms: i64,
+    /// The text (user data: escape it).
+    pub text: String,
+    /// `subtitle`, `speech` or `screen`.
+    pub source: String,
+    /// Its language where known (e.g. `en`).
+    pub language: Option<String>,
+}
+
 /// `GET /api/videos/{id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VideoDetail {
     /// The video.
     pub video: VideoOut,
+    /// Its media facts.
+    pub facts: FactsOut,
+    /// Version of what each stage of the current index used, by stage name.
+    pub stage_versions: BTreeMap<String, String>,
+    /// Problems of the last indexing run that did not stop it.
+    pub warnings: Vec<String>,
+    /// The language its speech is recognised in, set by the user (`null`: detected).
+    pub language: Option<String>,
+    /// Every cue of every source, in time order.
+    pub transcript: Vec<TranscriptCue>,
     /// Its segments in time order.
     pub segments: Vec<SegmentOut>,
     /// Its jobs, newest first.
     pub jobs: Vec<JobOut>,
+}
+
+/// Body of `POST /api/videos/{id}/language`: `{"language": "de"}`, or
+/// `{"language": null}` to detect the language again.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LanguageRequest {
+    /// A language code of 2–3 lowercase letters (`en`, `de`, `haw`), or `null`.
+    #[schema(nullable, pattern = "^[a-z]{2,3}$")]
+    pub language: Option<String>,
+}
+
+/// `POST /api/videos/{id}/language` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LanguageResponse {
+    /// The video.
+    pub video_id: i64,
+    /// The language now set (`null`: detect).
+    pub language: Option<String>,
+    /// The reindex job queued for it (an already queued or running one is
+    /// reused); `null` for a missing file or a duplicate, which are not indexed.
+    pub job: Option<JobOut>,
 }
 
 /// `GET /api/jobs` answer.
@@ -324,19 +389,22 @@ pub async fn videos(State(st): State<Arc<AppState>>) -> ApiResult<Json<VideosRes
     Ok(Json(VideosResponse { videos }))
 }
 
-/// One video with its segments and jobs.
-#[utoipa::path(get, path = "/api/videos/{id}", tag = "library", params(("id" = i64, Path, description = "Video id")),
-    responses((status = 200, body = VideoDetail), (status = 404, body = ErrorBody)))]
-pub async fn video(State(st): State<Arc<AppState>>, Path(raw): Path<String>) -> ApiResult<Json<VideoDetail>> {
+/// The video named by a path parameter, or 404.
+pub(crate) async fn video_by_raw_id(st: &AppState, raw: &str) -> ApiResult<Video> {
     let id: i64 = raw
         .parse()
         .map_err(|_| ApiError::not_found(format!("no video with id '{raw}'")))?;
-    let v = st
-        .store
+    st.store
         .video(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))
+}
+
+/// Everything about one video (shared by the API and the video page).
+pub(crate) async fn video_detail(st: &AppState, v: Video) -> ApiResult<VideoDetail> {
+    let id = v.id;
     let segs = st.store.segments(id).await?;
+    let cues = st.store.cues(id).await?;
     let jobs = st.store.jobs_of_video(id).await?;
     let progress = jobs
         .iter()
@@ -358,10 +426,102 @@ pub async fn video(State(st): State<Arc<AppState>>, Path(raw): Path<String>) -> 
     } else {
         segments.len() as i64
     };
-    Ok(Json(VideoDetail {
+    Ok(VideoDetail {
         video: video_out(&v, count, progress),
+        facts: FactsOut {
+            size_bytes: v.size_bytes,
+            duration_ms: v.facts.duration_ms,
+            width: v.facts.width,
+            height: v.facts.height,
+            fps: v.facts.fps,
+            video_codec: v.facts.video_codec.clone(),
+            audio_codec: v.facts.audio_codec.clone(),
+        },
+        stage_versions: v.stage_versions.clone(),
+        warnings: v.warnings.clone(),
+        language: v.language.clone(),
+        transcript: cues
+            .into_iter()
+            .map(|c| TranscriptCue {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                text: c.text,
+                source: c.source,
+                language: c.language,
+            })
+            .collect(),
         segments,
         jobs: jobs.iter().map(job_out).collect(),
+    })
+}
+
+/// One video: facts, status, per-stage versions, warnings, language override,
+/// transcript (cues of every source), segments and jobs.
+#[utoipa::path(get, path = "/api/videos/{id}", tag = "library", params(("id" = i64, Path, description = "Video id")),
+    responses((status = 200, body = VideoDetail), (status = 404, body = ErrorBody)))]
+pub async fn video(State(st): State<Arc<AppState>>, Path(raw): Path<String>) -> ApiResult<Json<VideoDetail>> {
+    let v = video_by_raw_id(&st, &raw).await?;
+    Ok(Json(video_detail(&st, v).await?))
+}
+
+/// Checks a language code: 2–3 lowercase ASCII letters.
+pub fn check_language(code: &str) -> Result<(), String> {
+    let ok = (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "language must be a code of 2–3 lowercase letters (such as \"en\" or \"de\") or null, got {}",
+            serde_json::Value::String(code.chars().take(40).collect())
+        ))
+    }
+}
+
+/// Sets the language a video's speech is recognised in (`null`: detect it)
+/// and queues the video for reindexing.
+#[utoipa::path(post, path = "/api/videos/{id}/language", tag = "library",
+    params(("id" = i64, Path, description = "Video id")), request_body = LanguageRequest,
+    responses((status = 200, body = LanguageResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_language(
+    State(st): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> ApiResult<Json<LanguageResponse>> {
+    let v = video_by_raw_id(&st, &raw).await?;
+    let Json(body) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let language = match body.as_object().and_then(|o| o.get("language")) {
+        None => {
+            return Err(ApiError::bad_request(
+                "expected a JSON object {\"language\": \"de\"} or {\"language\": null}",
+            ))
+        }
+        Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(code)) => {
+            check_language(code).map_err(ApiError::bad_request)?;
+            Some(code.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "language must be a string of 2–3 lowercase letters or null, got {other}"
+            )))
+        }
+    };
+    if !st.store.set_video_language(v.id, language.as_deref()).await? {
+        return Err(ApiError::not_found(format!("no video with id {}", v.id)));
+    }
+    let job = if matches!(
+        v.status,
+        kino_store::VideoStatus::Missing | kino_store::VideoStatus::Duplicate
+    ) {
+        None
+    } else {
+        Some(job_out(&st.store.enqueue_job(v.id, "reindex").await?))
+    };
+    tracing::info!(video = v.id, language = ?language, "speech language set; reindex queued");
+    Ok(Json(LanguageResponse {
+        video_id: v.id,
+        language,
+        job,
     }))
 }
 
@@ -419,13 +579,14 @@ pub async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
 #[openapi(
     info(
         title = "kino",
-        description = "Search a video library by meaning: moments, answers, library, jobs."
+        description = "Search a video library by meaning: moments, answers, library, transcripts, jobs."
     ),
     paths(
         search,
         ask,
         videos,
         video,
+        set_language,
         jobs,
         reindex,
         healthz,
@@ -444,6 +605,10 @@ pub async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
         VideosResponse,
         VideoOut,
         VideoDetail,
+        FactsOut,
+        TranscriptCue,
+        LanguageRequest,
+        LanguageResponse,
         SegmentOut,
         JobOut,
         JobsResponse,

@@ -35,6 +35,28 @@ pub struct Moment {
     /// The segment's id, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_id: Option<i64>,
+    /// Where its words came from, sorted: the sources of the cues that overlap
+    /// its time span (`subtitle`, `speech`, `screen`), plus `visual` when it
+    /// matched on pictures (see [`VISUAL_SOURCE`]).
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// The source named in [`Moment::sources`] when a moment matched on pictures
+/// (it has visual tags, or its visual similarity carried it) rather than on words.
+pub const VISUAL_SOURCE: &str = "visual";
+
+/// A moment's `sources`: the cue sources overlapping it (as
+/// [`kino_store::Store::cue_sources`] gives them) plus [`VISUAL_SOURCE`] when
+/// `visual`, sorted and without repeats.
+pub fn moment_sources(cue_sources: Vec<String>, visual: bool) -> Vec<String> {
+    let mut out = cue_sources;
+    if visual {
+        out.push(VISUAL_SOURCE.to_string());
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `GET /api/search` answer: `{"results":[…]}`.
@@ -57,6 +79,9 @@ pub struct Citation {
     pub end_ms: i64,
     /// The cited sentence (a sentence of the answer).
     pub text: String,
+    /// Where the cited moment's words came from (as [`Moment::sources`]).
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// What the engine answers to a question; the web layer stores it and adds

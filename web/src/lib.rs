@@ -1,5 +1,5 @@
-//! kino-web: the pages people use (Search with Ask, Library, History) and the
-//! JSON API scripts use, served by axum.
+//! kino-web: the pages people use (Search with Ask, Library, History, a page
+//! per video with its transcript) and the JSON API scripts use, served by axum.
 //!
 //! - [`serve`] listens (127.0.0.1 by default; any other address needs a token)
 //!   until the shutdown future resolves. [`router`] builds the same app for tests.
@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod files;
 pub mod pages;
+pub mod video_page;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -37,7 +38,9 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-pub use engine::{Answer, AskResponse, BoxFuture, Citation, Moment, QueryEngine, SearchResponse};
+pub use engine::{
+    moment_sources, Answer, AskResponse, BoxFuture, Citation, Moment, QueryEngine, SearchResponse, VISUAL_SOURCE,
+};
 pub use error::{ApiError, ServeError};
 
 /// Largest accepted request body, bytes.
@@ -253,6 +256,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(pages::search))
         .route("/library", get(pages::library))
         .route("/history", get(pages::history))
+        .route("/videos/{id}", get(video_page::video))
         .route("/login", get(auth::login_page).post(auth::login))
         .route(
             "/static/app.css",
@@ -266,6 +270,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/ask", post(api::ask))
         .route("/api/videos", get(api::videos))
         .route("/api/videos/{id}", get(api::video))
+        .route("/api/videos/{id}/language", post(api::set_language))
         .route("/api/jobs", get(api::jobs))
         .route("/api/reindex", post(api::reindex))
         .route("/api/openapi.json", get(api::openapi_json))

@@ -1,4 +1,5 @@
-//! Server-rendered HTML pages: Search (with Ask), Library, History.
+//! Server-rendered HTML pages: Search (with Ask), Library, History (the
+//! video page is in [`crate::video_page`]).
 //!
 //! Everything that comes from files or the store (subtitle text, file names,
 //! tags, errors, questions) is HTML-escaped before it is written out.
@@ -114,15 +115,72 @@ pub fn layout(title: &str, active: &str, main: &str) -> String {
     )
 }
 
-const PLAYER: &str = "<section id=\"player\" class=\"player\" hidden><video id=\"video\" controls playsinline preload=\"metadata\"></video>\
+pub(crate) const PLAYER: &str = "<section id=\"player\" class=\"player\" hidden><video id=\"video\" controls playsinline preload=\"metadata\"></video>\
      <p id=\"now-playing\" class=\"now-playing\"></p></section>";
 
-fn play_attrs(video_id: i64, start_ms: i64, end_ms: i64, name: &str) -> String {
+/// The attributes app.js plays a moment from (no `href`).
+pub(crate) fn play_data(video_id: i64, start_ms: i64, end_ms: i64, name: &str) -> String {
     format!(
-        "data-video=\"{video_id}\" data-start=\"{start_ms}\" data-end=\"{end_ms}\" data-name=\"{}\" href=\"/media/{video_id}#t={:.3}\"",
-        esc(name),
+        "data-video=\"{video_id}\" data-start=\"{start_ms}\" data-end=\"{end_ms}\" data-name=\"{}\"",
+        esc(name)
+    )
+}
+
+/// [`play_data`] plus an `href` to the media file at the moment (without JavaScript).
+pub(crate) fn play_attrs(video_id: i64, start_ms: i64, end_ms: i64, name: &str) -> String {
+    format!(
+        "{} href=\"/media/{video_id}#t={:.3}\"",
+        play_data(video_id, start_ms, end_ms, name),
         start_ms as f64 / 1000.0
     )
+}
+
+/// How a source of words is named on the pages ("said" for speech, …).
+pub fn source_label(source: &str) -> &str {
+    match source {
+        "speech" => "said",
+        "subtitle" => "subtitles",
+        "screen" => "on screen",
+        "visual" => "picture",
+        other => other,
+    }
+}
+
+/// Small badges naming where a moment's words came from.
+pub(crate) fn source_badges(sources: &[String]) -> String {
+    if sources.is_empty() {
+        return String::new();
+    }
+    let items = sources
+        .iter()
+        .map(|s| {
+            format!(
+                "<li class=\"source source-{}\" data-source=\"{}\">{}</li>",
+                esc(&css_word(s)),
+                esc(s),
+                esc(source_label(s))
+            )
+        })
+        .collect::<String>();
+    format!("<ul class=\"sources\" aria-label=\"where the words came from\">{items}</ul>")
+}
+
+/// `s` reduced to the characters of a CSS class name.
+fn css_word(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The video page's URL at a moment.
+pub(crate) fn video_page_url(video_id: i64, start_ms: i64) -> String {
+    format!("/videos/{video_id}?t={}", start_ms.max(0))
 }
 
 fn moment_html(m: &Moment, query: &str) -> String {
@@ -144,14 +202,17 @@ fn moment_html(m: &Moment, query: &str) -> String {
     };
     format!(
         "<li><a class=\"moment\" {}>{thumb}<div class=\"body\"><div class=\"meta\"><span class=\"video-name\">{}</span>\
-         <span class=\"range\">{}–{}</span><span class=\"score\" title=\"score\">{:.3}</span></div>\
-         <p class=\"snippet\">{}</p>{tags}</div></a></li>",
+         <span class=\"range\">{}–{}</span>{}<span class=\"score\" title=\"score\">{:.3}</span></div>\
+         <p class=\"snippet\">{}</p>{tags}</div></a>\
+         <a class=\"video-link\" href=\"{}\">Video page and transcript</a></li>",
         play_attrs(m.video_id, m.start_ms, m.end_ms, &name),
         esc(&name),
         fmt_time(m.start_ms),
         fmt_time(m.end_ms),
+        source_badges(&m.sources),
         m.score,
         highlight(&m.text, query),
+        esc(&video_page_url(m.video_id, m.start_ms)),
     )
 }
 
@@ -345,7 +406,7 @@ pub async fn library(State(st): State<Arc<AppState>>) -> ApiResult<Html<String>>
             String::new()
         };
         rows.push_str(&format!(
-            "<li class=\"video\" data-id=\"{id}\"><div class=\"video-head\"><span class=\"video-name\" title=\"{path}\">{name}</span>\
+            "<li class=\"video\" data-id=\"{id}\"><div class=\"video-head\"><a class=\"video-name\" href=\"/videos/{id}\" title=\"{path}\">{name}</a>\
              <span class=\"status status-{status}\">{status}{prog}</span></div>\
              <div class=\"facts\">{dur} · {n} segment{pl}{vision}</div>{error}{timeline}\
              <button type=\"button\" class=\"secondary small\" data-reindex=\"{id}\">Reindex</button></li>",

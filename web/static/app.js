@@ -42,7 +42,69 @@
 
   document.addEventListener('click', function (e) {
     var el = e.target.closest && e.target.closest('[data-video][data-start]');
-    if (el && play(el)) e.preventDefault();
+    if (el && play(el)) {
+      e.preventDefault();
+      // Transcript lines: the address names the moment (shareable, survives reload).
+      if (el.hasAttribute('data-permalink') && window.history && history.replaceState) {
+        history.replaceState(null, '', el.getAttribute('href'));
+      }
+    }
+  });
+
+  // Video page: open the player at ?t= and follow playback in the transcript.
+  (function () {
+    var video = document.getElementById('video');
+    if (!video || !video.hasAttribute('data-start-at')) return;
+    var startAt = Number(video.getAttribute('data-start-at')) || 0;
+    var seekStart = function () { if (startAt > 0) video.currentTime = startAt / 1000; };
+    if (video.readyState >= 1) seekStart(); else video.addEventListener('loadedmetadata', seekStart, { once: true });
+    var lines = Array.prototype.slice.call(document.querySelectorAll('a.cue-line'));
+    var current = null;
+    video.addEventListener('timeupdate', function () {
+      var ms = video.currentTime * 1000;
+      var found = null;
+      lines.forEach(function (l) {
+        if (Number(l.getAttribute('data-start')) <= ms && ms < Number(l.getAttribute('data-end'))) found = found || l;
+      });
+      if (found === current) return;
+      if (current) current.classList.remove('current');
+      if (found) found.classList.add('current');
+      current = found;
+    });
+  })();
+
+  // Video page: the speech-language form.
+  document.querySelectorAll('form[data-video-language]').forEach(function (form) {
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var id = form.getAttribute('data-video-language');
+      var input = form.querySelector('input[name="language"]');
+      var status = document.getElementById('language-status');
+      var value = input.value.trim();
+      var button = form.querySelector('button');
+      button.disabled = true;
+      if (status) status.textContent = 'Saving…';
+      fetch('/api/videos/' + encodeURIComponent(id) + '/language', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        credentials: 'same-origin',
+        body: JSON.stringify({ language: value === '' ? null : value })
+      }).then(function (r) {
+        return r.json().then(function (j) { return { ok: r.ok, j: j }; });
+      }).then(function (res) {
+        if (!status) return;
+        if (!res.ok) {
+          status.textContent = 'Not saved: ' + (res.j.error || 'unknown error');
+          return;
+        }
+        var lang = res.j.language ? 'set to ' + res.j.language : 'detected';
+        var now = document.getElementById('language-now');
+        if (now) now.textContent = res.j.language ? 'Speech is recognised as ' + res.j.language + '.' : 'The speech language is detected.';
+        status.textContent = 'Speech language ' + lang + (res.j.job ? '; reindex queued (job ' + res.j.job.id + ').' : '.');
+      }).catch(function (err) {
+        if (status) status.textContent = 'Not saved: ' + err;
+      }).finally(function () { button.disabled = false; });
+    });
   });
 
   function reindex(body, button) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use common::{Fixture, TestDb, BICYCLE_START_MS};
+use common::{Fixture, TestDb, BICYCLE_START_MS, OVEN_CUE_START_MS, SPEECH_CUE_START_MS, XSS_TEXT};
 use kino_store::{Backend, Store};
 use kino_web::{router, AppState, WebConfig};
 use serde_json::Value;
@@ -382,6 +382,256 @@ both_backends!(
     }
 );
 
+both_backends!(
+    search_results_carry_their_sources,
+    |app: Router, store: Store, fx: Fixture| async move {
+        // The 8–12 s segment (no tags) overlaps only the speech cue at 8.5 s.
+        let j = get(&app, "/api/search?q=markup%20subtitle&k=1").await.json();
+        let first = &j["results"][0];
+        assert_eq!(first["video_id"], fx.kitchen, "{j}");
+        assert_eq!(first["start_ms"], 8000, "{j}");
+        assert_eq!(first["sources"], serde_json::json!(["speech"]), "{j}");
+        // The first segment overlaps a subtitle and has visual tags.
+        let j = get(&app, "/api/search?q=welcome%20kitchen%20bake%20bread&k=1")
+            .await
+            .json();
+        assert_eq!(j["results"][0]["start_ms"], 0, "{j}");
+        assert_eq!(
+            j["results"][0]["sources"],
+            serde_json::json!(["subtitle", "visual"]),
+            "{j}"
+        );
+        // The bicycle: on-screen text and pictures.
+        let j = get(&app, "/api/search?q=red%20bicycle%20wall&k=1").await.json();
+        assert_eq!(j["results"][0]["start_ms"], BICYCLE_START_MS, "{j}");
+        assert_eq!(
+            j["results"][0]["sources"],
+            serde_json::json!(["screen", "visual"]),
+            "{j}"
+        );
+        // A video without cues and a segment without tags: no sources at all.
+        store
+            .replace_segments(
+                fx.cats,
+                &[common::seg(
+                    0,
+                    5000,
+                    "A cat sleeps on the sofa in the sun",
+                    vec![],
+                    None,
+                )],
+                &common::versions(),
+            )
+            .await
+            .unwrap();
+        let j = get(&app, &format!("/api/search?q=cat%20sofa&video={}", fx.cats))
+            .await
+            .json();
+        assert_eq!(j["results"][0]["sources"], serde_json::json!([]), "{j}");
+        // The search page shows them as badges, and links each result to its video page.
+        let html = get(&app, "/?q=markup%20subtitle&mode=search").await.text();
+        assert!(
+            html.contains("class=\"source source-speech\" data-source=\"speech\">said</li>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("href=\"/videos/{}?t=8000\"", fx.kitchen)),
+            "results link to the video page"
+        );
+        let html = get(&app, "/?q=red%20bicycle%20wall&mode=search").await.text();
+        assert!(
+            html.contains(">on screen</li>") && html.contains(">picture</li>"),
+            "{html}"
+        );
+        // Citations of an answer carry them too.
+        let r = post_json(&app, "/api/ask", r#"{"question":"where does the red bicycle lean?"}"#).await;
+        let j = r.json();
+        assert_eq!(
+            j["citations"][0]["sources"],
+            serde_json::json!(["screen", "visual"]),
+            "{j}"
+        );
+    }
+);
+
+both_backends!(
+    video_detail_has_transcript_facts_warnings_and_language,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let warning = "audio stream unreadable: <b>invalid</b> packet at 3.2 s".to_string();
+        store
+            .set_video_warnings(fx.kitchen, std::slice::from_ref(&warning))
+            .await
+            .unwrap();
+        let r = get(&app, &format!("/api/videos/{}", fx.kitchen)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let d = r.json();
+        assert_eq!(d["video"]["id"], fx.kitchen);
+        assert_eq!(d["video"]["status"], "done");
+        assert_eq!(d["facts"]["duration_ms"], 20_000);
+        assert_eq!(d["facts"]["width"], 160);
+        let size = std::fs::metadata(fx.library.join("kitchen <b>&<i> bikes.webm"))
+            .unwrap()
+            .len();
+        assert_eq!(d["facts"]["size_bytes"], size);
+        assert_eq!(
+            d["stage_versions"],
+            serde_json::json!({"fusion": "bow-test", "text": "bow-test"})
+        );
+        assert_eq!(d["warnings"], serde_json::json!([warning]));
+        assert_eq!(d["language"], Value::Null);
+        let t = d["transcript"].as_array().unwrap();
+        let want = common::kitchen_cues();
+        assert_eq!(t.len(), want.len(), "{d}");
+        for (got, c) in t.iter().zip(&want) {
+            assert_eq!(got["start_ms"], c.start_ms);
+            assert_eq!(got["end_ms"], c.end_ms);
+            assert_eq!(got["text"], c.text.as_str());
+            assert_eq!(got["source"], c.source.as_str());
+            assert_eq!(got["language"], serde_json::json!(c.language));
+        }
+        assert_eq!(t[2]["source"], "speech");
+        assert_eq!(t[2]["language"], "en");
+        assert_eq!(t[2]["text"], XSS_TEXT);
+        assert_eq!(t[0]["language"], Value::Null, "unknown language is null, not absent");
+        assert_eq!(d["segments"].as_array().unwrap().len(), 5);
+        // A video without cues has an empty transcript.
+        let d = get(&app, &format!("/api/videos/{}", fx.cats)).await.json();
+        assert_eq!(d["transcript"], serde_json::json!([]));
+        assert_eq!(d["warnings"], serde_json::json!([]));
+    }
+);
+
+both_backends!(
+    language_override_validates_and_queues_a_reindex,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let uri = format!("/api/videos/{}/language", fx.kitchen);
+        let r = post_json(&app, &uri, r#"{"language":"de"}"#).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        assert_eq!(j["video_id"], fx.kitchen);
+        assert_eq!(j["language"], "de");
+        assert_eq!(j["job"]["kind"], "reindex");
+        assert_eq!(j["job"]["state"], "queued");
+        assert_eq!(j["job"]["video_id"], fx.kitchen);
+        assert_eq!(
+            store.video(fx.kitchen).await.unwrap().unwrap().language.as_deref(),
+            Some("de")
+        );
+        let jobs = store.jobs_of_video(fx.kitchen).await.unwrap();
+        assert_eq!(jobs.len(), 1, "one reindex job queued");
+        assert_eq!(
+            (jobs[0].kind.as_str(), jobs[0].id),
+            ("reindex", j["job"]["id"].as_i64().unwrap())
+        );
+        // The video's API shows the override.
+        assert_eq!(
+            get(&app, &format!("/api/videos/{}", fx.kitchen)).await.json()["language"],
+            "de"
+        );
+        // Three letters, then back to detection; the queued job is reused, not doubled.
+        let r = post_json(&app, &uri, r#"{"language":"haw"}"#).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = post_json(&app, &uri, r#"{"language":null}"#).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["language"], Value::Null);
+        assert_eq!(store.video(fx.kitchen).await.unwrap().unwrap().language, None);
+        assert_eq!(store.jobs_of_video(fx.kitchen).await.unwrap().len(), 1);
+
+        // Bad codes and bodies: 400 with a message saying what is expected; nothing changes.
+        store.set_video_language(fx.kitchen, Some("fr")).await.unwrap();
+        for body in [
+            r#"{"language":"DE"}"#,
+            r#"{"language":"d"}"#,
+            r#"{"language":"deut"}"#,
+            r#"{"language":"d3"}"#,
+            r#"{"language":""}"#,
+            r#"{"language":"<script>"}"#,
+            r#"{"language":7}"#,
+            r#"{"lang":"de"}"#,
+            r#"["de"]"#,
+            "{not json",
+        ] {
+            let r = post_json(&app, &uri, body).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text());
+            let e = r.json();
+            assert_eq!(e["status"], 400, "{body}: {e}");
+            let msg = e["error"].as_str().unwrap();
+            assert!(!msg.is_empty(), "{body}: {e}");
+            if body.contains("\"language\":") {
+                assert!(msg.contains("lowercase letters"), "{body}: {msg}");
+            }
+        }
+        assert_eq!(
+            store.video(fx.kitchen).await.unwrap().unwrap().language.as_deref(),
+            Some("fr")
+        );
+        // Unknown videos: 404, and no job.
+        for uri in ["/api/videos/424242/language", "/api/videos/abc/language"] {
+            let r = post_json(&app, uri, r#"{"language":"de"}"#).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}: {}", r.text());
+            assert!(r.json()["error"].as_str().unwrap().contains("no video"));
+        }
+        // A failed video can be given a language too: its reindex is queued.
+        let r = post_json(
+            &app,
+            &format!("/api/videos/{}/language", fx.failed),
+            r#"{"language":"en"}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["job"]["kind"], "reindex");
+    }
+);
+
+both_backends!(
+    video_page_shows_transcript_and_escapes_it,
+    |app: Router, store: Store, fx: Fixture| async move {
+        store
+            .set_video_warnings(fx.kitchen, &["audio stream unreadable: <i>bad</i>".to_string()])
+            .await
+            .unwrap();
+        store.set_video_language(fx.kitchen, Some("de")).await.unwrap();
+        let r = get(&app, &format!("/videos/{}?t={OVEN_CUE_START_MS}", fx.kitchen)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.header("content-type").starts_with("text/html"));
+        let html = r.text();
+        assert!(
+            html.contains("kitchen &lt;b&gt;&amp;&lt;i&gt; bikes.webm"),
+            "file name escaped"
+        );
+        assert!(!html.contains("<b>&<i>"));
+        // Transcript lines of every source, linked to their moments, text escaped.
+        assert_eq!(html.matches("class=\"cue-line\"").count(), 5, "{html}");
+        assert!(html.contains(&format!("href=\"/videos/{}?t={SPEECH_CUE_START_MS}\"", fx.kitchen)));
+        assert!(html.contains(&format!(
+            "data-video=\"{}\" data-start=\"{SPEECH_CUE_START_MS}\"",
+            fx.kitchen
+        )));
+        assert!(html.contains("&lt;script&gt;window.__kinoXss"), "cue text escaped");
+        assert!(!html.contains("<script>window") && !html.contains("<img src=x"));
+        assert!(html.contains("<span class=\"cue-text\" lang=\"de\">Das Brot"), "{html}");
+        assert!(html.contains(">said</li>") && html.contains(">subtitles</li>") && html.contains(">on screen</li>"));
+        // The player opens at ?t=.
+        assert!(html.contains(&format!("data-start-at=\"{OVEN_CUE_START_MS}\"")));
+        assert!(html.contains(&format!("src=\"/media/{}#t=16.500\"", fx.kitchen)));
+        // Facts, stages, warnings (escaped), language form.
+        assert!(html.contains("<dt>Duration</dt><dd>0:20</dd>"), "{html}");
+        assert!(html.contains("<dt>text</dt><dd><code>bow-test</code></dd>"), "{html}");
+        assert!(html.contains("audio stream unreadable: &lt;i&gt;bad&lt;/i&gt;"));
+        assert!(html.contains(&format!("data-video-language=\"{}\"", fx.kitchen)));
+        assert!(html.contains("name=\"language\" value=\"de\""));
+        // A bad ?t= opens at the start; an unknown video is 404; the library links here.
+        let html = get(&app, &format!("/videos/{}?t=abc", fx.kitchen)).await.text();
+        assert!(html.contains("data-start-at=\"0\""));
+        let html = get(&app, &format!("/videos/{}", fx.cats)).await.text();
+        assert!(html.contains("id=\"transcript-empty\""), "no cues: says so");
+        assert_eq!(get(&app, "/videos/424242").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(get(&app, "/videos/abc").await.status, StatusCode::NOT_FOUND);
+        let lib = get(&app, "/library").await.text();
+        assert!(lib.contains(&format!("href=\"/videos/{}\"", fx.kitchen)));
+    }
+);
+
 both_backends!(ops_endpoints, |app: Router, _store: Store, _fx: Fixture| async move {
     let r = get(&app, "/healthz").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -400,6 +650,7 @@ both_backends!(ops_endpoints, |app: Router, _store: Store, _fx: Fixture| async m
         "/api/ask",
         "/api/videos",
         "/api/videos/{id}",
+        "/api/videos/{id}/language",
         "/api/jobs",
         "/api/reindex",
         "/media/{video_id}",
@@ -410,6 +661,9 @@ both_backends!(ops_endpoints, |app: Router, _store: Store, _fx: Fixture| async m
         assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
     }
     assert!(doc["components"]["schemas"]["Moment"].is_object());
+    assert!(doc["components"]["schemas"]["Moment"]["properties"]["sources"].is_object());
+    assert!(doc["components"]["schemas"]["TranscriptCue"].is_object());
+    assert!(doc["components"]["schemas"]["LanguageRequest"].is_object());
     // Compressed when asked.
     let req = Request::get("/api/openapi.json")
         .header(header::ACCEPT_ENCODING, "gzip")

@@ -1,5 +1,6 @@
 //! Browser test: serves the fixture library on a free loopback port and runs
-//! `node web/browser-tests/search.mjs` (playwright-core driving Debian's
+//! `node web/browser-tests/search.mjs` (search, play, ask, library, history,
+//! the video page and its transcript; playwright-core driving Debian's
 //! headless Chromium at /usr/bin/chromium). Screenshots of each page land in
 //! `target/test-output/web/`.
 //!
@@ -12,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Fixture, TestDb, BICYCLE_START_MS};
+use common::{Fixture, TestDb, BICYCLE_START_MS, OVEN_CUE_START_MS};
 use kino_store::Backend;
 
 fn tests_dir() -> PathBuf {
@@ -38,7 +39,7 @@ fn ensure_node_modules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_play_ask_in_headless_chromium() {
+async fn search_play_ask_video_page_in_headless_chromium() {
     let chromium = std::env::var("KINO_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).is_file(),
@@ -79,6 +80,8 @@ async fn search_play_ask_in_headless_chromium() {
             .env("KINO_START_MS", start)
             .env("KINO_QUESTION", "Where does the red bicycle lean?")
             .env("KINO_XSS_QUERY", "markup subtitle")
+            .env("KINO_CUE_START_MS", OVEN_CUE_START_MS.to_string())
+            .env("KINO_CUE_TEXT", "vierzig Minuten")
             .env("KINO_CHROMIUM", chromium)
             .output()
             .expect("node is needed for the browser test (Debian package nodejs)")
@@ -97,6 +100,7 @@ async fn search_play_ask_in_headless_chromium() {
         "ask.png",
         "xss.png",
         "library.png",
+        "video.png",
         "history.png",
         "phone-search.png",
     ] {

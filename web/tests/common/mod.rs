@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use kino_store::{Backend, EmbeddingField, IndexVersions, NewSegment, NewVideo, Store, VideoStatus};
+use kino_store::{Backend, CueRecord, EmbeddingField, IndexVersions, NewSegment, NewVideo, Store, VideoStatus};
 use kino_web::{Answer, BoxFuture, Citation, Moment, QueryEngine};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -65,9 +65,13 @@ impl BowEngine {
         let hits: Vec<_> = hits.into_iter().filter(|h| h.score > 0.0).collect();
         let ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
         let segs = self.store.segments_by_id(&ids).await?;
+        // Where each hit's words came from: one store query for all of them.
+        let spans: Vec<(i64, i64, i64)> = hits.iter().map(|h| (h.video_id, h.start_ms, h.end_ms)).collect();
+        let mut cue_sources = self.store.cue_sources(&spans).await?.into_iter();
         let mut out = Vec::with_capacity(hits.len());
         let mut paths: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
         for h in hits {
+            let cues = cue_sources.next().unwrap_or_default();
             let Some(s) = segs.iter().find(|s| s.id == h.segment_id) else {
                 continue;
             };
@@ -88,6 +92,8 @@ impl BowEngine {
                 tags: s.tags.clone(),
                 thumbnail: s.thumbnail.as_ref().map(|_| format!("/thumbnails/{}", s.id)),
                 segment_id: Some(s.id),
+                // Pictures count when the segment has visual tags or a visual vector.
+                sources: kino_web::moment_sources(cues, !s.tags.is_empty() || s.visual_emb.is_some()),
             });
         }
         Ok(out)
@@ -116,6 +122,7 @@ impl QueryEngine for BowEngine {
                     start_ms: m.start_ms,
                     end_ms: m.end_ms,
                     text: m.text,
+                    sources: m.sources,
                 })
                 .collect();
             let answer = citations.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ");
@@ -278,6 +285,52 @@ pub struct Fixture {
     pub evil_thumb_segment: i64,
     /// Segment ids of the kitchen video, in time order.
     pub kitchen_segments: Vec<i64>,
+    /// Cues of the kitchen video, in time order (see [`kitchen_cues`]).
+    pub kitchen_cues: Vec<CueRecord>,
+}
+
+/// Start of the kitchen video's speech cue that is the only cue inside its
+/// segment (8–12 s, the segment without tags): that moment's sources are `["speech"]`.
+pub const SPEECH_CUE_START_MS: i64 = 8500;
+/// Start of the kitchen video's last speech cue (in German).
+pub const OVEN_CUE_START_MS: i64 = 16_500;
+
+/// The kitchen video's cues: subtitles over the first two segments, speech
+/// over the third (the `<script>` text) and the last, on-screen text over
+/// the bicycle segment.
+pub fn kitchen_cues() -> Vec<CueRecord> {
+    let cue = |start_ms: i64, end_ms: i64, text: &str, source: &str, language: Option<&str>| CueRecord {
+        start_ms,
+        end_ms,
+        text: text.to_string(),
+        source: source.to_string(),
+        language: language.map(str::to_string),
+    };
+    vec![
+        cue(
+            500,
+            3500,
+            "Welcome to the kitchen, today we bake bread together",
+            "subtitle",
+            None,
+        ),
+        cue(
+            4200,
+            7800,
+            "First knead the dough for ten minutes until smooth",
+            "subtitle",
+            None,
+        ),
+        cue(SPEECH_CUE_START_MS, 11_500, XSS_TEXT, "speech", Some("en")),
+        cue(13_000, 15_000, "STONE WALL AHEAD", "screen", None),
+        cue(
+            OVEN_CUE_START_MS,
+            19_500,
+            "Das Brot kommt vierzig Minuten in den heißen Ofen",
+            "speech",
+            Some("de"),
+        ),
+    ]
 }
 
 /// The red-bicycle moment of the kitchen video.
@@ -422,6 +475,8 @@ impl Fixture {
             .replace_segments(kitchen, &kitchen_segs, &versions())
             .await
             .unwrap();
+        let kitchen_cues = kitchen_cues();
+        store.replace_cues(kitchen, &kitchen_cues).await.unwrap();
         let cats_segs = vec![
             seg(
                 0,
@@ -461,6 +516,7 @@ impl Fixture {
             failed,
             evil_thumb_segment: cat_ids[0],
             kitchen_segments,
+            kitchen_cues,
         }
     }
 

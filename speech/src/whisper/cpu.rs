@@ -516,46 +516,46 @@ unsafe fn scores_avx512(q: &[f32], kt: Mat, len: usize, s: &mut [f32]) {
     let kp = kt.data.as_ptr();
     let sp = s.as_mut_ptr();
     if kt.col_stride == 1 {
-        // Keys' dimensions in rows: s += q[c] · row c, four rows at a time.
+        // Keys' dimensions in rows: s += q[c] · row c, four rows per pass
+        // over `s` (in L1), so that four streams are read at a time.
         let rs = kt.row_stride;
         let full = len / 16 * 16;
         let tail: __mmask16 = ((1u32 << (len - full)) - 1) as __mmask16;
-        for j in (0..len).step_by(16) {
-            let mask = if j < full { 0xffff } else { tail };
-            let mut acc = _mm512_setzero_ps();
-            let mut c = 0;
-            while c + 4 <= dh {
-                acc = _mm512_fmadd_ps(
-                    _mm512_set1_ps(q[c]),
-                    _mm512_maskz_loadu_ps(mask, kp.add(c * rs + j)),
-                    acc,
-                );
-                acc = _mm512_fmadd_ps(
+        let mut c = 0;
+        while c < dh {
+            let four = c + 4 <= dh;
+            let (r0, r1, r2, r3) = (
+                kp.add(c * rs),
+                kp.add((c + 1).min(dh - 1) * rs),
+                kp.add((c + 2).min(dh - 1) * rs),
+                kp.add((c + 3).min(dh - 1) * rs),
+            );
+            let q0 = _mm512_set1_ps(q[c]);
+            let (q1, q2, q3) = if four {
+                (
                     _mm512_set1_ps(q[c + 1]),
-                    _mm512_maskz_loadu_ps(mask, kp.add((c + 1) * rs + j)),
-                    acc,
-                );
-                acc = _mm512_fmadd_ps(
                     _mm512_set1_ps(q[c + 2]),
-                    _mm512_maskz_loadu_ps(mask, kp.add((c + 2) * rs + j)),
-                    acc,
-                );
-                acc = _mm512_fmadd_ps(
                     _mm512_set1_ps(q[c + 3]),
-                    _mm512_maskz_loadu_ps(mask, kp.add((c + 3) * rs + j)),
-                    acc,
-                );
-                c += 4;
+                )
+            } else {
+                (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps())
+            };
+            for j in (0..len).step_by(16) {
+                let mask = if j < full { 0xffff } else { tail };
+                let mut acc = if c == 0 {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_maskz_loadu_ps(mask, sp.add(j))
+                };
+                acc = _mm512_fmadd_ps(q0, _mm512_maskz_loadu_ps(mask, r0.add(j)), acc);
+                if four {
+                    acc = _mm512_fmadd_ps(q1, _mm512_maskz_loadu_ps(mask, r1.add(j)), acc);
+                    acc = _mm512_fmadd_ps(q2, _mm512_maskz_loadu_ps(mask, r2.add(j)), acc);
+                    acc = _mm512_fmadd_ps(q3, _mm512_maskz_loadu_ps(mask, r3.add(j)), acc);
+                }
+                _mm512_mask_storeu_ps(sp.add(j), mask, acc);
             }
-            while c < dh {
-                acc = _mm512_fmadd_ps(
-                    _mm512_set1_ps(q[c]),
-                    _mm512_maskz_loadu_ps(mask, kp.add(c * rs + j)),
-                    acc,
-                );
-                c += 1;
-            }
-            _mm512_mask_storeu_ps(sp.add(j), mask, acc);
+            c += if four { 4 } else { 1 };
         }
     } else {
         // Keys in rows (`kt` is a transposed row-major view): a dot product each.
@@ -584,6 +584,30 @@ unsafe fn weighted_avx512(s: &[f32], v: Mat, o: &mut [f32]) {
     let dh = o.len();
     let vp = v.data.as_ptr();
     let rs = v.row_stride;
+    if dh == 64 {
+        // One pass over the rows, all 64 columns in registers.
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut j = 0;
+        while j + 2 <= s.len() {
+            let (p0, p1) = (_mm512_set1_ps(s[j]), _mm512_set1_ps(s[j + 1]));
+            let (v0, v1) = (vp.add(j * rs), vp.add((j + 1) * rs));
+            for l in 0..4 {
+                acc[l] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0.add(16 * l)), acc[l]);
+                acc[4 + l] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1.add(16 * l)), acc[4 + l]);
+            }
+            j += 2;
+        }
+        if j < s.len() {
+            let (p0, v0) = (_mm512_set1_ps(s[j]), vp.add(j * rs));
+            for l in 0..4 {
+                acc[l] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0.add(16 * l)), acc[l]);
+            }
+        }
+        for l in 0..4 {
+            _mm512_storeu_ps(o.as_mut_ptr().add(16 * l), _mm512_add_ps(acc[l], acc[4 + l]));
+        }
+        return;
+    }
     for c in (0..dh).step_by(16) {
         let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut j = 0;

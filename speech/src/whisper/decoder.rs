@@ -57,7 +57,7 @@ pub(crate) struct Decoder {
 }
 
 /// The cache of one window: per layer the cross-attention keys (transposed,
-/// `d × frames`) and values (`frames × d`) of the encoder output, and the
+/// `d × frames`) and values (per head, `heads × frames × dh`) of the encoder output, and the
 /// self-attention keys and values (`len × d`) of the tokens fed so far.
 pub(crate) struct State {
     cross_kt: Vec<Vec<f32>>,
@@ -118,6 +118,7 @@ impl Decoder {
     pub(crate) fn start(&self, audio: &Tensor) -> Result<State> {
         let d = self.d;
         let frames = audio.dim(1)?;
+        let dh = d / self.n_head;
         let audio = audio.flatten_all()?.to_vec1::<f32>()?;
         let mut cross_kt = Vec::with_capacity(self.blocks.len());
         let mut cross_v = Vec::with_capacity(self.blocks.len());
@@ -138,8 +139,15 @@ impl Decoder {
             );
             let mut v = vec![0f32; frames * d];
             b.cross_v.apply(&audio, frames, &mut v, false, false);
+            // Each head's values together (`frames × dh`), streamed once per step.
+            let mut vh = vec![0f32; frames * d];
+            for (j, row) in v.chunks_exact(d).enumerate() {
+                for (h, part) in row.chunks_exact(dh).enumerate() {
+                    vh[(h * frames + j) * dh..][..dh].copy_from_slice(part);
+                }
+            }
             cross_kt.push(kt);
-            cross_v.push(v);
+            cross_v.push(vh);
         }
         Ok(State {
             cross_kt,
@@ -235,11 +243,7 @@ impl Decoder {
                 &qkv[..n * d],
                 d,
                 |hd| Mat::rows(&kt[hd * dh * frames..(hd + 1) * dh * frames], frames),
-                |hd| Mat {
-                    data: &v[hd * dh..],
-                    row_stride: d,
-                    col_stride: 1,
-                },
+                |hd| Mat::rows(&v[hd * frames * dh..(hd + 1) * frames * dh], dh),
                 |_| frames,
                 &mut a,
                 d,

@@ -6,7 +6,8 @@
 //! Runs on plain f32 buffers (`cpu`): the convolutions are matrix products
 //! over overlapping rows of a time-major, zero-padded input (a row of the
 //! product's left side is three consecutive input frames, so no copy is
-//! made), the block's q, k and v one fused product, the attention per head
+//! made), the block's q and v one fused product and the keys one product
+//! written transposed, the attention per head
 //! and block of 64 query rows with the scores kept in cache.
 
 use candle_core::{Device, Tensor};
@@ -19,8 +20,10 @@ use super::Result;
 
 struct Block {
     attn_ln: Norm,
-    /// q, k (no bias), v side by side: `3d × d`.
-    qkv: Linear,
+    /// q and v side by side: `2d × d`.
+    qv: Linear,
+    /// The key projection (no bias): its product is computed transposed.
+    k: Vec<f32>,
     out: Linear,
     mlp_ln: Norm,
     fc1: Linear,
@@ -95,11 +98,11 @@ impl Encoder {
                 let a = vb.pp("self_attn");
                 Ok(Block {
                     attn_ln: Norm::load(vb.pp("self_attn_layer_norm"), d)?,
-                    qkv: Linear::fuse(vec![
+                    qv: Linear::fuse(vec![
                         Linear::load(a.pp("q_proj"), d, d, true)?,
-                        Linear::load(a.pp("k_proj"), d, d, false)?,
                         Linear::load(a.pp("v_proj"), d, d, true)?,
                     ]),
+                    k: cpu::values(&a.pp("k_proj"), &[d, d], "weight")?,
                     out: Linear::load(a.pp("out_proj"), d, d, true)?,
                     mlp_ln: Norm::load(vb.pp("final_layer_norm"), d)?,
                     fc1: Linear::load(vb.pp("fc1"), d, 4 * d, true)?,
@@ -159,30 +162,38 @@ impl Encoder {
 
         let (heads, dh) = (self.n_head, d / self.n_head);
         let mut h = vec![0f32; n * d];
-        let mut qkv = vec![0f32; n * 3 * d];
+        let mut qv = vec![0f32; n * 2 * d];
+        let mut kt = vec![0f32; d * n];
         let mut a = vec![0f32; n * d];
         let mut f = vec![0f32; n * 4 * d];
         for b in &self.blocks {
             b.attn_ln.apply(&x, &mut h);
-            b.qkv.apply(&h, n, &mut qkv, false, false);
-            let ld = 3 * d;
+            b.qv.apply(&h, n, &mut qv, false, false);
+            // Kᵀ = W_k · hᵀ (`d × n`): each head's keys a contiguous
+            // `dh × n` block, read as is by the score products.
+            kino_kernels::matmul(
+                d,
+                d,
+                n,
+                Mat::rows(&b.k, d),
+                Mat::rows(&h, d).t(),
+                &mut kt,
+                n,
+                false,
+                1.0,
+                Threads::All,
+            );
+            let ld = 2 * d;
             cpu::attention(
                 n,
                 n,
                 heads,
                 dh,
-                &qkv,
+                &qv,
                 ld,
-                |hd| {
-                    Mat {
-                        data: &qkv[d + hd * dh..],
-                        row_stride: ld,
-                        col_stride: 1,
-                    }
-                    .t()
-                },
+                |hd| Mat::rows(&kt[hd * dh * n..(hd + 1) * dh * n], n),
                 |hd| Mat {
-                    data: &qkv[2 * d + hd * dh..],
+                    data: &qv[d + hd * dh..],
                     row_stride: ld,
                     col_stride: 1,
                 },

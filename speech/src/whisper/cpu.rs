@@ -579,6 +579,7 @@ unsafe fn scores_avx512(q: &[f32], kt: Mat, len: usize, s: &mut [f32]) {
 /// `o = Σ_j s[j] · v_j` over the rows of `v` (`len × dh`, columns contiguous).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)] // lanes l and 4 + l side by side
 unsafe fn weighted_avx512(s: &[f32], v: Mat, o: &mut [f32]) {
     use std::arch::x86_64::*;
     let dh = o.len();

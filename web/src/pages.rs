@@ -511,6 +511,23 @@ mod tests {
     }
 
     #[test]
+    fn source_badges_name_where_words_came_from() {
+        let sources: Vec<String> = ["screen", "speech", "subtitle", "visual", "x\"<y>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let h = source_badges(&sources);
+        for label in [">on screen<", ">said<", ">subtitles<", ">picture<"] {
+            assert!(h.contains(label), "{label} in {h}");
+        }
+        assert!(
+            h.contains("class=\"source source-x--y-\" data-source=\"x&quot;&lt;y&gt;\">x&quot;&lt;y&gt;</li>"),
+            "{h}"
+        );
+        assert_eq!(source_badges(&[]), "");
+    }
+
+    #[test]
     fn questions_are_recognised() {
         assert!(looks_like_question("where is the cat?"));
         assert!(looks_like_question("How do I bake bread"));

@@ -112,6 +112,14 @@ pub struct Video {
     /// absent. Empty for videos indexed before stage versions were recorded.
     #[serde(default)]
     pub stage_versions: std::collections::BTreeMap<String, String>,
+    /// The language its speech is recognised in (a Whisper code such as
+    /// `en`), set by the user; `None` detects it.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Problems met by the last indexing run that did not stop it (an
+    /// unreadable audio stream, decoding that stopped early, …).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// When the file was found missing.
     pub missing_since_ms: Option<i64>,
     /// When the current index was committed.
@@ -201,6 +209,9 @@ pub struct CueRecord {
     pub text: String,
     /// Where it came from (`subtitle`, `speech`, `screen`, …).
     pub source: String,
+    /// Its language where known (speech: the detected or given language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// A segment to write.

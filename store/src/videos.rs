@@ -7,7 +7,7 @@ use crate::{now_ms, MediaFacts, NewVideo, Result, Store, StoreError, Video, Vide
 
 const VIDEO_COLS: &str = "id, path, content_hash, size_bytes, mtime_ms, duration_ms, width, height, fps, \
     video_codec, audio_codec, status, error, duplicate_of, text_model, vision_model, fusion_model, \
-    needs_vision, stage_versions, missing_since_ms, indexed_ms, created_ms, updated_ms";
+    needs_vision, stage_versions, language, warnings, missing_since_ms, indexed_ms, created_ms, updated_ms";
 
 pub(crate) fn video_from_row(r: &AnyRow) -> Result<Video> {
     let status: String = r.try_get("status")?;
@@ -35,6 +35,8 @@ pub(crate) fn video_from_row(r: &AnyRow) -> Result<Video> {
         needs_vision: r.try_get::<i64, _>("needs_vision")? != 0,
         // Unreadable JSON counts as nothing recorded (the legacy columns decide).
         stage_versions: serde_json::from_str(&r.try_get::<String, _>("stage_versions")?).unwrap_or_default(),
+        language: r.try_get("language")?,
+        warnings: serde_json::from_str(&r.try_get::<String, _>("warnings")?).unwrap_or_default(),
         missing_since_ms: r.try_get("missing_since_ms")?,
         indexed_ms: r.try_get("indexed_ms")?,
         created_ms: r.try_get("created_ms")?,
@@ -115,6 +117,31 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records the problems of a video's last indexing run that did not stop
+    /// it (replacing the previous run's).
+    pub async fn set_video_warnings(&self, id: i64, warnings: &[String]) -> Result<()> {
+        let json = serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into());
+        sqlx::query("UPDATE videos SET warnings = $2, updated_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(json)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the language a video's speech is recognised in (`None`: detect).
+    /// Returns false when there is no such video.
+    pub async fn set_video_language(&self, id: i64, language: Option<&str>) -> Result<bool> {
+        let r = sqlx::query("UPDATE videos SET language = $2, updated_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(language)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Sets a video's status and error (the error is cleared when `None`).

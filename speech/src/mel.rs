@@ -113,10 +113,35 @@ fn reflect(i: isize, n: usize) -> usize {
 /// `FeatureExtractor(feature_size=n_mels)(samples, padding=0)`. Non-finite
 /// samples (never produced by a decoder) are taken as 0.
 pub fn log_mel(samples: &[f32], n_mels: usize) -> (usize, Vec<f32>) {
-    let n = samples.len();
-    let n_frames = n / HOP_LENGTH;
+    let n_frames = samples.len() / HOP_LENGTH;
     if n_frames == 0 || n_mels == 0 {
         return (n_frames, Vec::new());
+    }
+    let raw = log_spectrum(samples, 0, samples.len(), 0, n_frames, n_mels);
+    let max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (n_frames, normalize(&raw, max))
+}
+
+/// `log10` mel energies (before the clamp and scaling of [`log_mel`]) of the
+/// frames `first .. first + n_frames` of a signal of `total` samples of which
+/// `samples` holds those from index `offset` on: `n_mels × n_frames` values,
+/// mel-major. Frame `t` is centred on sample `t × 160`; beyond the signal's
+/// ends the signal is reflected, as [`log_mel`] reflects it. `samples` must
+/// hold every sample the frames read (200 either side of their centres, after
+/// reflection); a sample it lacks is taken as 0.
+///
+/// This is how a stream computes one window's features from the samples it
+/// still holds: equal, frame for frame, to [`log_mel`] over the whole signal.
+pub fn log_spectrum(
+    samples: &[f32],
+    offset: usize,
+    total: usize,
+    first: usize,
+    n_frames: usize,
+    n_mels: usize,
+) -> Vec<f64> {
+    if n_frames == 0 || n_mels == 0 || total == 0 {
+        return Vec::new();
     }
     // The reference rounds the window and the filters to f32.
     let window: Vec<f64> = (0..N_FFT)
@@ -133,11 +158,10 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> (usize, Vec<f32>) {
         })
         .collect();
     let sample = |i: isize| -> f64 {
-        let x = samples[reflect(i, n)];
-        if x.is_finite() {
-            x as f64
-        } else {
-            0.0
+        let g = reflect(i, total);
+        match g.checked_sub(offset).and_then(|j| samples.get(j)) {
+            Some(x) if x.is_finite() => *x as f64,
+            _ => 0.0,
         }
     };
 
@@ -149,7 +173,7 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> (usize, Vec<f32>) {
     let mut out = vec![0.0f64; n_mels * n_frames];
     let pad = (N_FFT / 2) as isize;
     for t in 0..n_frames {
-        let start = (t * HOP_LENGTH) as isize - pad;
+        let start = ((first + t) * HOP_LENGTH) as isize - pad;
         for (j, (x, w)) in frame.iter_mut().zip(&window).enumerate() {
             *x = sample(start + j as isize) * w;
         }
@@ -169,10 +193,14 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> (usize, Vec<f32>) {
             out[m * n_frames + t] = energy.max(1e-10).log10();
         }
     }
-    let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    out
+}
+
+/// Whisper's scaling of [`log_spectrum`] values: clamped from below at
+/// `max − 8` (`max`: the largest value over the audio), then `(x + 4) / 4`.
+pub fn normalize(raw: &[f64], max: f64) -> Vec<f32> {
     let floor = max - 8.0;
-    let values = out.into_iter().map(|x| ((x.max(floor) + 4.0) / 4.0) as f32).collect();
-    (n_frames, values)
+    raw.iter().map(|&x| ((x.max(floor) + 4.0) / 4.0) as f32).collect()
 }
 
 #[cfg(test)]
@@ -228,6 +256,22 @@ mod tests {
         }
         assert!((hz_to_mel(mel_to_hz(30.0)) - 30.0).abs() < 1e-12);
         assert!((hz_to_mel(8000.0) - 45.245640471924965).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_window_of_frames_equals_the_same_frames_of_the_whole() {
+        let x: Vec<f32> = (0..16_000)
+            .map(|i| ((i as f32 * 0.013).sin() * (i as f32 * 0.0007).cos()) * 0.4)
+            .collect();
+        let whole = log_spectrum(&x, 0, x.len(), 0, 100, 80);
+        // Frames 40..70 from only the samples they read, and the last frames
+        // (reflected at the end) from a tail.
+        let part = log_spectrum(&x[40 * 160 - 200..70 * 160 + 200], 40 * 160 - 200, x.len(), 40, 30, 80);
+        let tail = log_spectrum(&x[90 * 160 - 200..], 90 * 160 - 200, x.len(), 90, 10, 80);
+        for m in 0..80 {
+            assert_eq!(&part[m * 30..m * 30 + 30], &whole[m * 100 + 40..m * 100 + 70]);
+            assert_eq!(&tail[m * 10..m * 10 + 10], &whole[m * 100 + 90..m * 100 + 100]);
+        }
     }
 
     #[test]

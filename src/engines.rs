@@ -2,14 +2,15 @@
 //! (`kino serve` can swap the vision model in later: [`Engines::with_vision`]).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use kino_fusion::FusionModel;
 use kino_language::SentenceEncoder;
+use kino_speech::Whisper;
 use kino_vision::Swin;
 
-use crate::config::Config;
+use crate::config::{Config, SpeechMode};
 use crate::error::usage;
 
 /// Width of a Swin-T last-stage token; the fusion module's visual width when
@@ -28,6 +29,21 @@ pub struct Engines {
     pub fusion: Arc<FusionModel>,
     /// Why the vision branch is off, when it is.
     pub vision_off_reason: Option<String>,
+    /// Whisper, when speech is on and its model loads (one at a time: a
+    /// transcription holds it for a whole file).
+    pub speech: Option<Arc<Speech>>,
+    /// Why speech is off, when it is.
+    pub speech_off_reason: Option<String>,
+}
+
+/// The speech model and how it is used.
+pub struct Speech {
+    /// The model (a transcription holds the lock for a whole file).
+    pub whisper: Mutex<Whisper>,
+    /// When it transcribes.
+    pub mode: SpeechMode,
+    /// Its stage version: model name, weights digest, mode.
+    pub version: String,
 }
 
 pub use crate::staleness::Versions;
@@ -60,6 +76,58 @@ pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
     Ok(Some(swin))
 }
 
+/// Loads the speech model in `dir` (a faster-whisper folder), after checking
+/// its weights: against the pinned digest for the default model, else
+/// against the folder's `kino-manifest.json` when it has one. `Ok(None)`
+/// with the reason when there is no model there.
+pub fn load_speech(dir: &Path, name: &str) -> Result<std::result::Result<(Whisper, String), String>> {
+    let bin = dir.join("model.bin");
+    if !bin.is_file() {
+        return Ok(Err(format!(
+            "no speech model at {} (model.bin missing): speech is not indexed; \
+             run `kino models fetch speech`, then `kino reindex --stale`",
+            dir.display()
+        )));
+    }
+    let digest = kino_models::manifest::sha256_file(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    let expected = if name == kino_models::catalog::DEFAULT_SPEECH {
+        Some(kino_models::catalog::WHISPER_BASE_SHA256.to_string())
+    } else {
+        kino_models::manifest::Manifest::read(dir)
+            .ok()
+            .flatten()
+            .and_then(|m| m.file("model.bin").map(|f| f.sha256.clone()))
+    };
+    if let Some(expected) = expected.filter(|e| *e != digest) {
+        return Ok(Err(format!(
+            "{}: SHA-256 {digest} is not the expected {expected}: the file is damaged or another model; \
+             speech is not indexed until `kino models fetch speech` installs it again",
+            bin.display()
+        )));
+    }
+    match Whisper::load(dir) {
+        Ok(w) => Ok(Ok((w, format!("{name}@{}", &digest[..12])))),
+        Err(e) => Ok(Err(format!(
+            "{}: the speech model does not load ({e}); speech is not indexed",
+            dir.display()
+        ))),
+    }
+}
+
+/// The speech engine for `config`: `Err(reason)` when speech is off.
+pub fn speech_for(config: &Config) -> Result<std::result::Result<Speech, String>> {
+    if config.speech == SpeechMode::Off {
+        return Ok(Err("speech = \"off\" in the configuration".into()));
+    }
+    Ok(
+        load_speech(&config.speech_model_dir(), &config.speech_model)?.map(|(whisper, v)| Speech {
+            whisper: Mutex::new(whisper),
+            mode: config.speech,
+            version: format!("{v},{}", config.speech.as_str()),
+        }),
+    )
+}
+
 /// The fusion module for a text encoder of width `text_dim` and `vision`
 /// (its visual width is the Swin's hidden size, or Swin-T's without one).
 fn fusion_for(text_dim: usize, vision: Option<&Swin>) -> Result<FusionModel> {
@@ -82,15 +150,23 @@ impl Engines {
         let vdir = config.vision_model_dir();
         // The two models load side by side (reading, hashing and laying out
         // a few hundred MB of weights each is mostly one thread's work).
-        let (text, vision) = std::thread::scope(|s| {
+        let (text, vision, speech) = std::thread::scope(|s| {
             let vision = s.spawn(|| load_vision(&vdir));
+            let speech = s.spawn(|| speech_for(config));
             let text = load_text(&config.text_model_dir());
             let vision = vision
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the vision model panicked")));
-            (text, vision)
+            let speech = speech
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the speech model panicked")));
+            (text, vision, speech)
         });
         let text = text?;
+        let (speech, speech_off_reason) = match speech? {
+            Ok(s) => (Some(Arc::new(s)), None),
+            Err(why) => (None, Some(why)),
+        };
         let vision = vision?.map(Arc::new);
         let fusion = fusion_for(text.dim(), vision.as_deref())?;
         Ok(Engines {
@@ -98,6 +174,8 @@ impl Engines {
             vision_off_reason: vision.is_none().then(|| vision_off_reason(&vdir)),
             vision,
             fusion: Arc::new(fusion),
+            speech,
+            speech_off_reason,
         })
     }
 
@@ -123,7 +201,24 @@ impl Engines {
             },
             vision,
             fusion,
+            speech: self.speech.clone(),
+            speech_off_reason: self.speech_off_reason.clone(),
         })
+    }
+
+    /// These engines with `speech` as the speech model (`None`: off).
+    pub fn with_speech(&self, speech: Option<Arc<Speech>>) -> Engines {
+        Engines {
+            text: self.text.clone(),
+            vision: self.vision.clone(),
+            fusion: self.fusion.clone(),
+            vision_off_reason: self.vision_off_reason.clone(),
+            speech_off_reason: match &speech {
+                Some(_) => None,
+                None => Some("the speech model was turned off".into()),
+            },
+            speech,
+        }
     }
 
     /// The versions an index built now would record, with the decoder's
@@ -132,6 +227,7 @@ impl Engines {
         Versions {
             decode: decode.to_string(),
             vision: self.vision.as_ref().map(|v| v.version()),
+            speech: self.speech.as_ref().map(|s| s.version.clone()),
             text: self.text.version(),
             fusion: self.fusion.version().to_string(),
         }

@@ -26,6 +26,9 @@ pub enum Stage {
     Decode,
     /// The vision model (Swin) over the sampled frames.
     Vision,
+    /// Speech recognition (Whisper) over the audio: its model and the
+    /// `speech` setting.
+    Speech,
     /// The text encoder over subtitles and labels.
     Text,
     /// Cross-attention fusion into segment vectors.
@@ -34,13 +37,14 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 4] = [Stage::Decode, Stage::Vision, Stage::Text, Stage::Fusion];
+    pub const ALL: [Stage; 5] = [Stage::Decode, Stage::Vision, Stage::Speech, Stage::Text, Stage::Fusion];
 
     /// The stage's name as stored in `videos.stage_versions`.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Decode => "decode",
             Stage::Vision => "vision",
+            Stage::Speech => "speech",
             Stage::Text => "text",
             Stage::Fusion => "fusion",
         }
@@ -60,6 +64,8 @@ pub struct Versions {
     pub decode: String,
     /// Vision model (`None`: no weights, the vision branch is off).
     pub vision: Option<String>,
+    /// Speech model and setting (`None`: no model, or speech is off).
+    pub speech: Option<String>,
     /// Text model.
     pub text: String,
     /// Fusion module.
@@ -72,6 +78,7 @@ impl Versions {
         match stage {
             Stage::Decode => Some(&self.decode),
             Stage::Vision => self.vision.as_deref(),
+            Stage::Speech => self.speech.as_deref(),
             Stage::Text => Some(&self.text),
             Stage::Fusion => Some(&self.fusion),
         }
@@ -89,7 +96,9 @@ impl Versions {
 
     /// What an index built with these versions records: every stage that
     /// ran (`vision_ran`: the vision stage saw every frame; without weights
-    /// or with its circuit open it did not).
+    /// or with its circuit open it did not). The speech stage counts as run
+    /// whenever it is on with a model (a file without audio, or whose audio
+    /// is unreadable, has been heard as far as it can be).
     pub fn recorded(&self, vision_ran: bool) -> IndexVersions {
         Stage::ALL
             .into_iter()
@@ -144,13 +153,15 @@ pub fn stale_stage(video: &Video, current: &Versions, ask: Ask) -> Option<Stage>
         match stage {
             Stage::Decode => current.get(Stage::Decode),
             Stage::Vision => video.vision_model.as_deref(),
+            // Rows from before stage versions were never heard.
+            Stage::Speech => None,
             Stage::Text => video.text_model.as_deref(),
             Stage::Fusion => video.fusion_model.as_deref(),
         }
     };
     Stage::ALL.into_iter().find(|&stage| match (stage, current.get(stage)) {
-        // No vision weights now: nothing to add or redo.
-        (Stage::Vision, None) => false,
+        // No vision weights (speech model) now: nothing to add or redo.
+        (Stage::Vision | Stage::Speech, None) => false,
         (_, now) => recorded(stage) != now,
     })
 }
@@ -164,6 +175,7 @@ mod tests {
         Versions {
             decode: "fps=1,side=448,seg=10000".into(),
             vision: vision.map(String::from),
+            speech: None,
             text: "text-1".into(),
             fusion: "fusion-1".into(),
         }
@@ -185,6 +197,8 @@ mod tests {
             fusion_model: None,
             needs_vision: false,
             stage_versions: stages.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            language: None,
+            warnings: Vec::new(),
             missing_since_ms: None,
             indexed_ms: Some(1),
             created_ms: 1,
@@ -210,9 +224,10 @@ mod tests {
 
     #[test]
     fn stages_are_ordered_and_named() {
-        assert!(Stage::Decode < Stage::Vision && Stage::Vision < Stage::Text && Stage::Text < Stage::Fusion);
+        assert!(Stage::Decode < Stage::Vision && Stage::Vision < Stage::Speech);
+        assert!(Stage::Speech < Stage::Text && Stage::Text < Stage::Fusion);
         let names: Vec<_> = Stage::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["decode", "vision", "text", "fusion"]);
+        assert_eq!(names, ["decode", "vision", "speech", "text", "fusion"]);
         assert_eq!(Stage::Vision.to_string(), "vision");
         let mut sorted = Stage::ALL;
         sorted.sort();
@@ -395,6 +410,31 @@ mod tests {
         assert_eq!(now.recorded(false).stages, no_vision);
         // Without weights the vision stage is absent whatever the caller says.
         assert_eq!(current(None).recorded(true).stages, no_vision);
+    }
+
+    #[test]
+    fn a_speech_model_arriving_makes_videos_heard_without_it_stale_at_speech() {
+        let before = current(Some("swin-1"));
+        let row = indexed_with(&before, true);
+        assert_eq!(stale_stage(&row, &before, Ask::default()), None);
+        let mut now = before.clone();
+        now.speech = Some("whisper-base@d01c3014,auto".into());
+        assert_eq!(stale_stage(&row, &now, Ask::default()), Some(Stage::Speech));
+        // Heard with it: fresh; with another model or setting: stale again.
+        let heard = indexed_with(&now, true);
+        assert_eq!(stale_stage(&heard, &now, Ask::default()), None);
+        let mut always = now.clone();
+        always.speech = Some("whisper-base@d01c3014,always".into());
+        assert_eq!(stale_stage(&heard, &always, Ask::default()), Some(Stage::Speech));
+        // Turning speech off (or losing the model) keeps the index.
+        assert_eq!(stale_stage(&heard, &before, Ask::default()), None);
+        // Legacy rows were never heard.
+        let mut legacy = video(VideoStatus::Done, &[]);
+        legacy.text_model = Some("text-1".into());
+        legacy.vision_model = Some("swin-1".into());
+        legacy.fusion_model = Some("fusion-1".into());
+        assert_eq!(stale_stage(&legacy, &before, Ask::default()), None);
+        assert_eq!(stale_stage(&legacy, &now, Ask::default()), Some(Stage::Speech));
     }
 
     #[test]

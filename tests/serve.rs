@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::{models_dir, wait_for_exit};
+use common::{free_port, get_json, http, models_dir, wait_for, wait_for_exit, Server};
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -27,65 +26,6 @@ fn make_video(dir: &Path, name: &str, colour: &str, srt: &str) {
     std::fs::write(dir.join(format!("{name}.srt")), srt).unwrap();
     // Appear atomically under the final name (temporary names are ignored by the watcher).
     std::fs::rename(dir.join(format!("{name}.tmp.mp4")), dir.join(format!("{name}.mp4"))).unwrap();
-}
-
-/// A minimal HTTP/1.1 request over loopback; returns (status, headers, body).
-fn http(port: u16, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = common::dechunk(&body);
-    }
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, body)
-}
-
-fn get_json(port: u16, path: &str) -> Value {
-    let (status, _, body) = http(port, "GET", path, None, &[]);
-    assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(180), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

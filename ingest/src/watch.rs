@@ -24,6 +24,10 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
     "ogv", "vob", "asf", "divx", "f4v",
 ];
 
+/// File extensions (lower case) of audio-only files (podcasts, calls, voice
+/// notes): library items too, indexed from their speech.
+pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "m4a", "wav", "flac", "ogg", "opus", "aac", "wma"];
+
 /// Extensions of files still being written by browsers and download tools.
 const TEMP_EXTENSIONS: &[&str] = &["part", "crdownload", "tmp", "temp", "download", "partial", "swp"];
 
@@ -67,7 +71,8 @@ impl Default for WatchOptions {
     }
 }
 
-/// True when `path` names a video file the watcher reports: a video extension, and no
+/// True when `path` names a media file the watcher reports: a video or audio extension
+/// ([`VIDEO_EXTENSIONS`], [`AUDIO_EXTENSIONS`]), and no
 /// hidden (dot) component or temporary-download suffix.
 pub fn is_candidate(path: &Path) -> bool {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_lowercase()) else {
@@ -82,7 +87,7 @@ pub fn is_candidate(path: &Path) -> bool {
     if TEMP_EXTENSIONS.contains(&ext) {
         return false;
     }
-    VIDEO_EXTENSIONS.contains(&ext)
+    VIDEO_EXTENSIONS.contains(&ext) || AUDIO_EXTENSIONS.contains(&ext)
 }
 
 fn hidden_below(root: &Path, path: &Path) -> bool {

@@ -58,7 +58,7 @@ fn stable_paths(evs: &[WatchEvent]) -> Vec<PathBuf> {
 }
 
 #[test]
-fn startup_scan_reports_existing_videos_and_ignores_temp_hidden_and_other_files() {
+fn startup_scan_reports_existing_videos_and_audio_files_and_ignores_temp_hidden_and_other_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = canon(dir.path());
     std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
@@ -67,6 +67,10 @@ fn startup_scan_reports_existing_videos_and_ignores_temp_hidden_and_other_files(
         "a.mp4",
         "sub/b.MKV",
         "sub/deeper/c.webm",
+        "talk.mp3",
+        "sub/call.M4A",
+        "memo.opus",
+        "memo.opus.part",
         ".hidden.mp4",
         "d.mp4.part",
         "e.crdownload",
@@ -83,8 +87,11 @@ fn startup_scan_reports_existing_videos_and_ignores_temp_hidden_and_other_files(
         got,
         vec![
             root.join("a.mp4"),
+            root.join("memo.opus"),
             root.join("sub/b.MKV"),
-            root.join("sub/deeper/c.webm")
+            root.join("sub/call.M4A"),
+            root.join("sub/deeper/c.webm"),
+            root.join("talk.mp3"),
         ]
     );
     assert!(drain(&rx, Duration::from_millis(800)).is_empty());

@@ -6,6 +6,7 @@ mod media;
 mod models;
 mod query;
 mod serve;
+mod speech;
 mod text;
 mod vision;
 
@@ -27,6 +28,23 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
             json,
         } => media::frames(&file, fps, sample, &out, json),
         Command::Subtitles { file, json } => media::subtitles(&file, json),
+        Command::Transcribe {
+            file,
+            language,
+            model,
+            no_gate,
+            json,
+            srt,
+        } => speech::transcribe(
+            config,
+            &file,
+            language.as_deref(),
+            model.as_deref(),
+            !no_gate,
+            json,
+            srt,
+            quiet,
+        ),
         Command::EmbedText { model, texts, json } => text::embed_text(config, model.as_deref(), &texts, json),
         Command::Models { action } => models::run(config, action, quiet),
         Command::EmbedImage {

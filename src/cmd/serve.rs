@@ -28,13 +28,14 @@ use crate::worker::{self, WorkerEvent, WorkerOptions};
 /// Missing videos are purged after this long.
 const MISSING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// How often the vision model's folder is looked at (`KINO_MODEL_POLL_MS`).
+/// How often the vision and speech models' folders are looked at (`KINO_MODEL_POLL_MS`).
 const MODEL_POLL: Duration = Duration::from_secs(3);
 
 /// The files of a model folder whose change means a new model.
-const MODEL_FILES: [&str; 4] = [
+const MODEL_FILES: [&str; 5] = [
     "config.json",
     "model.safetensors",
+    "model.bin",
     "preprocessor_config.json",
     "kino-manifest.json",
 ];
@@ -85,6 +86,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     // Taken before loading, so weights that change during the load are seen.
     let vision_dir = config.vision_model_dir();
     let vision_files = ModelFingerprint::of(&vision_dir);
+    let speech_dir = config.speech_model_dir();
+    let speech_files = ModelFingerprint::of(&speech_dir);
     let (store, pipeline) = super::index::start_pipeline(config, &rt)?;
     let stop = super::index::install_shutdown_flag();
     rt.block_on(worker::reclaim_dead_local_leases(&store))?;
@@ -133,16 +136,30 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
                 watcher.stop();
             });
         }
-        // The vision model's folder: new weights are loaded and swapped in.
+        // The vision and speech models' folders: new weights are loaded and
+        // swapped in.
+        let poll = std::env::var("KINO_MODEL_POLL_MS")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|ms| Duration::from_millis(ms.max(10)))
+            .unwrap_or(MODEL_POLL);
         {
             let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
             let (dir, seen) = (vision_dir.clone(), vision_files);
-            let poll = std::env::var("KINO_MODEL_POLL_MS")
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|ms| Duration::from_millis(ms.max(10)))
-                .unwrap_or(MODEL_POLL);
-            s.spawn(move || watch_vision_model(pipeline, &store, &handle, &dir, seen, poll, stop));
+            s.spawn(move || {
+                watch_model(&dir, seen, poll, stop, || {
+                    vision_changed(pipeline, &store, &handle, &dir)
+                })
+            });
+        }
+        if config.speech != crate::config::SpeechMode::Off {
+            let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
+            let (dir, seen) = (speech_dir.clone(), speech_files);
+            s.spawn(move || {
+                watch_model(&dir, seen, poll, stop, || {
+                    speech_changed(pipeline, &store, &handle, config)
+                })
+            });
         }
         // Housekeeping: purge videos missing for longer than the grace period.
         {
@@ -304,19 +321,10 @@ pub async fn queue_stale(store: &Store, current: &Versions) -> Result<usize> {
     Ok(n)
 }
 
-/// Polls the vision model's folder every `poll` until `stop`. A change
-/// (new, replaced or removed files; acted on once the files have stayed the
-/// same for one more poll, so a copy in progress is not loaded) loads the
-/// model, swaps it into `pipeline` and queues the videos it makes stale.
-fn watch_vision_model(
-    pipeline: &Pipeline,
-    store: &Store,
-    rt: &tokio::runtime::Handle,
-    dir: &Path,
-    mut seen: ModelFingerprint,
-    poll: Duration,
-    stop: &AtomicBool,
-) {
+/// Polls a model's folder every `poll` until `stop`. A change (new,
+/// replaced or removed files; acted on once the files have stayed the same
+/// for one more poll, so a copy in progress is not loaded) calls `changed`.
+fn watch_model(dir: &Path, mut seen: ModelFingerprint, poll: Duration, stop: &AtomicBool, mut changed: impl FnMut()) {
     let mut settling: Option<ModelFingerprint> = None;
     while !stop.load(Ordering::Relaxed) {
         let step = Duration::from_millis(50).min(poll);
@@ -336,40 +344,74 @@ fn watch_vision_model(
         }
         settling = None;
         seen = now;
-        match engines::load_vision(dir) {
-            Ok(Some(swin)) if pipeline.versions().vision == Some(swin.version()) => {
-                tracing::debug!("the vision model's files were touched but its weights are the same");
-            }
-            Ok(Some(swin)) => {
-                let version = swin.version();
-                let current = match pipeline.set_vision(Some(Arc::new(swin))) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "the new vision model cannot be used; keeping the current models");
-                        continue;
-                    }
-                };
-                match rt.block_on(queue_stale(store, &current)) {
-                    Ok(n) => tracing::info!(
-                        vision = version,
-                        queued = n,
-                        "vision model loaded from {}; reindexing the videos indexed without it",
-                        dir.display()
-                    ),
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "queueing stale videos failed"),
+        changed();
+    }
+}
+
+/// Queues the videos the `current` versions make stale, and says so.
+fn requeue(store: &Store, rt: &tokio::runtime::Handle, current: &Versions, what: &str) {
+    match rt.block_on(queue_stale(store, current)) {
+        Ok(n) => tracing::info!(queued = n, "{what}; reindexing the videos now stale"),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "queueing stale videos failed"),
+    }
+}
+
+/// The vision model's folder changed: load the model, swap it into
+/// `pipeline`, queue the videos it makes stale.
+fn vision_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, dir: &Path) {
+    match engines::load_vision(dir) {
+        Ok(Some(swin)) if pipeline.versions().vision == Some(swin.version()) => {
+            tracing::debug!("the vision model's files were touched but its weights are the same");
+        }
+        Ok(Some(swin)) => {
+            let version = swin.version();
+            match pipeline.set_vision(Some(Arc::new(swin))) {
+                Ok(current) => requeue(
+                    store,
+                    rt,
+                    &current,
+                    &format!("vision model {version} loaded from {}", dir.display()),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the new vision model cannot be used; keeping the current models")
                 }
             }
-            Ok(None) => {
-                if pipeline.versions().vision.is_some() {
-                    tracing::info!(
-                        "the vision weights in {} are gone; the loaded model stays in use until kino restarts",
-                        dir.display()
-                    );
-                }
+        }
+        Ok(None) => {
+            if pipeline.versions().vision.is_some() {
+                tracing::info!(
+                    "the vision weights in {} are gone; the loaded model stays in use until kino restarts",
+                    dir.display()
+                );
             }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "the vision model does not load; keeping the current models")
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the vision model does not load; keeping the current models")
+        }
+    }
+}
+
+/// The speech model's folder changed: check and load the model, swap it
+/// into `pipeline`, queue the videos not heard with it.
+fn speech_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, config: &Config) {
+    match engines::speech_for(config) {
+        Ok(Ok(speech)) if pipeline.versions().speech.as_deref() == Some(speech.version.as_str()) => {
+            tracing::debug!("the speech model's files were touched but its weights are the same");
+        }
+        Ok(Ok(speech)) => {
+            let version = speech.version.clone();
+            let current = pipeline.set_speech(Some(Arc::new(speech)));
+            requeue(store, rt, &current, &format!("speech model {version} loaded"));
+        }
+        Ok(Err(why)) => {
+            if pipeline.versions().speech.is_some() {
+                tracing::info!("{why}; the loaded speech model stays in use until kino restarts");
+            } else {
+                tracing::warn!("speech still off: {why}");
             }
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the speech model does not load; keeping the current models")
         }
     }
 }

@@ -47,7 +47,8 @@ use kino_ingest::{FrameSampler, IngestError, SampleOptions};
 use kino_store::{CueRecord, IndexVersions, NewSegment, Store, Video};
 use kino_vision::{FrameFeatures, Swin};
 
-use crate::engines::{Engines, Versions};
+use crate::config::SpeechMode;
+use crate::engines::{Engines, Speech, Versions};
 
 /// Tunables of the pipeline.
 #[derive(Debug, Clone)]
@@ -160,6 +161,7 @@ pub struct IndexOutcome {
 }
 
 mod decode;
+pub(crate) mod speech;
 mod vision;
 
 use decode::{decode_loop, InOrder};
@@ -213,6 +215,9 @@ impl Pipeline {
         if let Some(why) = &engines.vision_off_reason {
             tracing::warn!("vision branch off: {why}");
         }
+        if let Some(why) = &engines.speech_off_reason {
+            tracing::warn!("speech off: {why}");
+        }
         let loaded = Self::load(engines, &opts);
         Pipeline {
             store,
@@ -244,6 +249,17 @@ impl Pipeline {
     /// started with; jobs starting from now on use the new ones.
     pub fn set_vision(&self, vision: Option<Arc<Swin>>) -> Result<Versions> {
         let engines = Arc::new(self.snapshot().engines.with_vision(vision)?);
+        Ok(self.swap(engines))
+    }
+
+    /// Swaps in `speech` as the speech model (`None`: off); returns the new
+    /// versions. Jobs already running finish with the model they started with.
+    pub fn set_speech(&self, speech: Option<Arc<Speech>>) -> Versions {
+        let engines = Arc::new(self.snapshot().engines.with_speech(speech));
+        self.swap(engines)
+    }
+
+    fn swap(&self, engines: Arc<Engines>) -> Versions {
         let loaded = Arc::new(Self::load(engines, &self.opts));
         let versions = loaded.versions.clone();
         let old = {
@@ -255,10 +271,11 @@ impl Pipeline {
         drop(old);
         tracing::info!(
             vision = versions.vision.as_deref().unwrap_or("off"),
+            speech = versions.speech.as_deref().unwrap_or("off"),
             fusion = %versions.fusion,
             "models swapped"
         );
-        Ok(versions)
+        versions
     }
 
     /// Concurrent jobs (videos) that keep the vision workers fed: as
@@ -336,12 +353,76 @@ impl Pipeline {
         let cue_set = kino_ingest::subtitles::read_cues(&path).map_err(|e| IndexError::BadInput(e.to_string()))?;
         let mut warnings = cue_set.warnings.clone();
         let mut cues = cue_set.cues;
+
+        // Speech: transcribed unless off, or (auto) subtitles cover the file.
+        let speech_wanted = engines.speech.as_ref().filter(|s| match s.mode {
+            SpeechMode::Always => true,
+            SpeechMode::Auto => !speech::subtitles_cover(&cues, info.duration_ms),
+            SpeechMode::Off => false,
+        });
+        let mut heard_anything = false;
+        if let Some(sp) = speech_wanted {
+            let t = Instant::now();
+            // A resumed job takes the speech cues its first run stored.
+            let stored: Vec<kino_ingest::Cue> = if resume_from > 0 {
+                let rows = self.rt.block_on(self.store.cues(video.id)).map_err(db)?;
+                rows.into_iter()
+                    .filter(|c| c.source == speech::SOURCE)
+                    .map(|c| kino_ingest::Cue {
+                        start_ms: c.start_ms,
+                        end_ms: c.end_ms,
+                        text: c.text,
+                        source: c.source,
+                        origin: speech::SOURCE.into(),
+                        language: c.language,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut speech_cues = if !stored.is_empty() {
+                stored
+            } else {
+                let report = |ms: i64| {
+                    progress(Progress {
+                        video_id: video.id,
+                        done_ms: ms,
+                        duration_ms: info.duration_ms,
+                        frames: 0,
+                    })
+                };
+                let heard = speech::hear(sp, &path, video.language.as_deref(), true, cancel, &report)?;
+                tracing::debug!(
+                    video = %path.display(),
+                    cues = heard.cues.len(),
+                    language = heard.language.as_deref().unwrap_or("-"),
+                    windows = heard.stats.windows,
+                    gated_ms = heard.stats.gated_ms,
+                    "speech heard"
+                );
+                warnings.extend(heard.warnings);
+                heard.cues
+            };
+            heard_anything = true;
+            if sp.mode == SpeechMode::Auto {
+                speech_cues = speech::drop_covered(speech_cues, &cues);
+            }
+            cues.extend(speech_cues);
+            metrics::histogram!("kino_stage_seconds", "stage" => "speech").record(t.elapsed().as_secs_f64());
+        }
         cues.sort_by_key(|c| (c.start_ms, c.end_ms));
         if !info.has_video && cues.is_empty() {
-            return Err(IndexError::BadInput(format!(
-                "{}: no video stream and no subtitles: nothing to index",
-                path.display()
-            )));
+            if !heard_anything {
+                let why = match &engines.speech_off_reason {
+                    Some(r) => format!("speech is off: {r}"),
+                    None => "subtitles cover it".into(),
+                };
+                return Err(IndexError::BadInput(format!(
+                    "{}: no video stream and no subtitles, and {why}: nothing to index",
+                    path.display()
+                )));
+            }
+            warnings.push("no speech heard in this audio file: nothing to search in it".into());
         }
         let t = Instant::now();
         let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
@@ -376,6 +457,7 @@ impl Pipeline {
                 end_ms: c.end_ms,
                 text: c.text.clone(),
                 source: c.source.clone(),
+                language: c.language.clone(),
             })
             .collect();
         self.rt
@@ -521,6 +603,9 @@ impl Pipeline {
         for w in &warnings {
             tracing::warn!(video = %path.display(), "{w}");
         }
+        self.rt
+            .block_on(self.store.set_video_warnings(video.id, &warnings))
+            .map_err(db)?;
         Ok(IndexOutcome {
             segments: total,
             frames: frames_seen,

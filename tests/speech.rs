@@ -1,0 +1,387 @@
+//! Speech end to end with the real Whisper base model: `kino transcribe` on
+//! generated speech (espeak-ng) in a video, in 8-channel 96 kHz audio, and
+//! its bad inputs; `kino serve` over a library of ten distractors, a video
+//! whose words are only spoken and an audio-only file, searched by
+//! paraphrases from the CLI and the API.
+
+mod common;
+
+use common::{free_port, get_json, models_dir, wait_for, wait_until, Server};
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn kino(home: &Path) -> Command {
+    kino_with(home, &models_dir())
+}
+
+fn kino_with(home: &Path, models: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL")
+        .env_remove("KINO_SPEECH")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models)
+        .arg("-q");
+    c
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn espeak(text: &str, out: &Path) {
+    let st = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(out)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs (scripts/setup installs it)");
+    assert!(st.success());
+}
+
+/// A file of `secs` seconds (a coloured picture when `colour` is given, audio
+/// only otherwise) whose audio holds `speech` (start second, words) over
+/// silence; `extra` are the output options (codecs, channels, rate).
+fn media(dir: &Path, name: &str, colour: Option<&str>, secs: u32, speech: &[(u32, &str)], extra: &[&str]) -> PathBuf {
+    let work = dir.join(format!(".{name}.parts"));
+    std::fs::create_dir_all(&work).unwrap();
+    let mut args: Vec<String> = Vec::new();
+    if let Some(c) = colour {
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("color=c={c}:s=160x120:r=5:d={secs}"));
+    }
+    args.extend(["-f", "lavfi", "-i"].map(String::from));
+    args.push(format!("anullsrc=r=22050:cl=mono:d={secs}"));
+    let first_audio = usize::from(colour.is_some());
+    let mut filter = String::new();
+    for (k, (at, words)) in speech.iter().enumerate() {
+        let wav = work.join(format!("{k}.wav"));
+        espeak(words, &wav);
+        args.extend(["-i".to_string(), wav.display().to_string()]);
+        filter.push_str(&format!("[{}:a]adelay={}:all=1[s{k}];", first_audio + 1 + k, at * 1000));
+    }
+    filter.push_str(&format!("[{first_audio}:a]"));
+    for k in 0..speech.len() {
+        filter.push_str(&format!("[s{k}]"));
+    }
+    filter.push_str(&format!(
+        "amix=inputs={}:duration=first:normalize=0[a]",
+        speech.len() + 1
+    ));
+    args.extend(["-filter_complex".to_string(), filter]);
+    if colour.is_some() {
+        args.extend(
+            [
+                "-map",
+                "0:v",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ]
+            .map(String::from),
+        );
+    }
+    args.extend(["-map", "[a]"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["-t".to_string(), secs.to_string()]);
+    let path = dir.join(name);
+    args.push(path.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&refs);
+    std::fs::remove_dir_all(&work).unwrap();
+    path
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[test]
+fn transcribe_prints_timed_cues_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let said = "The old sailor painted his wooden boat bright yellow every summer.";
+    // Eight channels at 96 kHz in FLAC, the speech at 4 s.
+    let flac = media(
+        dir.path(),
+        "surround.flac",
+        None,
+        15,
+        &[(4, said)],
+        &["-ac", "8", "-ar", "96000", "-c:a", "flac"],
+    );
+    let v = json_of(&run(kino(&home).arg("transcribe").arg(&flac).arg("--json")));
+    assert_eq!(v["language"], "en", "{v}");
+    let cues = v["cues"].as_array().unwrap();
+    assert!(!cues.is_empty(), "{v}");
+    let text: String = cues
+        .iter()
+        .map(|c| format!("{} ", c["text"].as_str().unwrap()))
+        .collect();
+    let (got, want) = (words(&text), words(said));
+    let hits = want.iter().filter(|w| got.contains(w)).count();
+    assert!(hits * 10 >= want.len() * 8, "{got:?} against {want:?}");
+    let start = cues[0]["start_ms"].as_i64().unwrap();
+    assert!((3_000..=5_000).contains(&start), "spoken at 4 s, cue at {start} ms");
+    for c in cues {
+        assert_eq!(c["source"], "speech");
+        assert!(c["end_ms"].as_i64() > c["start_ms"].as_i64(), "{c}");
+    }
+
+    // SRT, with the language given.
+    let out = run(kino(&home)
+        .arg("transcribe")
+        .arg(&flac)
+        .args(["--srt", "--language", "en"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let srt = String::from_utf8(out.stdout).unwrap();
+    let mut lines = srt.lines();
+    assert_eq!(lines.next(), Some("1"), "{srt}");
+    let times = lines.next().unwrap();
+    assert!(
+        times.len() == 29 && times.starts_with("00:00:0") && times.contains(" --> "),
+        "{times}"
+    );
+    assert!(srt.to_lowercase().contains("sailor"), "{srt}");
+
+    // Bad input: exit 2, the file named.
+    let silent_video = dir.path().join("silent.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=160x120:r=5:d=3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        silent_video.to_str().unwrap(),
+    ]);
+    let empty = dir.path().join("empty.mp3");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.path().join("garbage.m4a");
+    std::fs::write(&garbage, vec![0x5au8; 50_000]).unwrap();
+    for (file, says) in [
+        (silent_video.clone(), "no audio stream"),
+        (dir.path().join("nowhere.wav"), "no such file"),
+        (empty.clone(), ""),
+        (garbage.clone(), ""),
+    ] {
+        let out = run(kino(&home).arg("transcribe").arg(&file));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", file.display());
+        assert!(err.contains(file.to_str().unwrap()) && err.contains(says), "{err}");
+    }
+    let out = run(kino(&home).arg("transcribe").arg(&flac).args(["--language", "xx"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"xx\""));
+
+    // A damaged model is refused by its checksum, with what to do.
+    let models = dir.path().join("models");
+    let bad = models.join("Systran/faster-whisper-base");
+    std::fs::create_dir_all(&bad).unwrap();
+    let good = models_dir().join("Systran/faster-whisper-base");
+    for f in ["config.json", "tokenizer.json", "vocabulary.txt"] {
+        std::fs::copy(good.join(f), bad.join(f)).unwrap();
+    }
+    std::fs::write(bad.join("model.bin"), b"not the weights").unwrap();
+    let out = run(kino_with(&home, &models).arg("transcribe").arg(&flac));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SHA-256") && err.contains("kino models fetch speech"),
+        "{err}"
+    );
+    std::fs::remove_file(bad.join("model.bin")).unwrap();
+    let out = run(kino_with(&home, &models).arg("transcribe").arg(&flac));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model.bin missing") && err.contains("kino models fetch speech"),
+        "{err}"
+    );
+}
+
+/// Ten distractors: five subtitled, three with speech on other subjects,
+/// two silent.
+fn distractors(lib: &Path) {
+    let topics = [
+        (
+            "pasta",
+            "Boil the water, add salt, and cook the spaghetti for nine minutes.",
+        ),
+        (
+            "football",
+            "The striker scored in the last minute and the stadium went wild.",
+        ),
+        ("stocks", "Shares in the bank fell sharply after the quarterly report."),
+        (
+            "knitting",
+            "Cast on forty stitches with the blue wool and knit two rows.",
+        ),
+        ("rocket", "The rocket lifted off from the launch pad and reached orbit."),
+    ];
+    for (i, (name, line)) in topics.iter().enumerate() {
+        let path = lib.join(format!("{name}.mp4"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c=0x{:02x}4080:s=160x120:r=5:d=12", 40 * i),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        std::fs::write(
+            lib.join(format!("{name}.srt")),
+            format!("1\n00:00:02,000 --> 00:00:07,000\n{line}\n\n"),
+        )
+        .unwrap();
+    }
+    media(
+        lib,
+        "piano.mp4",
+        Some("white"),
+        14,
+        &[(2, "Practise the scales slowly with the left hand before the right.")],
+        &["-c:a", "aac"],
+    );
+    media(
+        lib,
+        "dogs.m4a",
+        None,
+        12,
+        &[(1, "Reward the puppy with a treat every time it sits on command.")],
+        &["-c:a", "aac"],
+    );
+    media(
+        lib,
+        "coffee.wav",
+        None,
+        12,
+        &[(3, "Grind the beans just before you brew, and use water below boiling.")],
+        &["-c:a", "pcm_s16le"],
+    );
+    media(lib, "quiet.mp4", Some("black"), 10, &[], &["-c:a", "aac"]);
+    media(lib, "hum.ogg", None, 10, &[], &["-c:a", "libvorbis"]);
+}
+
+#[test]
+fn spoken_words_are_found_in_videos_and_audio_files_from_the_cli_and_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    distractors(&lib);
+    // The words of these two are only spoken.
+    let lecture = media(
+        &lib,
+        "lecture.mp4",
+        Some("navy"),
+        40,
+        &[
+            (2, "Good morning everyone, and welcome to the second class of the term."),
+            (
+                21,
+                "The volcano erupted at night, and glowing lava flowed down towards the village.",
+            ),
+        ],
+        &["-c:a", "aac"],
+    );
+    let memo = media(
+        &lib,
+        "memo.mp3",
+        None,
+        30,
+        &[(
+            12,
+            "Remember to water the tomato plants and feed the chickens before you leave for the airport.",
+        )],
+        &["-c:a", "libmp3lame"],
+    );
+
+    let port = free_port();
+    let _server = Server(
+        kino(&home)
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_until("the library indexed", Duration::from_secs(900), || {
+        let v = get_json(port, "/api/videos");
+        let vids = v["videos"].as_array().cloned().unwrap_or_default();
+        vids.len() == 12 && vids.iter().all(|v| v["status"] == "done" || v["status"] == "failed")
+    });
+    let videos = get_json(port, "/api/videos");
+    for v in videos["videos"].as_array().unwrap() {
+        assert_eq!(v["status"], "done", "{v}");
+    }
+
+    // (query, file, the spoken moment's start second)
+    let cases = [
+        ("hot magma pouring out of a crater", &lecture, 21),
+        ("farm chores before catching a flight", &memo, 12),
+    ];
+    for (query, file, at) in cases {
+        let check = |res: &Value, from: &str| {
+            let top = &res["results"][0];
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(
+                top["path"].as_str().is_some_and(|p| p.ends_with(name)),
+                "{from} {query:?}: {res}"
+            );
+            let (s, e) = (top["start_ms"].as_i64().unwrap(), top["end_ms"].as_i64().unwrap());
+            assert!(
+                s <= at * 1000 + 1000 && e > at * 1000,
+                "{from} {query:?}: spoken at {at} s, moment {s}–{e}"
+            );
+        };
+        let api = get_json(port, &format!("/api/search?q={}&k=5", query.replace(' ', "%20")));
+        check(&api, "API");
+        let cli = json_of(&run(kino(&home).args(["search", query, "-k", "5", "--json"])));
+        check(&cli, "CLI");
+    }
+}

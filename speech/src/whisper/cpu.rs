@@ -182,11 +182,31 @@ pub(crate) fn from_f16(w: &[u16]) -> Vec<f32> {
     out.par_chunks_mut(MIN_CHUNK)
         .zip(w.par_chunks(MIN_CHUNK))
         .for_each(|(o, w)| {
+            #[cfg(target_arch = "x86_64")]
+            if kino_kernels::avx512() {
+                // SAFETY: the CPU has AVX-512F (checked by `avx512`).
+                unsafe { from_f16_avx512(w, o) };
+                return;
+            }
             for (o, &h) in o.iter_mut().zip(w) {
                 *o = half::f16::from_bits(h).to_f32();
             }
         });
     out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn from_f16_avx512(w: &[u16], o: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = w.len().min(o.len());
+    let full = n / 16 * 16;
+    for i in (0..full).step_by(16) {
+        _mm512_storeu_ps(o.as_mut_ptr().add(i), load_w::<true>(w.as_ptr().cast(), i));
+    }
+    for (o, &h) in o[full..n].iter_mut().zip(&w[full..n]) {
+        *o = half::f16::from_bits(h).to_f32();
+    }
 }
 
 /// `y[j] (+)= x·w[j] + b[j]` over the rows `w[j]` of `w` (then GELU when

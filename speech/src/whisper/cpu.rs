@@ -717,3 +717,158 @@ pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {
     }
     kino_kernels::softmax_rows(x, n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Attention in f64, keys and values `m × d` row-major, queries `n × d`.
+    fn naive(n: usize, m: usize, heads: usize, q: &[f32], k: &[f32], v: &[f32], causal: Option<usize>) -> Vec<f64> {
+        let d = q.len() / n;
+        let dh = d / heads;
+        let mut out = vec![0f64; n * d];
+        for i in 0..n {
+            let len = causal.map_or(m, |offset| offset + i + 1);
+            for h in 0..heads {
+                let s: Vec<f64> = (0..len)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|c| q[i * d + h * dh + c] as f64 * k[j * d + h * dh + c] as f64)
+                            .sum::<f64>()
+                            / (dh as f64).sqrt()
+                    })
+                    .collect();
+                let max = s.iter().cloned().fold(f64::MIN, f64::max);
+                let total: f64 = s.iter().map(|x| (x - max).exp()).sum();
+                for (j, x) in s.iter().enumerate() {
+                    let p = (x - max).exp() / total;
+                    for c in 0..dh {
+                        out[i * d + h * dh + c] += p * v[j * d + h * dh + c] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_the_definition_for_one_and_many_queries() {
+        let (heads, dh, m) = (4, 64, 150);
+        let d = heads * dh;
+        let k = lcg(m * d, 1);
+        let v = lcg(m * d, 2);
+        // Keys transposed per head, as the decoder's cross-attention holds them.
+        let mut kt = vec![0f32; d * m];
+        for j in 0..m {
+            for c in 0..d {
+                kt[c * m + j] = k[j * d + c];
+            }
+        }
+        for n in [1, 3, 70, 150] {
+            let q: Vec<f32> = lcg(n * d, 3 + n as u64).iter().map(|x| x * 4.0).collect();
+            for causal in [None, Some(m - n)] {
+                let want = naive(n, m, heads, &q, &k, &v, causal);
+                let valid = |i: usize| causal.map_or(m, |offset| offset + i + 1);
+                let rows_k = |h: usize| {
+                    Mat {
+                        data: &k[h * dh..],
+                        row_stride: d,
+                        col_stride: 1,
+                    }
+                    .t()
+                };
+                let transposed_k = |h: usize| Mat::rows(&kt[h * dh * m..(h + 1) * dh * m], m);
+                let vm = |h: usize| Mat {
+                    data: &v[h * dh..],
+                    row_stride: d,
+                    col_stride: 1,
+                };
+                let mut a = vec![0f32; n * d];
+                let mut b = vec![0f32; n * d];
+                attention(n, m, heads, dh, &q, d, rows_k, vm, valid, &mut a, d);
+                attention(n, m, heads, dh, &q, d, transposed_k, vm, valid, &mut b, d);
+                for (idx, w) in want.iter().enumerate() {
+                    assert!((a[idx] as f64 - w).abs() < 1e-4, "n {n} {causal:?}: {} vs {w}", a[idx]);
+                    assert!(
+                        (b[idx] as f64 - w).abs() < 1e-4,
+                        "n {n} {causal:?} (kᵀ): {} vs {w}",
+                        b[idx]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn half_float_weights_give_the_same_products() {
+        let (k, n) = (200, 70);
+        // Values that are half floats exactly, as the model's.
+        let w: Vec<f32> = lcg(k * n, 5).iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+        let w16 = to_f16(&w).expect("exact half floats");
+        assert_eq!(from_f16(&w16), w);
+        assert!(to_f16(&[0.1f32]).is_none(), "0.1 is no half float");
+        let x = lcg(k, 6);
+        let b = lcg(n, 7);
+        for (acc, gelu) in [(false, false), (false, true), (true, false)] {
+            let mut y32 = vec![0.5f32; n];
+            let mut y16 = y32.clone();
+            matvec(&x, Weights::F32(&w), &b, &mut y32, acc, gelu);
+            matvec(&x, Weights::F16(&w16), &b, &mut y16, acc, gelu);
+            assert_eq!(y32, y16, "acc {acc}, gelu {gelu}");
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|i| x[i] as f64 * w[j * k + i] as f64).sum::<f64>() + b[j] as f64;
+                let want = if acc {
+                    0.5 + dot
+                } else if gelu {
+                    kino_kernels::gelu_erf_f32::<false>(dot as f32) as f64
+                } else {
+                    dot
+                };
+                assert!((y32[j] as f64 - want).abs() < 1e-4, "{} vs {want}", y32[j]);
+            }
+        }
+        // Many rows: widened, then one product.
+        let mut lin = Linear {
+            w: w.clone(),
+            w16: Vec::new(),
+            b: b.clone(),
+            n_in: k,
+            n_out: n,
+        };
+        let xs = lcg(9 * k, 8);
+        let mut full = vec![0f32; 9 * n];
+        lin.apply(&xs, 9, &mut full, false, false);
+        lin = lin.half();
+        assert!(lin.w.is_empty() && !lin.w16.is_empty());
+        let mut half = vec![0f32; 9 * n];
+        lin.apply(&xs, 9, &mut half, false, false);
+        assert_eq!(full, half);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one() {
+        for n in [1, 15, 16, 17, 1500] {
+            let mut x: Vec<f32> = lcg(3 * n, n as u64).iter().map(|v| v * 20.0).collect();
+            let orig = x.clone();
+            softmax_rows(&mut x, n);
+            for (row, o) in x.chunks(n).zip(orig.chunks(n)) {
+                let max = o.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                let total: f64 = o.iter().map(|&v| (v as f64 - max).exp()).sum();
+                for (p, v) in row.iter().zip(o) {
+                    let want = (*v as f64 - max).exp() / total;
+                    assert!((*p as f64 - want).abs() < 1e-6, "{p} vs {want}");
+                }
+            }
+        }
+    }
+}

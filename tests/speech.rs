@@ -196,8 +196,10 @@ fn transcribe_prints_timed_cues_and_names_bad_input() {
     std::fs::write(&empty, b"").unwrap();
     let garbage = dir.path().join("garbage.m4a");
     std::fs::write(&garbage, vec![0x5au8; 50_000]).unwrap();
+    let corrupt = corrupt_audio(dir.path());
     for (file, says) in [
         (silent_video.clone(), "no audio stream"),
+        (corrupt.clone(), "audio stream unreadable"),
         (dir.path().join("nowhere.wav"), "no such file"),
         (empty.clone(), ""),
         (garbage.clone(), ""),
@@ -384,4 +386,138 @@ fn spoken_words_are_found_in_videos_and_audio_files_from_the_cli_and_the_api() {
         let cli = json_of(&run(kino(&home).args(["search", query, "-k", "5", "--json"])));
         check(&cli, "CLI");
     }
+}
+
+/// A video whose AAC audio packets are all damaged (ffmpeg's `noise`
+/// bitstream filter), with a subtitle file.
+fn corrupt_audio(dir: &Path) -> PathBuf {
+    let path = dir.join("corrupt-audio.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=teal:s=160x120:r=5:d=12",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=300:d=12",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-bsf:a",
+        "noise=amount=3",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::write(
+        dir.join("corrupt-audio.srt"),
+        "1\n00:00:02,000 --> 00:00:06,000\nThe ferry crosses the fjord twice a day.\n\n",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_broken_audio_stream_or_speech_model_loses_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    corrupt_audio(&lib);
+    // Zero-length audio with a subtitle file: indexed from the subtitle.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-t",
+        "0",
+        "-c:a",
+        "pcm_s16le",
+        lib.join("no-sound.wav").to_str().unwrap(),
+    ]);
+    std::fs::write(
+        lib.join("no-sound.srt"),
+        "1\n00:00:01,000 --> 00:00:05,000\nA quiet olive field at noon.\n\n",
+    )
+    .unwrap();
+    let out = run(kino(&home).arg("ingest").arg(&lib).arg("--json"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["status"], "done", "{r}");
+        assert!(r["segments"].as_u64().unwrap() >= 1, "{r}");
+    }
+    let broken = rows
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("corrupt-audio.mp4"))
+        .unwrap();
+    let warnings = broken["warnings"]
+        .as_array()
+        .expect("the broken audio is recorded on the video");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("audio stream unreadable")),
+        "{broken}"
+    );
+    let res = json_of(&run(kino(&home).args(["search", "a boat over the water", "--json"])));
+    assert!(
+        res["results"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("corrupt-audio.mp4"),
+        "{res}"
+    );
+
+    // A damaged speech model: speech is off, with the reason, and the rest
+    // is indexed.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(models.join("Systran/faster-whisper-base")).unwrap();
+    std::fs::write(models.join("Systran/faster-whisper-base/model.bin"), b"damaged").unwrap();
+    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
+    std::os::unix::fs::symlink(
+        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
+        models.join("sentence-transformers/all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let spoken = media(
+        &other,
+        "spoken.mp4",
+        Some("maroon"),
+        10,
+        &[(1, "Welcome aboard the night train to the mountains.")],
+        &["-c:a", "aac"],
+    );
+    std::fs::write(
+        other.join("spoken.srt"),
+        "1\n00:00:01,000 --> 00:00:04,000\nAll aboard.\n\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kino"));
+    cmd.env_remove("KINO_DATABASE_URL")
+        .env_remove("KINO_SPEECH")
+        .arg("--home")
+        .arg(dir.path().join("home2"))
+        .arg("--models")
+        .arg(&models)
+        .arg("ingest")
+        .arg(&spoken)
+        .arg("--json");
+    let out = run(&mut cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("speech off") && err.contains("SHA-256"), "{err}");
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["status"], "done", "{row}");
 }

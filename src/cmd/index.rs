@@ -262,6 +262,9 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
             if *label == "moved" {
                 o["moved"] = json!(true);
             }
+            if let Some(w) = video.as_ref().map(|v| &v.warnings).filter(|w| !w.is_empty()) {
+                o["warnings"] = json!(w);
+            }
             out!("{o}");
         }
     }

@@ -67,9 +67,10 @@ pub fn transcribe(
         language,
         warnings,
         had_audio,
+        audio_error,
         ..
     } = heard;
-    if !had_audio {
+    if !had_audio || audio_error {
         return Err(usage(match warnings.first() {
             Some(w) => format!("{}: {w}", file.display()),
             None => format!("{}: no audio stream: nothing to transcribe", file.display()),

@@ -42,6 +42,8 @@ pub(crate) struct Heard {
     pub warnings: Vec<String>,
     /// Whether the file has an audio stream that could be opened.
     pub had_audio: bool,
+    /// The audio stream could not be opened, or nothing of it decoded.
+    pub audio_error: bool,
     /// What the recogniser did.
     pub stats: StreamStats,
 }
@@ -65,6 +67,7 @@ pub(crate) fn hear(
         Ok(Some(d)) => d,
         Ok(None) => return Ok(heard),
         Err(e) => {
+            heard.audio_error = true;
             heard
                 .warnings
                 .push(format!("audio stream unreadable, speech not indexed: {e}"));
@@ -94,6 +97,13 @@ pub(crate) fn hear(
         }
         let chunk = match chunk {
             Ok(c) => c,
+            Err(e) if pushed == 0 => {
+                heard.audio_error = true;
+                heard
+                    .warnings
+                    .push(format!("audio stream unreadable, speech not indexed: {e}"));
+                break;
+            }
             Err(e) => {
                 let at = origin.unwrap_or(0) + pushed * 1000 / RATE;
                 heard.warnings.push(format!(

@@ -15,13 +15,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
 use kino_kernels::{Mat, Threads};
 
+use super::cpu::{self, Linear, Norm, Weights};
 use super::{Result, WhisperError};
-use cpu::{Linear, Norm, Weights};
-
-// Declared here rather than in `whisper/mod.rs` (the encoder reaches it as
-// `decoder::cpu`).
-#[path = "cpu.rs"]
-pub(super) mod cpu;
 
 struct Block {
     attn_ln: Norm,

@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
 use kino_kernels::{Mat, Threads};
 
-use super::decoder::cpu::{self, Linear, Norm};
+use super::cpu::{self, Linear, Norm};
 use super::Result;
 
 struct Block {

@@ -24,6 +24,7 @@ use candle_transformers::models::whisper::Config;
 
 use crate::ct2::{Ct2Error, Ct2Model};
 
+mod cpu;
 mod decode;
 mod decoder;
 mod encoder;

@@ -96,3 +96,17 @@ for p, label in ((f, "float32"), (i, "int8")):
     print(f"  ratio kino/faster-whisper {label:8} {k['audio_s_per_s'] / p['audio_s_per_s']:5.2f}x"
           f"  (transcripts {'identical' if k['text'] == p['text'] else f'{same:.1%} same words'})")
 PY
+
+# What silence and noise cost: the pipeline's stream (energy gate on) over ten
+# minutes of talk (the clip repeated), of silence and of -40 dBFS noise.
+cargo build --release --quiet -p kino-speech --example speech_cost
+cost_json="$(RAYON_NUM_THREADS="$THREADS" target/release/examples/speech_cost "$MODEL" "$clip")"
+"$KINO_REF_PYTHON" - "$cost_json" <<'PY'
+import json, sys
+c = json.loads(sys.argv[1])
+print("speech stage (energy gate on), ten minutes each:")
+for k in ("talk", "silence", "noise"):
+    r = c[k]
+    print(f"  {k:8} {r['seconds']:7.2f} s  ({r['windows']} windows decoded, {r['segments']} segments)")
+print(f"  silence costs {c['silence_fraction']:.2%} of the talk's time, -40 dBFS noise {c['noise_fraction']:.2%}")
+PY

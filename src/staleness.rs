@@ -10,11 +10,12 @@
 //! scan and watcher, the web reindex button's stale mode and serve's
 //! model hot-reload all ask this function and nothing else.
 //!
-//! The pipeline still reruns the whole video for any stale stage: a stale
-//! stage and every stage after it must be redone, and rerunning only those
-//! from stored inputs (re-fusing stored frame features without decoding) is
-//! future work. The stage returned tells what changed first; callers use it
-//! for "needs indexing or not" and for logging.
+//! A video stale for speech alone ([`only_speech_stale`]) is refreshed from
+//! its stored segments without decoding (`pipeline/refresh.rs`); for any
+//! other stale stage the pipeline reruns the whole video (rerunning only
+//! the stale stages from stored frame features is future work). The stage
+//! returned tells what changed first; callers use it for "needs indexing or
+//! not" and for logging.
 
 use kino_store::{IndexVersions, Video, VideoStatus};
 
@@ -164,6 +165,26 @@ pub fn stale_stage(video: &Video, current: &Versions, ask: Ask) -> Option<Stage>
         (Stage::Vision | Stage::Speech, None) => false,
         (_, now) => recorded(stage) != now,
     })
+}
+
+/// Whether `video`'s index differs from what `current` would make only in
+/// its speech stage: every other stage recorded with its current version
+/// (vision as recorded: ran with the current model, or did not run and
+/// there is none). Such a video can be refreshed from its stored segments
+/// without decoding or seeing its frames again. Legacy rows (no recorded
+/// stage versions) never qualify.
+pub fn only_speech_stale(video: &Video, current: &Versions) -> bool {
+    let recorded = &video.stage_versions;
+    if recorded.is_empty() {
+        return false;
+    }
+    let same = |stage: Stage| recorded.get(stage.name()).map(String::as_str) == current.get(stage);
+    let vision_fresh = match (recorded.get(Stage::Vision.name()), current.get(Stage::Vision)) {
+        (Some(r), Some(c)) => r == c,
+        (None, None) => true,
+        _ => false,
+    };
+    same(Stage::Decode) && vision_fresh && same(Stage::Text) && same(Stage::Fusion) && !same(Stage::Speech)
 }
 
 #[cfg(test)]
@@ -435,6 +456,26 @@ mod tests {
         legacy.fusion_model = Some("fusion-1".into());
         assert_eq!(stale_stage(&legacy, &before, Ask::default()), None);
         assert_eq!(stale_stage(&legacy, &now, Ask::default()), Some(Stage::Speech));
+    }
+
+    #[test]
+    fn only_speech_stale_needs_every_other_stage_current() {
+        let before = current(Some("swin-1"));
+        let mut now = before.clone();
+        now.speech = Some("whisper@abc,auto".into());
+        let row = indexed_with(&before, true);
+        assert!(only_speech_stale(&row, &now));
+        assert!(!only_speech_stale(&row, &before), "nothing stale");
+        let mut other_text = now.clone();
+        other_text.text = "text-2".into();
+        assert!(!only_speech_stale(&row, &other_text));
+        // Indexed without vision while weights exist now: vision is stale too.
+        assert!(!only_speech_stale(&indexed_with(&before, false), &now));
+        let no_vision = current(None);
+        let mut heard = no_vision.clone();
+        heard.speech = now.speech.clone();
+        assert!(only_speech_stale(&indexed_with(&no_vision, false), &heard));
+        assert!(!only_speech_stale(&video(VideoStatus::Done, &[]), &now), "legacy rows");
     }
 
     #[test]

@@ -20,14 +20,20 @@ fn kino(home: &Path) -> Command {
 }
 
 fn kino_with(home: &Path, models: &Path) -> Command {
+    let mut c = kino_logging(home, models);
+    c.arg("-q");
+    c
+}
+
+/// `kino` with its log on stderr (add `-v` for more).
+fn kino_logging(home: &Path, models: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
     c.env_remove("KINO_DATABASE_URL")
         .env_remove("KINO_SPEECH")
         .arg("--home")
         .arg(home)
         .arg("--models")
-        .arg(models)
-        .arg("-q");
+        .arg(models);
     c
 }
 
@@ -504,20 +510,105 @@ fn a_broken_audio_stream_or_speech_model_loses_nothing_else() {
         "1\n00:00:01,000 --> 00:00:04,000\nAll aboard.\n\n",
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kino"));
-    cmd.env_remove("KINO_DATABASE_URL")
-        .env_remove("KINO_SPEECH")
-        .arg("--home")
-        .arg(dir.path().join("home2"))
-        .arg("--models")
-        .arg(&models)
+    let out = run(kino_logging(&dir.path().join("home2"), &models)
         .arg("ingest")
         .arg(&spoken)
-        .arg("--json");
-    let out = run(&mut cmd);
+        .arg("--json"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("speech off") && err.contains("SHA-256"), "{err}");
     let row: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row["status"], "done", "{row}");
+}
+
+#[test]
+fn a_speech_model_arriving_refreshes_speech_without_decoding_frames_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    media(
+        &lib,
+        "harbour.mp4",
+        Some("navy"),
+        25,
+        &[(
+            13,
+            "The fishermen unloaded crates of silver herring onto the quay at dawn.",
+        )],
+        &["-c:a", "aac"],
+    );
+    // With the vision branch on (a small random Swin in HF layout) and no
+    // speech model at first.
+    let link = |models: &Path, name: &str, from: &Path| {
+        let to = models.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(from, to).unwrap();
+    };
+    let text = models_dir().join("sentence-transformers/all-MiniLM-L6-v2");
+    let swin = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
+    let vision_name = "microsoft/swin-tiny-patch4-window7-224";
+    let without = dir.path().join("without-speech");
+    link(&without, "sentence-transformers/all-MiniLM-L6-v2", &text);
+    link(&without, vision_name, &swin);
+    let with = dir.path().join("with-speech");
+    link(&with, "sentence-transformers/all-MiniLM-L6-v2", &text);
+    link(&with, vision_name, &swin);
+    link(
+        &with,
+        "Systran/faster-whisper-base",
+        &models_dir().join("Systran/faster-whisper-base"),
+    );
+    let out = run(kino_with(&home, &without).arg("ingest").arg(&lib).arg("--json"));
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["status"], "done", "{row}");
+    let search = |home: &Path| {
+        json_of(&run(kino_with(home, &with).args([
+            "search",
+            "unloading fish at the harbour",
+            "--json",
+        ])))
+    };
+    let spoken = |res: &Value| {
+        res["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["text"].as_str().unwrap_or("").contains("herring"))
+    };
+    let before = search(&home);
+    assert!(!spoken(&before), "no speech yet: {before}");
+
+    // The speech model is there now: the video is stale for speech alone and
+    // is refreshed from its stored index, no frame decoded.
+    let out = run(kino_logging(&home, &with).arg("ingest").arg(&lib).arg("--json"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("speech refreshed from the stored index"), "{log}");
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["status"], "done", "{row}");
+    let res = search(&home);
+    let top = &res["results"][0];
+    assert!(top["path"].as_str().unwrap().ends_with("harbour.mp4"), "{res}");
+    let (s, e) = (top["start_ms"].as_i64().unwrap(), top["end_ms"].as_i64().unwrap());
+    assert!(s <= 14_000 && e > 13_000, "spoken at 13 s, moment {s}–{e}");
+    // Fresh now: a third run has nothing to do.
+    let out = run(kino_with(&home, &with).arg("ingest").arg(&lib).arg("--json"));
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["status"], "unchanged", "{row}");
+    // And the refresh equals a full run: the same moments (with their
+    // visual tags), the same scores.
+    let out = run(kino_with(&home, &with).args(["reindex", "--all", "--json"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = search(&home);
+    let (a, b) = (res["results"].as_array().unwrap(), full["results"].as_array().unwrap());
+    assert_eq!(a.len(), b.len(), "{res} against {full}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(
+            (&x["start_ms"], &x["end_ms"], &x["text"]),
+            (&y["start_ms"], &y["end_ms"], &y["text"])
+        );
+        let (sx, sy) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+        assert!((sx - sy).abs() < 1e-4, "refreshed {x} against full {y}");
+    }
 }

@@ -308,6 +308,14 @@ impl FusionModel {
         &self.version
     }
 
+    /// Whether the fused vectors depend on the Swin token grids (a trained
+    /// head with its grid gate open). When they do not, a segment re-fused
+    /// from its stored visual vector (the label embedding) comes out as it
+    /// would from the frames.
+    pub fn reads_grids(&self) -> bool {
+        self.grid_gate > 0.0
+    }
+
     /// Fuses one segment. Fails on vectors of the wrong width, on grids of different shapes, and on a segment
     /// with neither cues nor visual tokens ([`FusionError::NothingToFuse`]).
     pub fn fuse(&self, inputs: &SegmentInputs) -> Result<FusedSegment, FusionError> {

@@ -44,10 +44,9 @@ use image::RgbImage;
 use kino_fusion::align::Segmenter;
 use kino_fusion::{AlignedSegment, FrameVisual, FusionError, SegmentInputs, TimedText, VisualGrid};
 use kino_ingest::{FrameSampler, IngestError, SampleOptions};
-use kino_store::{CueRecord, IndexVersions, NewSegment, Store, Video};
+use kino_store::{IndexVersions, NewSegment, Store, Video};
 use kino_vision::{FrameFeatures, Swin};
 
-use crate::config::SpeechMode;
 use crate::engines::{Engines, Speech, Versions};
 
 /// Tunables of the pipeline.
@@ -160,7 +159,9 @@ pub struct IndexOutcome {
     pub versions: Versions,
 }
 
+mod cues;
 mod decode;
+mod refresh;
 pub(crate) mod speech;
 mod vision;
 
@@ -349,120 +350,11 @@ impl Pipeline {
             .block_on(self.store.set_video_facts(video.id, &facts))
             .map_err(anyhow::Error::from)?;
 
-        // Text: every cue, embedded in batches.
-        let cue_set = kino_ingest::subtitles::read_cues(&path).map_err(|e| IndexError::BadInput(e.to_string()))?;
-        let mut warnings = cue_set.warnings.clone();
-        let mut cues = cue_set.cues;
-
-        // Speech: transcribed unless off, or (auto) subtitles cover the file.
-        let speech_wanted = engines.speech.as_ref().filter(|s| match s.mode {
-            SpeechMode::Always => true,
-            SpeechMode::Auto => !speech::subtitles_cover(&cues, info.duration_ms),
-            SpeechMode::Off => false,
-        });
-        let mut heard_anything = false;
-        if let Some(sp) = speech_wanted {
-            let t = Instant::now();
-            // A resumed job takes the speech cues its first run stored.
-            let stored: Vec<kino_ingest::Cue> = if resume_from > 0 {
-                let rows = self.rt.block_on(self.store.cues(video.id)).map_err(db)?;
-                rows.into_iter()
-                    .filter(|c| c.source == speech::SOURCE)
-                    .map(|c| kino_ingest::Cue {
-                        start_ms: c.start_ms,
-                        end_ms: c.end_ms,
-                        text: c.text,
-                        source: c.source,
-                        origin: speech::SOURCE.into(),
-                        language: c.language,
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut speech_cues = if !stored.is_empty() {
-                stored
-            } else {
-                let report = |ms: i64| {
-                    progress(Progress {
-                        video_id: video.id,
-                        done_ms: ms,
-                        duration_ms: info.duration_ms,
-                        frames: 0,
-                    })
-                };
-                let heard = speech::hear(sp, &path, video.language.as_deref(), true, cancel, &report)?;
-                tracing::debug!(
-                    video = %path.display(),
-                    cues = heard.cues.len(),
-                    language = heard.language.as_deref().unwrap_or("-"),
-                    windows = heard.stats.windows,
-                    gated_ms = heard.stats.gated_ms,
-                    "speech heard"
-                );
-                warnings.extend(heard.warnings);
-                heard.cues
-            };
-            heard_anything = true;
-            if sp.mode == SpeechMode::Auto {
-                speech_cues = speech::drop_covered(speech_cues, &cues);
-            }
-            cues.extend(speech_cues);
-            metrics::histogram!("kino_stage_seconds", "stage" => "speech").record(t.elapsed().as_secs_f64());
+        // Refresh only what speech changes, when nothing else is stale.
+        if resume_from == 0 && self.can_refresh_speech(video, &loaded) {
+            return self.refresh_speech(video, &path, &info, &loaded, cancel, progress, started);
         }
-        cues.sort_by_key(|c| (c.start_ms, c.end_ms));
-        if !info.has_video && cues.is_empty() {
-            if !heard_anything {
-                let why = match &engines.speech_off_reason {
-                    Some(r) => format!("speech is off: {r}"),
-                    None => "subtitles cover it".into(),
-                };
-                return Err(IndexError::BadInput(format!(
-                    "{}: no video stream and no subtitles, and {why}: nothing to index",
-                    path.display()
-                )));
-            }
-            warnings.push("no speech heard in this audio file: nothing to search in it".into());
-        }
-        let t = Instant::now();
-        let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
-        let mut embeddings = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(64) {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(IndexError::Cancelled);
-            }
-            embeddings.extend(
-                engines
-                    .text
-                    .encode(chunk)
-                    .map_err(|e| anyhow!(e).context("encoding subtitles"))?,
-            );
-        }
-        metrics::histogram!("kino_inference_seconds", "model" => "text").record(t.elapsed().as_secs_f64());
-        let timed: Vec<TimedText> = cues
-            .iter()
-            .zip(embeddings)
-            .map(|(c, e)| TimedText {
-                start_ms: c.start_ms,
-                end_ms: c.end_ms,
-                text: c.text.clone(),
-                source: c.source.clone(),
-                embedding: e,
-            })
-            .collect();
-        let records: Vec<CueRecord> = cues
-            .iter()
-            .map(|c| CueRecord {
-                start_ms: c.start_ms,
-                end_ms: c.end_ms,
-                text: c.text.clone(),
-                source: c.source.clone(),
-                language: c.language.clone(),
-            })
-            .collect();
-        self.rt
-            .block_on(self.store.replace_cues(video.id, &records))
-            .map_err(anyhow::Error::from)?;
+        let (timed, mut warnings) = self.gather_cues(video, &path, &info, engines, resume_from, cancel, progress)?;
 
         let mut builder = self
             .opts

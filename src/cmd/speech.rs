@@ -60,7 +60,7 @@ pub fn transcribe(
         bar.set_message(format!("{} / {}", clock(ms), clock(duration_ms)));
     };
     let cancel = AtomicBool::new(false);
-    let heard = hear(&speech, file, language, gate, &cancel, &progress).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let heard = hear(&speech, file, language, gate, None, &cancel, &progress).map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     let Heard {
         cues,

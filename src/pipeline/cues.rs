@@ -14,9 +14,8 @@ use kino_fusion::TimedText;
 use kino_ingest::MediaInfo;
 use kino_store::{CueRecord, Video};
 
-use super::{speech, IndexError, Pipeline, Progress};
+use super::{speech, IndexError, Loaded, Pipeline, Progress};
 use crate::config::SpeechMode;
-use crate::engines::Engines;
 
 impl Pipeline {
     /// Reads the subtitles, runs the speech stage where it is wanted,
@@ -29,12 +28,13 @@ impl Pipeline {
         video: &Video,
         path: &Path,
         info: &MediaInfo,
-        engines: &Engines,
+        loaded: &Loaded,
         resume_from: i64,
         cancel: &AtomicBool,
         progress: &dyn Fn(Progress),
     ) -> Result<(Vec<TimedText>, Vec<String>), IndexError> {
         let db = |e: kino_store::StoreError| IndexError::Transient(anyhow::Error::from(e));
+        let engines = &loaded.engines;
         let cue_set = kino_ingest::subtitles::read_cues(path).map_err(|e| IndexError::BadInput(e.to_string()))?;
         let mut warnings = cue_set.warnings.clone();
         let mut cues = cue_set.cues;
@@ -76,7 +76,9 @@ impl Pipeline {
                         frames: 0,
                     })
                 };
-                let heard = speech::hear(sp, path, video.language.as_deref(), true, cancel, &report)?;
+                // On the speech stage's share of the cores (see `speech_threads`).
+                let pool = loaded.speech_pool.as_ref();
+                let heard = speech::hear(sp, path, video.language.as_deref(), true, pool, cancel, &report)?;
                 tracing::debug!(
                     video = %path.display(),
                     cues = heard.cues.len(),

@@ -194,6 +194,21 @@ struct Loaded {
     engines: Arc<Engines>,
     vision: Option<VisionService>,
     versions: Versions,
+    /// The speech stage's threads (see [`speech_threads`]); `None`: rayon's
+    /// global pool (no speech model, or the pool could not be made).
+    speech_pool: Option<rayon::ThreadPool>,
+}
+
+/// Threads of the speech stage, from the same cores as the vision plan:
+/// `KINO_SPEECH_THREADS` when set; else half the cores while the vision
+/// branch is on (Swin's workers keep the rest busy with other videos' frames),
+/// all of them when it is off.
+pub fn speech_threads(cores: usize, vision_on: bool) -> usize {
+    match env_usize("KINO_SPEECH_THREADS") {
+        0 if vision_on => (cores / 2).max(1),
+        0 => cores.max(1),
+        n => n,
+    }
 }
 
 /// The pipeline: models, the vision service, the store.
@@ -232,10 +247,21 @@ impl Pipeline {
     fn load(engines: Arc<Engines>, opts: &PipelineOptions) -> Loaded {
         let vision = engines.vision.clone().map(|swin| VisionService::start(swin, opts));
         let versions = engines.versions(&decode_version(opts));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let speech_pool = engines.speech.as_ref().and_then(|_| {
+            let threads = speech_threads(cores, vision.is_some());
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("kino-speech-{i}"))
+                .build()
+                .map_err(|e| tracing::warn!("speech threads: {e}; using the shared pool"))
+                .ok()
+        });
         Loaded {
             engines,
             vision,
             versions,
+            speech_pool,
         }
     }
 
@@ -354,7 +380,7 @@ impl Pipeline {
         if resume_from == 0 && self.can_refresh_speech(video, &loaded) {
             return self.refresh_speech(video, &path, &info, &loaded, cancel, progress, started);
         }
-        let (timed, mut warnings) = self.gather_cues(video, &path, &info, engines, resume_from, cancel, progress)?;
+        let (timed, mut warnings) = self.gather_cues(video, &path, &info, &loaded, resume_from, cancel, progress)?;
 
         let mut builder = self
             .opts
@@ -671,6 +697,15 @@ fn frame_visual(f: &ProcessedFrame) -> FrameVisual {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speech_gets_half_the_cores_beside_vision_and_all_without() {
+        std::env::remove_var("KINO_SPEECH_THREADS");
+        assert_eq!(speech_threads(2, true), 1);
+        assert_eq!(speech_threads(8, true), 4);
+        assert_eq!(speech_threads(1, true), 1);
+        assert_eq!(speech_threads(2, false), 2);
+    }
 
     #[test]
     fn decode_version_names_the_sampling_settings() {

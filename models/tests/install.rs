@@ -222,6 +222,7 @@ fn split_spec(sha256: &str) -> ModelSpec {
         required: vec!["config.json".into(), "model.bin".into()],
         main_file: "model.bin".into(),
         without: "nothing",
+        fallback_for: None,
     }
 }
 

@@ -6,7 +6,9 @@
 //!
 //! Per window: the prompt is `<|startofprev|>` + the last 223 tokens of the
 //! earlier segments (when there are any), then `<|startoftranscript|>`, the
-//! language and `<|transcribe|>`. Each step masks the logits: the
+//! language and `<|transcribe|>` (an English-only model, `*.en`, takes
+//! `<|startoftranscript|>` alone: it has no language or task tokens to
+//! condition on, and its language is `en` without detection). Each step masks the logits: the
 //! `suppress_ids` of `config.json` always, `suppress_ids_begin` at the first
 //! step, and the timestamp rules (no `<|notimestamps|>`; the first token is a
 //! timestamp of at most 1.00 s; timestamps come in pairs and never decrease;
@@ -83,6 +85,7 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
     let mut first_window = None;
     let (language, language_probability) = match language {
         Some(code) => (code.to_string(), 1.0),
+        None if !w.specials().multilingual => ("en".to_string(), 1.0),
         None if n_frames == 0 => ("en".to_string(), 0.0),
         None => {
             let audio = w.encode(&features, n_frames, 0, n_frames.min(N_FRAMES))?;
@@ -115,7 +118,9 @@ pub(crate) fn transcribe(w: &mut Whisper, samples: &[f32], language: Option<&str
 pub(crate) struct Session {
     pub(crate) language: String,
     pub(crate) language_probability: f32,
-    sot_sequence: [u32; 3],
+    /// `<|startoftranscript|>`, then (multilingual models only) the
+    /// language and `<|transcribe|>`.
+    sot_sequence: Vec<u32>,
     /// The last tokens of the earlier segments (at most what a prompt takes).
     previous: Vec<u32>,
 }
@@ -129,8 +134,15 @@ impl Session {
             .find(|(_, code)| *code == language)
             .map(|(id, _)| *id)
             .ok_or_else(|| WhisperError::Language(language.clone()))?;
+        // As faster-whisper's tokenizer: an English-only model has neither
+        // language nor task in its start sequence.
+        let sot_sequence = if specials.multilingual {
+            vec![specials.sot, language_token, specials.transcribe]
+        } else {
+            vec![specials.sot]
+        };
         Ok(Session {
-            sot_sequence: [specials.sot, language_token, specials.transcribe],
+            sot_sequence,
             language,
             language_probability,
             previous: Vec::new(),
@@ -207,9 +219,14 @@ fn seconds_to_ms(s: f64) -> u64 {
 }
 
 /// The most likely language token after `<|startoftranscript|>`, and its
-/// probability (softmax over the language tokens' logits).
+/// probability (softmax over the language tokens' logits). An English-only
+/// model is `en` with probability 1, as faster-whisper has it, without
+/// running the decoder.
 pub(crate) fn detect_language(w: &mut Whisper, audio: &candle_core::Tensor) -> Result<(String, f32)> {
     let specials = w.specials().clone();
+    if !specials.multilingual {
+        return Ok(("en".to_string(), 1.0));
+    }
     let decoder = w.decoder();
     let mut state = decoder.start(audio)?;
     let hidden = decoder.forward(&[specials.sot], &mut state)?;

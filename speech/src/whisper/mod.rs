@@ -1,8 +1,10 @@
-//! Whisper inference on CTranslate2 weights (faster-whisper models): the
+//! Whisper inference on CTranslate2 weights (faster-whisper models) or
+//! Hugging Face transformers checkpoints (`openai/whisper-*`, `hf`): the
 //! encoder (`encoder`) and the decoder with its key/value cache (`decoder`)
 //! are written on candle's layers (the layout of candle-transformers'
 //! Whisper, with CTranslate2's exact GELU), fed from the `model.bin` variables
-//! mapped to Hugging Face names (`weights`); decoding follows faster-whisper
+//! mapped to Hugging Face names (`weights`) or from `model.safetensors`
+//! directly; decoding follows faster-whisper
 //! with greedy search, temperature 0 and no fallback (`decode`).
 //!
 //! ```no_run
@@ -28,6 +30,7 @@ mod cpu;
 mod decode;
 mod decoder;
 mod encoder;
+mod hf;
 mod stream;
 mod weights;
 
@@ -35,6 +38,10 @@ pub use decode::{Segment, Transcript};
 pub(crate) use decoder::Decoder;
 use encoder::Encoder;
 pub use stream::{Stream, StreamOptions, StreamStats};
+
+/// Vocabulary size from which a model is multilingual (CTranslate2's
+/// `is_multilingual`: 51865 and up; English-only models have 51864).
+const MULTILINGUAL_VOCAB: usize = 51865;
 
 /// Feature frames in one 30-second window.
 pub const N_FRAMES: usize = 3000;
@@ -78,12 +85,25 @@ pub(crate) struct Specials {
     pub no_speech: u32,
     /// First timestamp token (`<|0.00|>`), right after `<|notimestamps|>`.
     pub timestamp_begin: u32,
-    /// Language tokens and their codes (`en`, `de`, …).
+    /// Whether the start sequence takes a language and a task (false for
+    /// English-only models).
+    pub multilingual: bool,
+    /// Language tokens and their codes (`en`, `de`, …); `en` alone for an
+    /// English-only model.
     pub languages: Vec<(u32, String)>,
     /// Suppressed at every step (`config.json` `suppress_ids`).
     pub suppress: Vec<u32>,
     /// Suppressed at the first sampled step (`suppress_ids_begin`).
     pub suppress_begin: Vec<u32>,
+}
+
+/// The tensors of a CTranslate2 Whisper `model.bin` under their Hugging Face
+/// transformers names (`model.encoder.*`, `model.decoder.*`), as f32: what
+/// a `model.safetensors` of the same model holds (less `proj_out`, the
+/// token embedding again). For converting and comparing the two layouts.
+pub fn ct2_hf_tensors(model_bin: impl AsRef<Path>) -> Result<std::collections::HashMap<String, Tensor>> {
+    let ct2 = Ct2Model::open(model_bin.as_ref())?;
+    Ok(weights::hf_tensors(&ct2, &Device::Cpu)?.0)
 }
 
 /// A loaded Whisper model, ready to transcribe.
@@ -107,49 +127,117 @@ impl std::fmt::Debug for Whisper {
 }
 
 impl Whisper {
-    /// Loads a faster-whisper model folder: `model.bin` (CTranslate2),
-    /// `config.json` and `tokenizer.json`.
+    /// Loads a Whisper model folder, in either layout (told apart by the
+    /// weight file present):
+    ///
+    /// - faster-whisper (CTranslate2): `model.bin`, `config.json`
+    ///   (`suppress_ids`, `suppress_ids_begin`, `lang_ids`) and
+    ///   `tokenizer.json`; the model is multilingual when its vocabulary has
+    ///   at least 51865 tokens (CTranslate2's rule);
+    /// - Hugging Face transformers (`openai/whisper-*`): `model.safetensors`,
+    ///   `config.json` (`model_type = "whisper"`), `generation_config.json`
+    ///   (`suppress_tokens`, `begin_suppress_tokens`, `lang_to_id`,
+    ///   `no_timestamps_token_id`, `is_multilingual`) and `tokenizer.json`.
+    ///
+    /// An English-only model (`*.en`) transcribes English only: its
+    /// languages are `["en"]`.
     pub fn load(dir: impl AsRef<Path>) -> Result<Whisper> {
         let dir = dir.as_ref().to_path_buf();
         let device = Device::Cpu;
-        let ct2 = Ct2Model::open(dir.join("model.bin"))?;
-        let (tensors, config) = weights::hf_tensors(&ct2, &device)?;
-        drop(ct2);
+        let file_err = |path: PathBuf, message: String| WhisperError::File { path, message };
+        let hf_layout = if dir.join("model.bin").is_file() {
+            false
+        } else if dir.join("model.safetensors").is_file() {
+            true
+        } else {
+            return Err(file_err(
+                dir.clone(),
+                "no Whisper weights: neither model.bin (faster-whisper, CTranslate2) \
+                 nor model.safetensors (Hugging Face transformers)"
+                    .into(),
+            ));
+        };
+        let (tensors, config) = if hf_layout {
+            let config = hf::config(&dir)?;
+            (hf::tensors(&dir, &device)?, config)
+        } else {
+            let ct2 = Ct2Model::open(dir.join("model.bin"))?;
+            weights::hf_tensors(&ct2, &device)?
+        };
         let n_mels = config.num_mel_bins;
         let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &device);
         let encoder = Encoder::load(vb.pp("model.encoder"), &config)?;
         let decoder = Decoder::load(vb.pp("model.decoder"), &config)?;
+        drop(vb);
 
-        let file_err = |path: PathBuf, message: String| WhisperError::File { path, message };
         let tok_path = dir.join("tokenizer.json");
         let tokenizer =
             tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| file_err(tok_path.clone(), e.to_string()))?;
-        let cfg_path = dir.join("config.json");
-        let cfg: serde_json::Value = std::fs::read(&cfg_path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .map_err(|e| file_err(cfg_path.clone(), e))?;
-        let ids = |key: &str| -> Vec<u32> {
-            cfg[key]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
-                .unwrap_or_default()
-        };
         let token = |t: &str| {
             tokenizer
                 .token_to_id(t)
                 .ok_or_else(|| file_err(tok_path.clone(), format!("no token {t}")))
         };
-        let no_timestamps = token("<|notimestamps|>")?;
+        let code = |id: u32| -> Option<String> {
+            let t = tokenizer.id_to_token(id)?;
+            Some(t.strip_prefix("<|")?.strip_suffix("|>")?.to_string())
+        };
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
+                .unwrap_or_default()
+        };
+        // (multilingual, languages, suppress, suppress at the first step,
+        // <|notimestamps|>)
+        let (multilingual, mut languages, suppress, suppress_begin, no_timestamps) = if hf_layout {
+            let gen = hf::read_json(&dir.join("generation_config.json"))?;
+            let multilingual = gen["is_multilingual"]
+                .as_bool()
+                .unwrap_or(config.vocab_size >= MULTILINGUAL_VOCAB);
+            let mut languages: Vec<(u32, String)> = gen["lang_to_id"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(t, id)| {
+                            let code = t.strip_prefix("<|")?.strip_suffix("|>")?.to_string();
+                            Some((id.as_u64()? as u32, code))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            languages.sort();
+            let no_timestamps = match gen["no_timestamps_token_id"].as_u64() {
+                Some(id) => id as u32,
+                None => token("<|notimestamps|>")?,
+            };
+            (
+                multilingual,
+                languages,
+                ids(&gen["suppress_tokens"]),
+                ids(&gen["begin_suppress_tokens"]),
+                no_timestamps,
+            )
+        } else {
+            let cfg = hf::read_json(&dir.join("config.json"))?;
+            let languages = ids(&cfg["lang_ids"])
+                .into_iter()
+                .filter_map(|id| Some((id, code(id)?)))
+                .collect();
+            (
+                config.vocab_size >= MULTILINGUAL_VOCAB,
+                languages,
+                ids(&cfg["suppress_ids"]),
+                ids(&cfg["suppress_ids_begin"]),
+                token("<|notimestamps|>")?,
+            )
+        };
+        if !multilingual {
+            // The language tokens of an English-only vocabulary are never
+            // fed to the model (CTranslate2's `lang_ids` of such a model
+            // are even off by one).
+            languages = vec![(token("<|en|>").unwrap_or(0), "en".to_string())];
+        }
         let no_speech = token("<|nospeech|>").or_else(|_| token("<|nocaptions|>"))?;
-        let languages = ids("lang_ids")
-            .into_iter()
-            .filter_map(|id| {
-                let t = tokenizer.id_to_token(id)?;
-                let code = t.strip_prefix("<|")?.strip_suffix("|>")?.to_string();
-                Some((id, code))
-            })
-            .collect();
         let specials = Specials {
             sot: token("<|startoftranscript|>")?,
             eot: token("<|endoftext|>")?,
@@ -158,9 +246,10 @@ impl Whisper {
             no_timestamps,
             no_speech,
             timestamp_begin: no_timestamps + 1,
+            multilingual,
             languages,
-            suppress: ids("suppress_ids"),
-            suppress_begin: ids("suppress_ids_begin"),
+            suppress,
+            suppress_begin,
         };
         Ok(Whisper {
             config,
@@ -171,6 +260,12 @@ impl Whisper {
             n_mels,
             dir,
         })
+    }
+
+    /// Whether the model is multilingual (an English-only model, `*.en`,
+    /// has no language detection and transcribes English only).
+    pub fn is_multilingual(&self) -> bool {
+        self.specials.multilingual
     }
 
     /// The model folder.

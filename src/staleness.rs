@@ -85,6 +85,27 @@ impl Versions {
         }
     }
 
+    /// The speech stage's version for a video whose speech language is
+    /// `language` (its override; `None`: detected): the model and setting,
+    /// plus the language when one is set, so that changing a video's
+    /// language makes it stale for speech.
+    pub fn speech_for(&self, language: Option<&str>) -> Option<String> {
+        self.speech.as_ref().map(|s| match language {
+            Some(l) => format!("{s},lang={l}"),
+            None => s.clone(),
+        })
+    }
+
+    /// [`Versions::recorded`] for a video whose speech language is
+    /// `language` (see [`Versions::speech_for`]).
+    pub fn recorded_for(&self, vision_ran: bool, language: Option<&str>) -> IndexVersions {
+        let v = self.recorded(vision_ran);
+        match self.speech_for(language) {
+            Some(speech) => v.with(Stage::Speech.name(), speech),
+            None => v,
+        }
+    }
+
     /// One string for segment rows and stored queries (the models only).
     pub fn combined(&self) -> String {
         format!(
@@ -160,9 +181,11 @@ pub fn stale_stage(video: &Video, current: &Versions, ask: Ask) -> Option<Stage>
             Stage::Fusion => video.fusion_model.as_deref(),
         }
     };
+    let speech_now = current.speech_for(video.language.as_deref());
     Stage::ALL.into_iter().find(|&stage| match (stage, current.get(stage)) {
         // No vision weights (speech model) now: nothing to add or redo.
         (Stage::Vision | Stage::Speech, None) => false,
+        (Stage::Speech, Some(_)) => recorded(stage) != speech_now.as_deref(),
         (_, now) => recorded(stage) != now,
     })
 }
@@ -184,7 +207,9 @@ pub fn only_speech_stale(video: &Video, current: &Versions) -> bool {
         (None, None) => true,
         _ => false,
     };
-    same(Stage::Decode) && vision_fresh && same(Stage::Text) && same(Stage::Fusion) && !same(Stage::Speech)
+    let speech_now = current.speech_for(video.language.as_deref());
+    let speech_stale = speech_now.is_some() && recorded.get(Stage::Speech.name()) != speech_now.as_ref();
+    same(Stage::Decode) && vision_fresh && same(Stage::Text) && same(Stage::Fusion) && speech_stale
 }
 
 #[cfg(test)]
@@ -449,6 +474,17 @@ mod tests {
         assert_eq!(stale_stage(&heard, &always, Ask::default()), Some(Stage::Speech));
         // Turning speech off (or losing the model) keeps the index.
         assert_eq!(stale_stage(&heard, &before, Ask::default()), None);
+        // A language set on the video: stale for speech until heard in it.
+        let mut german = heard.clone();
+        german.language = Some("de".into());
+        assert_eq!(stale_stage(&german, &now, Ask::default()), Some(Stage::Speech));
+        assert!(only_speech_stale(&german, &now));
+        german.stage_versions = now.recorded_for(true, Some("de")).stages;
+        assert_eq!(stale_stage(&german, &now, Ask::default()), None);
+        assert_eq!(
+            german.stage_versions.get("speech").map(String::as_str),
+            Some("whisper-base@d01c3014,auto,lang=de")
+        );
         // Legacy rows were never heard.
         let mut legacy = video(VideoStatus::Done, &[]);
         legacy.text_model = Some("text-1".into());

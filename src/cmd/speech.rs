@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use crate::config::Config;
-use crate::engines::{load_speech, Speech};
+use crate::config::{Config, SpeechMode};
+use crate::engines::{load_speech, speech_for, Speech};
 use crate::error::usage;
 use crate::pipeline::speech::{hear, Heard};
 
@@ -26,12 +26,25 @@ pub fn transcribe(
     if !file.exists() {
         return Err(usage(format!("{}: no such file", file.display())));
     }
-    let (dir, name) = match model {
-        Some(d) => (d.to_path_buf(), d.display().to_string()),
-        None => (config.speech_model_dir(), config.speech_model.clone()),
+    let speech = match model {
+        Some(dir) => {
+            let (whisper, version) = load_speech(dir, &dir.display().to_string())?.map_err(anyhow::Error::msg)?;
+            Speech {
+                whisper: Mutex::new(whisper),
+                mode: config.speech,
+                version,
+            }
+        }
+        // The configured model (or its fallback), whatever `speech` says
+        // for the pipeline: this command was asked to transcribe.
+        None => {
+            let mut config = config.clone();
+            config.speech = SpeechMode::Always;
+            speech_for(&config)?.map_err(anyhow::Error::msg)?
+        }
     };
-    let (whisper, version) = load_speech(&dir, &name)?.map_err(anyhow::Error::msg)?;
     if let Some(l) = language {
+        let whisper = speech.whisper.lock().unwrap_or_else(|p| p.into_inner());
         if !whisper.knows_language(l) {
             return Err(usage(format!(
                 "--language {l:?}: not a language of this model (one of: {})",
@@ -39,11 +52,6 @@ pub fn transcribe(
             )));
         }
     }
-    let speech = Speech {
-        whisper: Mutex::new(whisper),
-        mode: config.speech,
-        version,
-    };
     let duration_ms = kino_ingest::probe(file).map(|i| i.duration_ms).unwrap_or(0);
     let bar = if quiet {
         indicatif::ProgressBar::hidden()

@@ -179,6 +179,8 @@ impl<'w> Stream<'w> {
             if self.session.is_none() {
                 let (language, p) = match &self.opts.language {
                     Some(l) => (l.clone(), 1.0),
+                    // English-only models have nothing to detect.
+                    None if !self.w.is_multilingual() => ("en".to_string(), 1.0),
                     // The reference detects on the first 3000 frames of the
                     // padded features: one more than the window when the
                     // audio is shorter than 30 s.

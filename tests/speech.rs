@@ -653,3 +653,62 @@ fn without_the_default_speech_model_the_english_fallback_transcribes() {
     let hits = want.iter().filter(|w| got.contains(w)).count();
     assert!(hits * 10 >= want.len() * 7, "{got:?} against {want:?}");
 }
+
+#[test]
+fn serve_hears_the_library_once_a_speech_model_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    media(
+        &lib,
+        "bakery.mp4",
+        Some("purple"),
+        15,
+        &[(3, "The baker pulled twelve loaves of rye bread out of the hot oven.")],
+        &["-c:a", "aac"],
+    );
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
+    std::fs::create_dir_all(models.join("Systran")).unwrap();
+    std::os::unix::fs::symlink(
+        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
+        models.join("sentence-transformers/all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    let port = free_port();
+    let _server = Server(
+        kino_with(&home, &models)
+            .env("KINO_MODEL_POLL_MS", "200")
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let heard = || {
+        let v = get_json(port, "/api/search?q=fresh%20bread%20from%20the%20oven&k=3");
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["text"].as_str().unwrap_or("").to_lowercase().contains("bread"))
+    };
+    wait_for("the video indexed without speech", || {
+        let v = get_json(port, "/api/videos");
+        v["videos"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["status"] == "done")
+    });
+    assert!(!heard(), "no speech model yet");
+    // `kino models fetch speech` from another terminal, in effect.
+    std::os::unix::fs::symlink(
+        models_dir().join("Systran/faster-whisper-base"),
+        models.join("Systran/faster-whisper-base"),
+    )
+    .unwrap();
+    wait_for("the spoken words searchable", heard);
+}

@@ -370,7 +370,7 @@ fn vision_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handl
                     store,
                     rt,
                     &current,
-                    &format!("vision model {version} loaded from {}", dir.display()),
+                    &format!("vision model loaded from {} ({version})", dir.display()),
                 ),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "the new vision model cannot be used; keeping the current models")
@@ -401,7 +401,7 @@ fn speech_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handl
         Ok(Ok(speech)) => {
             let version = speech.version.clone();
             let current = pipeline.set_speech(Some(Arc::new(speech)));
-            requeue(store, rt, &current, &format!("speech model {version} loaded"));
+            requeue(store, rt, &current, &format!("speech model loaded ({version})"));
         }
         Ok(Err(why)) => {
             if pipeline.versions().speech.is_some() {

@@ -253,7 +253,22 @@ async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev
                     gone += 1;
                 }
             }
-            tracing::info!(missing = gone, "library scan complete");
+            // Videos left queued without a job (an enqueue that failed while
+            // registering, a crash between the two) get one now.
+            let mut orphans = 0;
+            for v in store.videos().await? {
+                if v.status == VideoStatus::Queued
+                    && !store
+                        .jobs_of_video(v.id)
+                        .await?
+                        .iter()
+                        .any(|j| matches!(j.state, JobState::Queued | JobState::Running))
+                {
+                    store.enqueue_job(v.id, "index").await?;
+                    orphans += 1;
+                }
+            }
+            tracing::info!(missing = gone, requeued = orphans, "library scan complete");
         }
     }
     Ok(())

@@ -48,7 +48,7 @@ impl Store {
 
     /// [`Store::enqueue_job`] with an explicit attempt limit.
     pub async fn enqueue_job_with(&self, video_id: i64, kind: &str, max_attempts: i64) -> Result<Job> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if self.backend == Backend::Postgres {
             // Serialise enqueues for one video so two processes cannot both insert.
             sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -174,6 +174,18 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), so it waits for another writer
+    /// (the busy timeout) instead of failing with "database is locked" when a
+    /// transaction that has read tries to start writing while another
+    /// connection writes (SQLite cannot wait in that case).
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

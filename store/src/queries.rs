@@ -9,7 +9,7 @@ impl Store {
     /// citations, in one transaction. Returns the query id.
     pub async fn record_query(&self, q: &NewQuery, answer: Option<(&str, &serde_json::Value)>) -> Result<i64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO queries (question, kind, latency_ms, model_version, created_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )

@@ -96,7 +96,7 @@ async fn insert_segment(
 impl Store {
     /// Replaces all cues of a video in one transaction.
     pub async fn replace_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM cues WHERE video_id = $1")
             .bind(video_id)
             .execute(&mut *tx)
@@ -202,7 +202,7 @@ impl Store {
             }
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM segments WHERE video_id = $1")
             .bind(video_id)
             .execute(&mut *tx)
@@ -256,7 +256,7 @@ impl Store {
     /// [`Store::replace_segments`] of the video clears it.
     pub async fn stage_segments(&self, video_id: i64, segments: &[NewSegment]) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for s in segments {
             insert_segment(&mut tx, "staged_segments", video_id, s, now).await?;
         }

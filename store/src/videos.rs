@@ -215,7 +215,7 @@ impl Store {
 
     /// Deletes a video and everything hanging off it.
     pub async fn delete_video(&self, id: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for sql in [
             "UPDATE videos SET duplicate_of = NULL WHERE duplicate_of = $1",
             "DELETE FROM segments WHERE video_id = $1",

@@ -37,6 +37,18 @@ fn kino_logging(home: &Path, models: &Path) -> Command {
     c
 }
 
+const TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+const SPEECH_MODEL: &str = "Systran/faster-whisper-base";
+
+/// Puts model `name` into the models folder `models` as a link to `from`
+/// (default: the installed model of that name).
+fn link_model(models: &Path, name: &str, from: Option<&Path>) {
+    let to = models.join(name);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let from = from.map_or_else(|| models_dir().join(name), Path::to_path_buf);
+    std::os::unix::fs::symlink(from, to).unwrap();
+}
+
 fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
@@ -489,12 +501,7 @@ fn a_broken_audio_stream_or_speech_model_loses_nothing_else() {
     let models = dir.path().join("models");
     std::fs::create_dir_all(models.join("Systran/faster-whisper-base")).unwrap();
     std::fs::write(models.join("Systran/faster-whisper-base/model.bin"), b"damaged").unwrap();
-    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
-    std::os::unix::fs::symlink(
-        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
-        models.join("sentence-transformers/all-MiniLM-L6-v2"),
-    )
-    .unwrap();
+    link_model(&models, TEXT_MODEL, None);
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     let spoken = media(
@@ -540,25 +547,15 @@ fn a_speech_model_arriving_refreshes_speech_without_decoding_frames_again() {
     );
     // With the vision branch on (a small random Swin in HF layout) and no
     // speech model at first.
-    let link = |models: &Path, name: &str, from: &Path| {
-        let to = models.join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(from, to).unwrap();
-    };
-    let text = models_dir().join("sentence-transformers/all-MiniLM-L6-v2");
     let swin = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
     let vision_name = "microsoft/swin-tiny-patch4-window7-224";
     let without = dir.path().join("without-speech");
-    link(&without, "sentence-transformers/all-MiniLM-L6-v2", &text);
-    link(&without, vision_name, &swin);
+    link_model(&without, TEXT_MODEL, None);
+    link_model(&without, vision_name, Some(&swin));
     let with = dir.path().join("with-speech");
-    link(&with, "sentence-transformers/all-MiniLM-L6-v2", &text);
-    link(&with, vision_name, &swin);
-    link(
-        &with,
-        "Systran/faster-whisper-base",
-        &models_dir().join("Systran/faster-whisper-base"),
-    );
+    link_model(&with, TEXT_MODEL, None);
+    link_model(&with, vision_name, Some(&swin));
+    link_model(&with, SPEECH_MODEL, None);
     let out = run(kino_with(&home, &without).arg("ingest").arg(&lib).arg("--json"));
     let row: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row["status"], "done", "{row}");
@@ -630,12 +627,7 @@ fn without_the_default_speech_model_the_english_fallback_transcribes() {
     assert!(models
         .join("Systran/faster-whisper-tiny.en/kino-manifest.json")
         .is_file());
-    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
-    std::os::unix::fs::symlink(
-        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
-        models.join("sentence-transformers/all-MiniLM-L6-v2"),
-    )
-    .unwrap();
+    link_model(&models, TEXT_MODEL, None);
     let said = "Please close the garden gate behind you when you leave.";
     let wav = media(dir.path(), "gate.wav", None, 8, &[(1, said)], &["-c:a", "pcm_s16le"]);
     let out = run(kino_logging(&home, &models).arg("transcribe").arg(&wav).arg("--json"));
@@ -669,13 +661,7 @@ fn serve_hears_the_library_once_a_speech_model_arrives() {
         &["-c:a", "aac"],
     );
     let models = dir.path().join("models");
-    std::fs::create_dir_all(models.join("sentence-transformers")).unwrap();
-    std::fs::create_dir_all(models.join("Systran")).unwrap();
-    std::os::unix::fs::symlink(
-        models_dir().join("sentence-transformers/all-MiniLM-L6-v2"),
-        models.join("sentence-transformers/all-MiniLM-L6-v2"),
-    )
-    .unwrap();
+    link_model(&models, TEXT_MODEL, None);
     let port = free_port();
     let _server = Server(
         kino_with(&home, &models)
@@ -705,10 +691,6 @@ fn serve_hears_the_library_once_a_speech_model_arrives() {
     });
     assert!(!heard(), "no speech model yet");
     // `kino models fetch speech` from another terminal, in effect.
-    std::os::unix::fs::symlink(
-        models_dir().join("Systran/faster-whisper-base"),
-        models.join("Systran/faster-whisper-base"),
-    )
-    .unwrap();
+    link_model(&models, SPEECH_MODEL, None);
     wait_for("the spoken words searchable", heard);
 }

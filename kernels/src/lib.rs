@@ -431,6 +431,65 @@ pub unsafe fn matmul_ptr(
     }
 }
 
+#[inline(always)]
+fn bias_rows<const F: bool>(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    for row in chunk.chunks_exact_mut(bias.len()) {
+        if gelu {
+            for (d, b) in row.iter_mut().zip(bias) {
+                *d = gelu_erf_f32::<F>(*d + b);
+            }
+        } else {
+            for (d, b) in row.iter_mut().zip(bias) {
+                *d += b;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bias_rows_avx2(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    bias_rows::<true>(chunk, bias, gelu)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn bias_rows_avx512(chunk: &mut [f32], bias: &[f32], gelu: bool) {
+    bias_rows::<true>(chunk, bias, gelu)
+}
+
+/// `dst += bias` over rows of `bias.len()` values, then the exact (erf) GELU
+/// when `gelu`, in place on all threads.
+///
+/// # Panics
+/// If `dst.len()` is not a multiple of `bias.len()`.
+pub fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
+    let n = bias.len();
+    assert!(
+        n > 0 && dst.len().is_multiple_of(n),
+        "bias of {n} does not divide {}",
+        dst.len()
+    );
+    let rows = (MIN_CHUNK / n).max(1);
+    #[cfg(target_arch = "x86_64")]
+    let (avx2, avx512) = (fma(), avx512());
+    dst.par_chunks_mut(rows * n).for_each(|chunk| {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked above).
+            unsafe { bias_rows_avx512(chunk, bias, gelu) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { bias_rows_avx2(chunk, bias, gelu) };
+            return;
+        }
+        bias_rows::<false>(chunk, bias, gelu);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

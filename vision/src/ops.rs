@@ -22,67 +22,10 @@
 //! Swin-T attention at about a third of the speed of this one.)
 
 use candle_core::{Result, Tensor};
-use kino_kernels::{exp_f32, gelu_erf_f32, SendPtr, MIN_CHUNK};
+use kino_kernels::{exp_f32, SendPtr};
 use rayon::prelude::*;
 
-#[inline(always)]
-fn bias_rows<const F: bool>(chunk: &mut [f32], bias: &[f32], gelu: bool) {
-    for row in chunk.chunks_exact_mut(bias.len()) {
-        if gelu {
-            for (d, b) in row.iter_mut().zip(bias) {
-                *d = gelu_erf_f32::<F>(*d + b);
-            }
-        } else {
-            for (d, b) in row.iter_mut().zip(bias) {
-                *d += b;
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn bias_rows_avx2(chunk: &mut [f32], bias: &[f32], gelu: bool) {
-    bias_rows::<true>(chunk, bias, gelu)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn bias_rows_avx512(chunk: &mut [f32], bias: &[f32], gelu: bool) {
-    bias_rows::<true>(chunk, bias, gelu)
-}
-
-/// `dst += bias` over rows of `bias.len()` values, then the exact (erf) GELU
-/// when `gelu`, in place on all threads.
-///
-/// # Panics
-/// If `dst.len()` is not a multiple of `bias.len()`.
-pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
-    let n = bias.len();
-    assert!(
-        n > 0 && dst.len().is_multiple_of(n),
-        "bias of {n} does not divide {}",
-        dst.len()
-    );
-    let rows = (MIN_CHUNK / n).max(1);
-    #[cfg(target_arch = "x86_64")]
-    let (avx2, avx512) = (kino_kernels::fma(), kino_kernels::avx512());
-    dst.par_chunks_mut(rows * n).for_each(|chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if avx512 {
-            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked above).
-            unsafe { bias_rows_avx512(chunk, bias, gelu) };
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            unsafe { bias_rows_avx2(chunk, bias, gelu) };
-            return;
-        }
-        bias_rows::<false>(chunk, bias, gelu);
-    });
-}
+pub(crate) use kino_kernels::bias_rows_in_place;
 
 /// Buffers and shape of one window-attention call (see the module docs).
 ///
@@ -668,7 +611,7 @@ mod tests {
         for (i, v) in x.iter().enumerate() {
             let y = v + b[i % 70];
             assert_eq!(plain[i], y);
-            let want = gelu_erf_f32::<false>(y);
+            let want = kino_kernels::gelu_erf_f32::<false>(y);
             assert!((gelu[i] - want).abs() < 1e-6, "gelu({y}) = {}, want {want}", gelu[i]);
         }
     }

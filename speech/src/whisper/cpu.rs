@@ -343,45 +343,7 @@ unsafe fn matvec_avx512<const HALF: bool>(
     }
 }
 
-#[inline(always)]
-fn bias_rows<const F: bool>(chunk: &mut [f32], bias: &[f32], gelu: bool) {
-    for row in chunk.chunks_exact_mut(bias.len()) {
-        if gelu {
-            for (d, b) in row.iter_mut().zip(bias) {
-                *d = kino_kernels::gelu_erf_f32::<F>(*d + b);
-            }
-        } else {
-            for (d, b) in row.iter_mut().zip(bias) {
-                *d += b;
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn bias_rows_avx512(chunk: &mut [f32], bias: &[f32], gelu: bool) {
-    bias_rows::<true>(chunk, bias, gelu)
-}
-
-/// `dst += bias` over rows of `bias.len()` values, then the exact (erf)
-/// GELU when `gelu`, in place on all threads.
-pub(crate) fn bias_rows_in_place(dst: &mut [f32], bias: &[f32], gelu: bool) {
-    let n = bias.len();
-    assert!(n > 0 && dst.len().is_multiple_of(n), "bias: bad shapes");
-    let rows = (MIN_CHUNK / n).max(1);
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = kino_kernels::avx512();
-    dst.par_chunks_mut(rows * n).for_each(|chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if avx512 {
-            // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked by `avx512`).
-            unsafe { bias_rows_avx512(chunk, bias, gelu) };
-            return;
-        }
-        bias_rows::<false>(chunk, bias, gelu)
-    });
-}
+pub(crate) use kino_kernels::bias_rows_in_place;
 
 /// Query rows per attention task: a block's scores (`ROWS × keys`) stay in
 /// the core's L2 cache between the two products.

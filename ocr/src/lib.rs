@@ -118,3 +118,9 @@ impl Ocr {
             .collect())
     }
 }
+
+/// `Ocr` is shared between pipeline threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Ocr>();
+};

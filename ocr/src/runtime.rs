@@ -29,6 +29,8 @@ pub fn init_runtime(lib: &Path) -> Result<(), OcrError> {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => lib.to_path_buf(),
     };
+    // ort resolves a relative path against the executable's folder; kino means the working directory.
+    let path = std::path::absolute(&path).unwrap_or(path);
     let fail = |reason: String| OcrError::Runtime {
         path: path.clone(),
         reason,

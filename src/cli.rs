@@ -185,6 +185,17 @@ pub enum Command {
         #[arg(long)]
         srt: bool,
     },
+    /// Read the text shown in an image or on a video's frames (PP-OCR).
+    Ocr {
+        /// An image (PNG, JPEG, …) or a video file.
+        file: PathBuf,
+        /// On-screen text model directory. Default: the configured one.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Print JSON: `{"lines": [{"text", "score", "box", "start_ms"?, "end_ms"?}]}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print sentence embeddings of texts.
     EmbedText {
         /// Model directory (Hugging Face layout). Default: the configured text model.

@@ -23,6 +23,8 @@ use crate::error::usage;
 /// vision_revision = "main"
 /// speech = "auto"            # "auto" | "always" | "off"
 /// speech_model = "Systran/faster-whisper-base"
+/// ocr = "auto"               # "auto" | "off": read the text shown on screen
+/// ocr_model = "rapidocr/PP-OCRv6"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +46,33 @@ pub struct FileConfig {
     pub speech: Option<SpeechMode>,
     /// Speech model name (a folder under the models directory).
     pub speech_model: Option<String>,
+    /// Whether on-screen text is read.
+    pub ocr: Option<OcrMode>,
+    /// On-screen text models (a folder under the models directory).
+    pub ocr_model: Option<String>,
+}
+
+/// Whether the on-screen text stage reads the frames (`ocr` in `kino.toml`,
+/// `KINO_OCR` in the environment). Screens show e-mails and passwords: some
+/// libraries should not have them indexed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrMode {
+    /// Read on-screen text when the models and ONNX Runtime are installed.
+    #[default]
+    Auto,
+    /// Never read on-screen text.
+    Off,
+}
+
+impl OcrMode {
+    fn parse(s: &str) -> Option<OcrMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "on" => Some(OcrMode::Auto),
+            "off" => Some(OcrMode::Off),
+            _ => None,
+        }
+    }
 }
 
 /// When the speech stage transcribes a file's audio (`speech` in
@@ -107,6 +136,11 @@ pub struct Config {
     pub speech: SpeechMode,
     /// Speech model name under `models`.
     pub speech_model: String,
+    /// Whether on-screen text is read (`KINO_OCR`, else the file's `ocr`,
+    /// else `auto`).
+    pub ocr: OcrMode,
+    /// On-screen text models' folder name under `models`.
+    pub ocr_model: String,
 }
 
 /// The default text model.
@@ -153,6 +187,10 @@ impl Config {
                 .ok_or_else(|| usage(format!("KINO_SPEECH={s:?}: expected auto, always or off")))?,
             None => file.speech.unwrap_or_default(),
         };
+        let ocr = match std::env::var("KINO_OCR").ok().filter(|s| !s.trim().is_empty()) {
+            Some(s) => OcrMode::parse(&s).ok_or_else(|| usage(format!("KINO_OCR={s:?}: expected auto or off")))?,
+            None => file.ocr.unwrap_or_default(),
+        };
         Ok(Config {
             home,
             db,
@@ -173,6 +211,10 @@ impl Config {
             speech_model: file
                 .speech_model
                 .unwrap_or_else(|| kino_models::catalog::DEFAULT_SPEECH.into()),
+            ocr,
+            ocr_model: file
+                .ocr_model
+                .unwrap_or_else(|| kino_models::catalog::DEFAULT_OCR.into()),
         })
     }
 
@@ -189,6 +231,19 @@ impl Config {
     /// Directory of the configured speech model.
     pub fn speech_model_dir(&self) -> PathBuf {
         self.models.join(&self.speech_model)
+    }
+
+    /// Directory of the configured on-screen text models.
+    pub fn ocr_model_dir(&self) -> PathBuf {
+        self.models.join(&self.ocr_model)
+    }
+
+    /// ONNX Runtime's library as `kino models fetch onnxruntime` installs it
+    /// (`ORT_DYLIB_PATH` in the environment wins over it).
+    pub fn onnxruntime_lib(&self) -> PathBuf {
+        self.models
+            .join(kino_models::catalog::DEFAULT_ONNXRUNTIME)
+            .join("libonnxruntime.so")
     }
 
     /// The default models for this configuration (see `kino_models::defaults`).

@@ -10,7 +10,7 @@ use kino_language::SentenceEncoder;
 use kino_speech::Whisper;
 use kino_vision::Swin;
 
-use crate::config::{Config, SpeechMode};
+use crate::config::{Config, OcrMode, SpeechMode};
 use crate::error::usage;
 
 /// Width of a Swin-T last-stage token; the fusion module's visual width when
@@ -34,6 +34,20 @@ pub struct Engines {
     pub speech: Option<Arc<Speech>>,
     /// Why speech is off, when it is.
     pub speech_off_reason: Option<String>,
+    /// PP-OCR through ONNX Runtime, when `ocr` allows and the models and
+    /// the runtime load.
+    pub screen: Option<Arc<Screen>>,
+    /// Why on-screen text is off, when it is.
+    pub screen_off_reason: Option<String>,
+}
+
+/// The on-screen text models (detection, angle, recognition) and their
+/// stage version.
+pub struct Screen {
+    /// The OCR engine (thread-safe; one frame at a time runs it).
+    pub ocr: kino_ocr::Ocr,
+    /// Its stage version: model folder, weight digests, frame size.
+    pub version: String,
 }
 
 /// The speech model and how it is used.
@@ -150,6 +164,77 @@ pub fn speech_for(config: &Config) -> Result<std::result::Result<Speech, String>
     }))
 }
 
+/// Threads of the OCR engine, from the same cores as the vision plan:
+/// `KINO_OCR_THREADS` when set; else half the cores while the vision branch
+/// is on, all of them when it is off (it runs on the decode threads, one
+/// frame at a time, only where the picture changed).
+pub fn ocr_threads(cores: usize, vision_on: bool) -> usize {
+    match std::env::var("KINO_OCR_THREADS")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ if vision_on => (cores / 2).max(1),
+        _ => cores.max(1),
+    }
+}
+
+/// The PP-OCR files a model folder must hold.
+pub const OCR_FILES: [&str; 3] = [
+    "PP-OCRv6_det_small.onnx",
+    "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    "PP-OCRv6_rec_small.onnx",
+];
+
+/// Loads the on-screen text stage for `config` with `threads` threads:
+/// `Ok(Err(reason))` when it is off (by configuration, or because ONNX
+/// Runtime or the models are missing or broken; the reason says what to do).
+pub fn screen_for(config: &Config, threads: usize) -> Result<std::result::Result<Screen, String>> {
+    if config.ocr == OcrMode::Off {
+        return Ok(Err("ocr = \"off\" in the configuration".into()));
+    }
+    let lib = config.onnxruntime_lib();
+    let explicit = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty());
+    if explicit.is_none() && !lib.is_file() {
+        return Ok(Err(format!(
+            "ONNX Runtime is not installed ({} is missing): on-screen text is not read; \
+             run `kino models fetch onnxruntime ocr`, then `kino reindex --stale`",
+            lib.display()
+        )));
+    }
+    let dir = config.ocr_model_dir();
+    if let Some(missing) = OCR_FILES.iter().find(|f| !dir.join(f).is_file()) {
+        return Ok(Err(format!(
+            "no on-screen text model at {} ({missing} missing): on-screen text is not read; \
+             run `kino models fetch ocr`, then `kino reindex --stale`",
+            dir.display()
+        )));
+    }
+    if let Err(e) = kino_ocr::init_runtime(&lib) {
+        return Ok(Err(format!(
+            "ONNX Runtime does not load ({e}): on-screen text is not read"
+        )));
+    }
+    let mut digests = Vec::new();
+    for f in OCR_FILES {
+        let path = dir.join(f);
+        let d = kino_models::manifest::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        digests.push(d[..8].to_string());
+    }
+    match kino_ocr::Ocr::load(&dir, threads) {
+        Ok(ocr) => Ok(Ok(Screen {
+            ocr,
+            version: format!(
+                "{}@{},side={}",
+                config.ocr_model,
+                digests.join("."),
+                crate::pipeline::OCR_SIDE
+            ),
+        })),
+        Err(e) => Ok(Err(format!("{e}: on-screen text is not read"))),
+    }
+}
+
 /// The fusion module for a text encoder of width `text_dim` and `vision`
 /// (its visual width is the Swin's hidden size, or Swin-T's without one).
 fn fusion_for(text_dim: usize, vision: Option<&Swin>) -> Result<FusionModel> {
@@ -190,6 +275,11 @@ impl Engines {
             Err(why) => (None, Some(why)),
         };
         let vision = vision?.map(Arc::new);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (screen, screen_off_reason) = match screen_for(config, ocr_threads(cores, vision.is_some()))? {
+            Ok(s) => (Some(Arc::new(s)), None),
+            Err(why) => (None, Some(why)),
+        };
         let fusion = fusion_for(text.dim(), vision.as_deref())?;
         Ok(Engines {
             text: Arc::new(text),
@@ -198,6 +288,8 @@ impl Engines {
             fusion: Arc::new(fusion),
             speech,
             speech_off_reason,
+            screen,
+            screen_off_reason,
         })
     }
 
@@ -225,6 +317,8 @@ impl Engines {
             fusion,
             speech: self.speech.clone(),
             speech_off_reason: self.speech_off_reason.clone(),
+            screen: self.screen.clone(),
+            screen_off_reason: self.screen_off_reason.clone(),
         })
     }
 
@@ -240,6 +334,25 @@ impl Engines {
                 None => Some("the speech model was turned off".into()),
             },
             speech,
+            screen: self.screen.clone(),
+            screen_off_reason: self.screen_off_reason.clone(),
+        }
+    }
+
+    /// These engines with `screen` as the on-screen text stage (`None`: off).
+    pub fn with_screen(&self, screen: Option<Arc<Screen>>) -> Engines {
+        Engines {
+            text: self.text.clone(),
+            vision: self.vision.clone(),
+            fusion: self.fusion.clone(),
+            vision_off_reason: self.vision_off_reason.clone(),
+            speech: self.speech.clone(),
+            speech_off_reason: self.speech_off_reason.clone(),
+            screen_off_reason: match &screen {
+                Some(_) => None,
+                None => Some("the on-screen text models were turned off".into()),
+            },
+            screen,
         }
     }
 
@@ -250,6 +363,7 @@ impl Engines {
             decode: decode.to_string(),
             vision: self.vision.as_ref().map(|v| v.version()),
             speech: self.speech.as_ref().map(|s| s.version.clone()),
+            ocr: self.screen.as_ref().map(|s| s.version.clone()),
             text: self.text.version(),
             fusion: self.fusion.version().to_string(),
         }

@@ -30,6 +30,9 @@ pub enum Stage {
     /// Speech recognition (Whisper) over the audio: its model and the
     /// `speech` setting.
     Speech,
+    /// On-screen text (PP-OCR) over the sampled frames: its models and the
+    /// frame size it reads.
+    Ocr,
     /// The text encoder over subtitles and labels.
     Text,
     /// Cross-attention fusion into segment vectors.
@@ -38,7 +41,14 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 5] = [Stage::Decode, Stage::Vision, Stage::Speech, Stage::Text, Stage::Fusion];
+    pub const ALL: [Stage; 6] = [
+        Stage::Decode,
+        Stage::Vision,
+        Stage::Speech,
+        Stage::Ocr,
+        Stage::Text,
+        Stage::Fusion,
+    ];
 
     /// The stage's name as stored in `videos.stage_versions`.
     pub fn name(self) -> &'static str {
@@ -46,6 +56,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Vision => "vision",
             Stage::Speech => "speech",
+            Stage::Ocr => "ocr",
             Stage::Text => "text",
             Stage::Fusion => "fusion",
         }
@@ -67,6 +78,8 @@ pub struct Versions {
     pub vision: Option<String>,
     /// Speech model and setting (`None`: no model, or speech is off).
     pub speech: Option<String>,
+    /// On-screen text models (`None`: no models or runtime, or `ocr` is off).
+    pub ocr: Option<String>,
     /// Text model.
     pub text: String,
     /// Fusion module.
@@ -80,6 +93,7 @@ impl Versions {
             Stage::Decode => Some(&self.decode),
             Stage::Vision => self.vision.as_deref(),
             Stage::Speech => self.speech.as_deref(),
+            Stage::Ocr => self.ocr.as_deref(),
             Stage::Text => Some(&self.text),
             Stage::Fusion => Some(&self.fusion),
         }
@@ -175,16 +189,16 @@ pub fn stale_stage(video: &Video, current: &Versions, ask: Ask) -> Option<Stage>
         match stage {
             Stage::Decode => current.get(Stage::Decode),
             Stage::Vision => video.vision_model.as_deref(),
-            // Rows from before stage versions were never heard.
-            Stage::Speech => None,
+            // Rows from before stage versions were never heard nor read.
+            Stage::Speech | Stage::Ocr => None,
             Stage::Text => video.text_model.as_deref(),
             Stage::Fusion => video.fusion_model.as_deref(),
         }
     };
     let speech_now = current.speech_for(video.language.as_deref());
     Stage::ALL.into_iter().find(|&stage| match (stage, current.get(stage)) {
-        // No vision weights (speech model) now: nothing to add or redo.
-        (Stage::Vision | Stage::Speech, None) => false,
+        // No vision weights (speech model, OCR models) now: nothing to add or redo.
+        (Stage::Vision | Stage::Speech | Stage::Ocr, None) => false,
         (Stage::Speech, Some(_)) => recorded(stage) != speech_now.as_deref(),
         (_, now) => recorded(stage) != now,
     })
@@ -207,9 +221,11 @@ pub fn only_speech_stale(video: &Video, current: &Versions) -> bool {
         (None, None) => true,
         _ => false,
     };
+    // On-screen text as recorded, or none to read now.
+    let ocr_fresh = current.ocr.is_none() || same(Stage::Ocr);
     let speech_now = current.speech_for(video.language.as_deref());
     let speech_stale = speech_now.is_some() && recorded.get(Stage::Speech.name()) != speech_now.as_ref();
-    same(Stage::Decode) && vision_fresh && same(Stage::Text) && same(Stage::Fusion) && speech_stale
+    same(Stage::Decode) && vision_fresh && ocr_fresh && same(Stage::Text) && same(Stage::Fusion) && speech_stale
 }
 
 #[cfg(test)]
@@ -222,6 +238,7 @@ mod tests {
             decode: "fps=1,side=448,seg=10000".into(),
             vision: vision.map(String::from),
             speech: None,
+            ocr: None,
             text: "text-1".into(),
             fusion: "fusion-1".into(),
         }
@@ -271,9 +288,9 @@ mod tests {
     #[test]
     fn stages_are_ordered_and_named() {
         assert!(Stage::Decode < Stage::Vision && Stage::Vision < Stage::Speech);
-        assert!(Stage::Speech < Stage::Text && Stage::Text < Stage::Fusion);
+        assert!(Stage::Speech < Stage::Ocr && Stage::Ocr < Stage::Text && Stage::Text < Stage::Fusion);
         let names: Vec<_> = Stage::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["decode", "vision", "speech", "text", "fusion"]);
+        assert_eq!(names, ["decode", "vision", "speech", "ocr", "text", "fusion"]);
         assert_eq!(Stage::Vision.to_string(), "vision");
         let mut sorted = Stage::ALL;
         sorted.sort();
@@ -518,5 +535,32 @@ mod tests {
     fn combined_keeps_its_format() {
         assert_eq!(current(None).combined(), "text-1|no-vision|fusion-1");
         assert_eq!(current(Some("swin-1")).combined(), "text-1|swin-1|fusion-1");
+    }
+
+    #[test]
+    fn ocr_models_arriving_make_videos_read_without_them_stale_at_ocr() {
+        let before = current(None);
+        let row = indexed_with(&before, false);
+        let mut now = before.clone();
+        now.ocr = Some("rapidocr/PP-OCRv6@a.b.c,side=960".into());
+        assert_eq!(stale_stage(&row, &now, SCAN), Some(Stage::Ocr));
+        // Read with them: fresh; other models: stale again.
+        let read = indexed_with(&now, false);
+        assert_eq!(stale_stage(&read, &now, SCAN), None);
+        let mut other = now.clone();
+        other.ocr = Some("rapidocr/PP-OCRv6@d.e.f,side=960".into());
+        assert_eq!(stale_stage(&read, &other, SCAN), Some(Stage::Ocr));
+        // Turning OCR off (or losing the models) keeps the index.
+        assert_eq!(stale_stage(&read, &before, SCAN), None);
+        // Legacy rows were never read.
+        let mut legacy = video(VideoStatus::Done, &[]);
+        legacy.text_model = Some("text-1".into());
+        legacy.fusion_model = Some("fusion-1".into());
+        assert_eq!(stale_stage(&legacy, &now, SCAN), Some(Stage::Ocr));
+        // A video stale for speech and for OCR is not a speech refresh.
+        let mut heard = now.clone();
+        heard.speech = Some("whisper@abc,auto".into());
+        assert!(!only_speech_stale(&row, &heard));
+        assert!(only_speech_stale(&read, &heard));
     }
 }

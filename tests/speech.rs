@@ -6,11 +6,13 @@
 
 mod common;
 
-use common::{free_port, get_json, models_dir, wait_for, wait_until, Server};
+use common::{
+    ffmpeg, free_port, get_json, json_of, models_dir, run, subtitled_distractors, wait_for, wait_until, Server,
+};
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -47,19 +49,6 @@ fn link_model(models: &Path, name: &str, from: Option<&Path>) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     let from = from.map_or_else(|| models_dir().join(name), Path::to_path_buf);
     std::os::unix::fs::symlink(from, to).unwrap();
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn espeak(text: &str, out: &Path) {
@@ -126,20 +115,6 @@ fn media(dir: &Path, name: &str, colour: Option<&str>, secs: u32, speech: &[(u32
     ffmpeg(&refs);
     std::fs::remove_dir_all(&work).unwrap();
     path
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap()
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -275,27 +250,7 @@ fn distractors(lib: &Path) {
         ),
         ("rocket", "The rocket lifted off from the launch pad and reached orbit."),
     ];
-    for (i, (name, line)) in topics.iter().enumerate() {
-        let path = lib.join(format!("{name}.mp4"));
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("color=c=0x{:02x}4080:s=160x120:r=5:d=12", 40 * i),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            path.to_str().unwrap(),
-        ]);
-        std::fs::write(
-            lib.join(format!("{name}.srt")),
-            format!("1\n00:00:02,000 --> 00:00:07,000\n{line}\n\n"),
-        )
-        .unwrap();
-    }
+    subtitled_distractors(lib, &topics);
     media(
         lib,
         "piano.mp4",

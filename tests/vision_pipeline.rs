@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{rt, text_model};
+use common::{peak_rss_kb, rt, text_model};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -176,23 +176,6 @@ fn reindex_stale_adds_the_vision_branch_once_weights_exist() {
     assert_eq!(summary["selected"], 0, "{summary}");
 }
 
-fn peak_rss_kb(cmd: &mut Command) -> u64 {
-    // GNU time prints the peak resident set size (KiB) of the command on its last stderr line.
-    let mut t = Command::new("/usr/bin/time");
-    t.arg("-f")
-        .arg("PEAK_RSS_KB=%M")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    let out = t.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{err}");
-    err.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("PEAK_RSS_KB="))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("GNU time reports the peak RSS")
-}
-
 #[test]
 fn peak_memory_does_not_grow_with_video_length() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,7 +188,7 @@ fn peak_memory_does_not_grow_with_video_length() {
         let db = dir.path().join(format!("k{minutes}.db")).display().to_string();
         let mut cmd = kino(&dir.path().join(format!("home{minutes}")), &models, &db);
         cmd.arg("ingest").arg(&lib);
-        let kb = peak_rss_kb(&mut cmd);
+        let kb = peak_rss_kb(&cmd);
         let segments = rt().block_on(async { Store::open(&db).await.unwrap().segment_count().await.unwrap() });
         assert_eq!(segments, (minutes * 6) as i64, "{minutes} min in 10 s segments");
         eprintln!("peak RSS indexing a {minutes}-minute video: {} MiB", kb / 1024);

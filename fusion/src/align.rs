@@ -415,6 +415,17 @@ impl SegmentBuilder {
         Ok(self.drain())
     }
 
+    /// Declares that no cue pushed from now on starts before `ms` (a stream
+    /// of cues found while frames pass, such as on-screen text, moves the
+    /// segments on this way between its cues). Returns the segments this
+    /// finished.
+    pub fn cues_until(&mut self, ms: i64) -> Vec<AlignedSegment> {
+        if !self.cues_done && self.cue_watermark.is_none_or(|w| ms > w) {
+            self.cue_watermark = Some(ms);
+        }
+        self.drain()
+    }
+
     /// Declares that no more frames will come (audio-only video, vision branch off, or decoding done).
     pub fn end_frames(&mut self) -> Vec<AlignedSegment> {
         self.frames_done = true;

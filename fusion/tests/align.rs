@@ -331,3 +331,31 @@ fn hours_long_video_streams_in_bounded_memory() {
     );
     assert_eq!(segments[100].tags, vec!["tabby cat"]);
 }
+
+#[test]
+fn cues_until_moves_segments_on_between_cues_found_while_frames_pass() {
+    // On-screen text is found as frames pass: cues arrive late and in
+    // pieces; `cues_until` lets finished segments out meanwhile.
+    let cfg = Segmenter::default();
+    let mut b = cfg.builder(Some(60_000)).unwrap();
+    let mut out = Vec::new();
+    for i in 0..60i64 {
+        out.extend(b.push_frame(&frame(i * 1000, vec![1.0, 0.0], &[])).unwrap());
+        if i == 25 {
+            out.extend(b.push_cue(&cue(21_000, 25_000, "slide two")).unwrap());
+        }
+        out.extend(b.cues_until(if i < 25 { 21_000.min(i * 1000) } else { i * 1000 }));
+        // Never more than two windows wait.
+        assert!(b.buffered().segments <= 2, "{:?} at {i}", b.buffered());
+    }
+    // A cue before the watermark is refused.
+    assert!(matches!(
+        b.push_cue(&cue(10_000, 12_000, "late")),
+        Err(FusionError::OutOfOrder { .. })
+    ));
+    out.extend(b.finish());
+    assert_covers(&out, 60_000);
+    assert_eq!(out[2].text, "slide two");
+    assert_eq!(out[2].cues, vec![(0, 1.0)]);
+    assert!(out.iter().filter(|s| !s.text.is_empty()).count() == 1);
+}

@@ -45,7 +45,7 @@ pub fn init_runtime(lib: &Path) -> Result<(), OcrError> {
 }
 
 /// Opens `path` as a session with `threads` intra-op threads (0: ONNX Runtime's
-/// default), every graph optimisation on, as rapidocr does.
+/// default), every graph optimisation on and no memory arena, as rapidocr does.
 pub(crate) fn session(path: &Path, threads: usize) -> Result<Session, OcrError> {
     let env = ENV.get().ok_or(OcrError::NotInitialised)?;
     if !path.is_file() {
@@ -57,9 +57,13 @@ pub(crate) fn session(path: &Path, threads: usize) -> Result<Session, OcrError> 
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    // No memory arena, as rapidocr configures it: the detector's activations
+    // for a large frame would otherwise stay reserved for the process's life.
     let mut builder = Session::builder(env)
         .map_err(fail)?
         .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| fail(e.into()))?
+        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
         .map_err(|e| fail(e.into()))?;
     if threads > 0 {
         builder = builder.with_intra_threads(threads).map_err(|e| fail(e.into()))?;

@@ -4,6 +4,7 @@ mod db;
 pub mod index;
 mod media;
 mod models;
+mod ocr;
 mod query;
 mod serve;
 mod speech;
@@ -45,6 +46,7 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
             srt,
             quiet,
         ),
+        Command::Ocr { file, model, json } => ocr::ocr(config, &file, model.as_deref(), json, quiet),
         Command::EmbedText { model, texts, json } => text::embed_text(config, model.as_deref(), &texts, json),
         Command::Models { action } => models::run(config, action, quiet),
         Command::EmbedImage {

@@ -47,15 +47,29 @@ struct ModelFingerprint(Vec<Option<(u64, Option<SystemTime>)>>);
 
 impl ModelFingerprint {
     fn of(dir: &Path) -> ModelFingerprint {
+        Self::of_paths(MODEL_FILES.iter().map(|f| dir.join(f)))
+    }
+
+    fn of_paths(paths: impl Iterator<Item = PathBuf>) -> ModelFingerprint {
         ModelFingerprint(
-            MODEL_FILES
-                .iter()
-                .map(|f| {
-                    let m = std::fs::metadata(dir.join(f)).ok().filter(|m| m.is_file())?;
+            paths
+                .map(|p| {
+                    let m = std::fs::metadata(p).ok().filter(|m| m.is_file())?;
                     Some((m.len(), m.modified().ok()))
                 })
                 .collect(),
         )
+    }
+
+    /// The on-screen text stage's files: its three models, their manifest
+    /// and ONNX Runtime's library.
+    fn of_ocr(config: &Config) -> ModelFingerprint {
+        let dir = config.ocr_model_dir();
+        let files = engines::OCR_FILES
+            .iter()
+            .chain(&["kino-manifest.json"])
+            .map(|f| dir.join(f));
+        Self::of_paths(files.chain([config.onnxruntime_lib()]))
     }
 }
 
@@ -88,6 +102,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     let vision_files = ModelFingerprint::of(&vision_dir);
     let speech_dir = config.speech_model_dir();
     let speech_files = ModelFingerprint::of(&speech_dir);
+    let ocr_files = ModelFingerprint::of_ocr(config);
     let (store, pipeline) = super::index::start_pipeline(config, &rt)?;
     let stop = super::index::install_shutdown_flag();
     rt.block_on(worker::reclaim_dead_local_leases(&store))?;
@@ -147,18 +162,38 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
             let (dir, seen) = (vision_dir.clone(), vision_files);
             s.spawn(move || {
-                watch_model(&dir, seen, poll, stop, || {
-                    vision_changed(pipeline, &store, &handle, &dir)
-                })
+                watch_model(
+                    || ModelFingerprint::of(&dir),
+                    seen,
+                    poll,
+                    stop,
+                    || vision_changed(pipeline, &store, &handle, &dir),
+                )
             });
         }
         if config.speech != crate::config::SpeechMode::Off {
             let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
             let (dir, seen) = (speech_dir.clone(), speech_files);
             s.spawn(move || {
-                watch_model(&dir, seen, poll, stop, || {
-                    speech_changed(pipeline, &store, &handle, config)
-                })
+                watch_model(
+                    || ModelFingerprint::of(&dir),
+                    seen,
+                    poll,
+                    stop,
+                    || speech_changed(pipeline, &store, &handle, config),
+                )
+            });
+        }
+        if config.ocr != crate::config::OcrMode::Off {
+            let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
+            s.spawn(move || {
+                watch_model(
+                    || ModelFingerprint::of_ocr(config),
+                    ocr_files,
+                    poll,
+                    stop,
+                    || screen_changed(pipeline, &store, &handle, config),
+                )
             });
         }
         // Housekeeping: purge videos missing for longer than the grace period.
@@ -339,7 +374,13 @@ pub async fn queue_stale(store: &Store, current: &Versions) -> Result<usize> {
 /// Polls a model's folder every `poll` until `stop`. A change (new,
 /// replaced or removed files; acted on once the files have stayed the same
 /// for one more poll, so a copy in progress is not loaded) calls `changed`.
-fn watch_model(dir: &Path, mut seen: ModelFingerprint, poll: Duration, stop: &AtomicBool, mut changed: impl FnMut()) {
+fn watch_model(
+    fingerprint: impl Fn() -> ModelFingerprint,
+    mut seen: ModelFingerprint,
+    poll: Duration,
+    stop: &AtomicBool,
+    mut changed: impl FnMut(),
+) {
     let mut settling: Option<ModelFingerprint> = None;
     while !stop.load(Ordering::Relaxed) {
         let step = Duration::from_millis(50).min(poll);
@@ -348,7 +389,7 @@ fn watch_model(dir: &Path, mut seen: ModelFingerprint, poll: Duration, stop: &At
             std::thread::sleep(step);
             waited += step;
         }
-        let now = ModelFingerprint::of(dir);
+        let now = fingerprint();
         if now == seen {
             settling = None;
             continue;
@@ -427,6 +468,38 @@ fn speech_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handl
         }
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "the speech model does not load; keeping the current models")
+        }
+    }
+}
+
+/// The on-screen text stage's files changed: load it, swap it into
+/// `pipeline`, queue the videos it makes stale.
+fn screen_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, config: &Config) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = engines::ocr_threads(cores, pipeline.versions().vision.is_some());
+    match engines::screen_for(config, threads) {
+        Ok(Ok(screen)) if pipeline.versions().ocr.as_deref() == Some(screen.version.as_str()) => {
+            tracing::debug!("the on-screen text models' files were touched but they are the same");
+        }
+        Ok(Ok(screen)) => {
+            let version = screen.version.clone();
+            let current = pipeline.set_screen(Some(Arc::new(screen)));
+            requeue(
+                store,
+                rt,
+                &current,
+                &format!("on-screen text models loaded ({version})"),
+            );
+        }
+        Ok(Err(why)) => {
+            if pipeline.versions().ocr.is_some() {
+                tracing::info!("{why}; the loaded on-screen text models stay in use until kino restarts");
+            } else {
+                tracing::warn!("on-screen text still off: {why}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the on-screen text models do not load; keeping the current models")
         }
     }
 }

@@ -14,14 +14,17 @@ use kino_fusion::TimedText;
 use kino_ingest::MediaInfo;
 use kino_store::{CueRecord, Video};
 
-use super::{speech, IndexError, Loaded, Pipeline, Progress};
+use super::{screen, speech, IndexError, Loaded, Pipeline, Progress};
 use crate::config::SpeechMode;
 
 impl Pipeline {
     /// Reads the subtitles, runs the speech stage where it is wanted,
     /// embeds every cue and stores the cues (replacing the video's).
     /// `resume_from > 0`: a resumed job, which reuses the speech cues its
-    /// first run stored.
+    /// first run stored. The stored on-screen text cues that start before
+    /// `screen_until` are kept (a resumed job's, up to its checkpoint; a
+    /// refresh's, all of them): the frames they were read from are not
+    /// decoded again.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gather_cues(
         &self,
@@ -30,6 +33,7 @@ impl Pipeline {
         info: &MediaInfo,
         loaded: &Loaded,
         resume_from: i64,
+        screen_until: i64,
         cancel: &AtomicBool,
         progress: &dyn Fn(Progress),
     ) -> Result<(Vec<TimedText>, Vec<String>), IndexError> {
@@ -96,6 +100,21 @@ impl Pipeline {
             }
             cues.extend(speech_cues);
             metrics::histogram!("kino_stage_seconds", "stage" => "speech").record(t.elapsed().as_secs_f64());
+        }
+        if screen_until > 0 {
+            let rows = self.rt.block_on(self.store.cues(video.id)).map_err(db)?;
+            cues.extend(
+                rows.into_iter()
+                    .filter(|c| c.source == screen::SOURCE && c.start_ms < screen_until)
+                    .map(|c| kino_ingest::Cue {
+                        start_ms: c.start_ms,
+                        end_ms: c.end_ms.min(screen_until),
+                        text: c.text,
+                        source: c.source,
+                        origin: screen::SOURCE.into(),
+                        language: c.language,
+                    }),
+            );
         }
         cues.sort_by_key(|c| (c.start_ms, c.end_ms));
         if !info.has_video && cues.is_empty() {

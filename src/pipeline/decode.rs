@@ -2,6 +2,7 @@
 //! the vision service (or straight back when vision is off), and putting
 //! replies back in frame order.
 
+use super::screen::ScreenReader;
 use super::vision::VisionRequest;
 use super::*;
 
@@ -36,10 +37,15 @@ impl<T> InOrder<T> {
     }
 }
 
+/// Samples `path`'s frames and sends each on: to the vision service
+/// (resized by its preprocessor) or straight back. With `screen`, each frame
+/// (decoded at the OCR size) is first shown to the on-screen text stage,
+/// which reads it where the picture changed.
 pub(super) fn decode_loop(
     path: &Path,
     opts: &SampleOptions,
     vision: Option<(Sender<VisionRequest>, kino_vision::Preprocessor)>,
+    mut screen: Option<ScreenReader>,
     reply: Sender<Reply>,
     stop: &AtomicBool,
 ) {
@@ -60,6 +66,7 @@ pub(super) fn decode_loop(
             }
         };
         metrics::histogram!("kino_stage_seconds", "stage" => "decode").record(t.elapsed().as_secs_f64());
+        let read = screen.as_mut().and_then(|s| s.frame(frame.pts_ms, &frame.image));
         let sent = match &vision {
             Some((v, pre)) => {
                 // A frame the preprocessor refuses (no pixels) goes on as it
@@ -70,6 +77,7 @@ pub(super) fn decode_loop(
                     pts_ms: frame.pts_ms,
                     thumbnail: frame.thumbnail_jpeg,
                     image,
+                    screen: read,
                     reply: reply.clone(),
                 })
                 .is_ok()
@@ -80,12 +88,19 @@ pub(super) fn decode_loop(
                     pts_ms: frame.pts_ms,
                     thumbnail: frame.thumbnail_jpeg,
                     features: None,
+                    screen: read,
                 }))
                 .is_ok(),
         };
         if !sent || stop.load(Ordering::Relaxed) {
             return;
         }
+    }
+    if let Some(s) = screen {
+        let _ = reply.send(Reply::Screen {
+            reads: s.reads,
+            warning: s.warning,
+        });
     }
     let w = sampler.warnings().to_vec();
     if !w.is_empty() {

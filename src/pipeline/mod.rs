@@ -161,11 +161,16 @@ pub struct IndexOutcome {
 
 mod cues;
 mod decode;
+mod feed;
 mod refresh;
+pub(crate) mod screen;
 pub(crate) mod speech;
 mod vision;
 
 use decode::{decode_loop, InOrder};
+use feed::CueFeed;
+pub(crate) use screen::OCR_SIDE;
+use screen::{ScreenCues, ScreenRead, ScreenReader};
 use vision::{ProcessedFrame, Reply, VisionService};
 
 /// The decode stage's version: the sampling settings that shape a video's
@@ -234,6 +239,9 @@ impl Pipeline {
         if let Some(why) = &engines.speech_off_reason {
             tracing::warn!("speech off: {why}");
         }
+        if let Some(why) = &engines.screen_off_reason {
+            tracing::warn!("on-screen text off: {why}");
+        }
         let loaded = Self::load(engines, &opts);
         Pipeline {
             store,
@@ -286,6 +294,13 @@ impl Pipeline {
         self.swap(engines)
     }
 
+    /// Swaps in `screen` as the on-screen text stage (`None`: off); returns
+    /// the new versions. Jobs already running finish as they started.
+    pub fn set_screen(&self, screen: Option<Arc<crate::engines::Screen>>) -> Versions {
+        let engines = Arc::new(self.snapshot().engines.with_screen(screen));
+        self.swap(engines)
+    }
+
     fn swap(&self, engines: Arc<Engines>) -> Versions {
         let loaded = Arc::new(Self::load(engines, &self.opts));
         let versions = loaded.versions.clone();
@@ -299,6 +314,7 @@ impl Pipeline {
         tracing::info!(
             vision = versions.vision.as_deref().unwrap_or("off"),
             speech = versions.speech.as_deref().unwrap_or("off"),
+            ocr = versions.ocr.as_deref().unwrap_or("off"),
             fusion = %versions.fusion,
             "models swapped"
         );
@@ -380,22 +396,33 @@ impl Pipeline {
         if resume_from == 0 && self.can_refresh_speech(video, &loaded) {
             return self.refresh_speech(video, &path, &info, &loaded, cancel, progress, started);
         }
-        let (timed, mut warnings) = self.gather_cues(video, &path, &info, &loaded, resume_from, cancel, progress)?;
+        let (mut timed, mut warnings) =
+            self.gather_cues(video, &path, &info, &loaded, resume_from, resume_from, cancel, progress)?;
+        let bad = |e: kino_fusion::FusionError| IndexError::BadInput(format!("{}: {e}", path.display()));
 
         let mut builder = self
             .opts
             .segmenter
             .builder(Some(info.duration_ms))
             .map_err(|e| IndexError::Transient(anyhow!(e)))?;
+        // On-screen text is found as the frames pass: the subtitle and
+        // speech cues then go to the segment builder in step with it (in
+        // start order), else all at once.
+        let screen = engines.screen.clone().filter(|_| info.has_video);
+        let mut feed = CueFeed {
+            next: 0,
+            texts: timed.len(),
+            screen: screen
+                .as_ref()
+                .map(|_| ScreenCues::new(self.opts.segmenter.window_ms, resume_from)),
+            last_embedding: None,
+            stored_screen: 0,
+        };
         let mut finished: Vec<AlignedSegment> = Vec::new();
-        for c in &timed {
-            finished.extend(
-                builder
-                    .push_cue(c)
-                    .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?,
-            );
+        if feed.screen.is_none() {
+            finished.extend(feed.texts_until(&mut builder, &timed, i64::MAX).map_err(bad)?);
+            finished.extend(builder.end_cues());
         }
-        finished.extend(builder.end_cues());
 
         let mut state = VideoState {
             video_id: video.id,
@@ -412,11 +439,17 @@ impl Pipeline {
         self.finish_segments(&mut state, finished, &timed)?;
 
         let mut frames_seen = 0u64;
+        let mut last_pts = resume_from;
         if info.has_video {
             let (reply_tx, reply_rx) = bounded::<Reply>(self.opts.queue);
             let sample = SampleOptions {
                 fps: self.opts.fps,
-                max_side: Some(self.opts.max_side),
+                // OCR reads the same frames, at a size where slide text is
+                // legible; the vision preprocessor scales its copy down.
+                max_side: Some(match screen {
+                    Some(_) => self.opts.max_side.max(OCR_SIDE),
+                    None => self.opts.max_side,
+                }),
                 thumbnail_width: 320,
                 start_ms: resume_from,
                 // With the vision branch on, Swin keeps every core busy and
@@ -430,12 +463,13 @@ impl Pipeline {
                 .vision
                 .as_ref()
                 .and_then(|v| Some((v.tx.clone()?, v.preprocessor.clone())));
+            let reader = screen.clone().map(ScreenReader::new);
             let decode_path = path.clone();
             let stop_decode = Arc::new(AtomicBool::new(false));
             let stop_flag = stop_decode.clone();
             let decode = std::thread::Builder::new()
                 .name(format!("kino-decode-{}", video.id))
-                .spawn(move || decode_loop(&decode_path, &sample, vision, reply_tx, &stop_flag))
+                .spawn(move || decode_loop(&decode_path, &sample, vision, reader, reply_tx, &stop_flag))
                 .context("spawning a decode thread")?;
             let mut pending = InOrder::default();
             let mut decode_error: Option<IngestError> = None;
@@ -446,6 +480,10 @@ impl Pipeline {
                 match reply {
                     Reply::DecodeError(e) => decode_error = Some(e),
                     Reply::Warnings(w) => warnings.extend(w),
+                    Reply::Screen { reads, warning } => {
+                        tracing::debug!(video = %path.display(), frames_read = reads, "on-screen text read");
+                        warnings.extend(warning);
+                    }
                     Reply::Frame(f) => {
                         // Vision workers can finish a later batch first:
                         // frames go on in their order (at most the frames in
@@ -454,14 +492,23 @@ impl Pipeline {
                         while let Some(f) = pending.next() {
                             let index = f.seq as usize;
                             frames_seen += 1;
+                            last_pts = last_pts.max(f.pts_ms);
                             metrics::counter!("kino_frames_decoded_total").increment(1);
                             if f.features.is_none() {
                                 state.needs_vision = true;
                             }
                             let fv = frame_visual(&f);
-                            let done = builder
-                                .push_frame_with_index(index, &fv)
-                                .map_err(|e| IndexError::BadInput(format!("{}: {e}", path.display())))?;
+                            let mut done = builder.push_frame_with_index(index, &fv).map_err(bad)?;
+                            if feed.screen.is_some() {
+                                done.extend(self.feed_screen(
+                                    &mut feed,
+                                    &mut builder,
+                                    &mut timed,
+                                    &state,
+                                    f.pts_ms,
+                                    f.screen.as_ref(),
+                                )?);
+                            }
                             progress(Progress {
                                 video_id: video.id,
                                 done_ms: f.pts_ms,
@@ -470,7 +517,7 @@ impl Pipeline {
                             });
                             state.frames.insert(index, f);
                             self.finish_segments(&mut state, done, &timed)?;
-                            self.maybe_checkpoint(&mut state, checkpoint)?;
+                            self.maybe_checkpoint(&mut state, &mut feed, checkpoint)?;
                         }
                     }
                 }
@@ -489,6 +536,23 @@ impl Pipeline {
                 tracing::warn!(video = %path.display(), "{w}");
                 warnings.push(w);
             }
+        }
+        // The text on screen at the end lasts to the end.
+        if let Some(sc) = feed.screen.as_mut() {
+            let end = if info.duration_ms > 0 {
+                info.duration_ms
+            } else {
+                last_pts + (1000.0 / self.opts.fps.max(0.001)) as i64
+            };
+            let pieces = sc.finish(end);
+            let mut done = Vec::new();
+            for p in pieces {
+                done.extend(self.push_screen_piece(&mut feed, &mut builder, &mut timed, &state, p)?);
+            }
+            done.extend(feed.texts_until(&mut builder, &timed, i64::MAX).map_err(bad)?);
+            done.extend(builder.end_cues());
+            self.finish_segments(&mut state, done, &timed)?;
+            self.store_screen_cues(&mut feed, video.id, true)?;
         }
         let rest = builder.finish();
         self.finish_segments(&mut state, rest, &timed)?;
@@ -529,7 +593,7 @@ impl Pipeline {
         Ok(IndexOutcome {
             segments: total,
             frames: frames_seen,
-            cues: timed.len(),
+            cues: feed.texts + feed.screen.as_ref().map_or(0, |s| s.records().len()),
             warnings,
             needs_vision: state.needs_vision,
             versions: loaded.versions.clone(),
@@ -538,7 +602,12 @@ impl Pipeline {
 
     /// Stages the finished segments once enough video has passed since the
     /// last checkpoint, and records the new position in the job.
-    fn maybe_checkpoint(&self, state: &mut VideoState, checkpoint: &dyn Fn(i64) -> bool) -> Result<(), IndexError> {
+    fn maybe_checkpoint(
+        &self,
+        state: &mut VideoState,
+        feed: &mut CueFeed,
+        checkpoint: &dyn Fn(i64) -> bool,
+    ) -> Result<(), IndexError> {
         let Some(last_end) = state.segments.last().map(|s| s.end_ms) else {
             return Ok(());
         };
@@ -551,6 +620,9 @@ impl Pipeline {
         state.staged += state.segments.len();
         state.segments.clear();
         state.checkpointed_ms = last_end;
+        // The on-screen text found so far, before the job records the new
+        // position (a resumed job keeps what is stored before it).
+        self.store_screen_cues(feed, state.video_id, false)?;
         metrics::counter!("kino_checkpoints_total").increment(1);
         if !checkpoint(last_end) {
             return Err(IndexError::Cancelled);
@@ -657,7 +729,7 @@ impl Pipeline {
     }
 }
 
-struct VideoState {
+pub(super) struct VideoState {
     video_id: i64,
     frames: HashMap<usize, ProcessedFrame>,
     segments: Vec<NewSegment>,

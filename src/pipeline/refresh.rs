@@ -50,7 +50,7 @@ impl Pipeline {
         let db = |e: kino_store::StoreError| IndexError::Transient(anyhow::Error::from(e));
         let engines = &loaded.engines;
         let stored = self.rt.block_on(self.store.segments(video.id)).map_err(db)?;
-        let (timed, warnings) = self.gather_cues(video, path, info, loaded, 0, cancel, progress)?;
+        let (timed, warnings) = self.gather_cues(video, path, info, loaded, 0, i64::MAX, cancel, progress)?;
 
         let bad = |e: FusionError| IndexError::BadInput(format!("{}: {e}", path.display()));
         let mut builder = self.opts.segmenter.builder(Some(info.duration_ms)).map_err(bad)?;

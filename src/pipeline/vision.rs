@@ -10,6 +10,8 @@ pub(super) struct ProcessedFrame {
     pub(super) pts_ms: i64,
     pub(super) thumbnail: Vec<u8>,
     pub(super) features: Option<FrameFeatures>,
+    /// What the on-screen text stage read on it (`None`: not read).
+    pub(super) screen: Option<ScreenRead>,
 }
 
 pub(super) enum Reply {
@@ -18,6 +20,12 @@ pub(super) enum Reply {
     DecodeError(IngestError),
     /// What the decoder skipped or repaired (sent at the end).
     Warnings(Vec<String>),
+    /// The on-screen text stage's account (sent at the end): frames read,
+    /// and the first failure.
+    Screen {
+        reads: u64,
+        warning: Option<String>,
+    },
 }
 
 pub(super) struct VisionRequest {
@@ -27,6 +35,8 @@ pub(super) struct VisionRequest {
     /// The frame, already resized by the model's preprocessor (on the
     /// decode thread, so the vision thread only normalises and runs it).
     pub(super) image: RgbImage,
+    /// What the on-screen text stage read on it.
+    pub(super) screen: Option<ScreenRead>,
     pub(super) reply: Sender<Reply>,
 }
 
@@ -250,6 +260,7 @@ pub(super) fn vision_loop(
                 pts_ms: req.pts_ms,
                 thumbnail: req.thumbnail,
                 features: f,
+                screen: req.screen,
             }));
         }
     }

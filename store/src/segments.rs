@@ -96,11 +96,27 @@ async fn insert_segment(
 impl Store {
     /// Replaces all cues of a video in one transaction.
     pub async fn replace_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
+        self.write_cues(video_id, cues, true).await
+    }
+
+    /// Adds cues to a video's (on-screen text found while its frames are
+    /// decoded, after the subtitles and speech were stored), in one
+    /// transaction.
+    pub async fn append_cues(&self, video_id: i64, cues: &[CueRecord]) -> Result<()> {
+        if cues.is_empty() {
+            return Ok(());
+        }
+        self.write_cues(video_id, cues, false).await
+    }
+
+    async fn write_cues(&self, video_id: i64, cues: &[CueRecord], replace: bool) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM cues WHERE video_id = $1")
-            .bind(video_id)
-            .execute(&mut *tx)
-            .await?;
+        if replace {
+            sqlx::query("DELETE FROM cues WHERE video_id = $1")
+                .bind(video_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for c in cues {
             sqlx::query(
                 "INSERT INTO cues (video_id, start_ms, end_ms, text, source, language) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -3,8 +3,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -150,4 +151,85 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs ffmpeg quietly with `args`; panics with its message when it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Silent 12-second colour videos in `lib`, one per `(name, line)`, each
+/// with a sidecar subtitle saying `line` from 2 to 7 s: distractors.
+pub fn subtitled_distractors(lib: &Path, topics: &[(&str, &str)]) {
+    for (i, (name, line)) in topics.iter().enumerate() {
+        let path = lib.join(format!("{name}.mp4"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c=0x{:02x}4080:s=160x120:r=5:d=12", (40 * i) % 256),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        std::fs::write(
+            lib.join(format!("{name}.srt")),
+            format!("1\n00:00:02,000 --> 00:00:07,000\n{line}\n\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// GNU time's peak resident set size (KiB) of `cmd`, run with its
+/// arguments and environment; panics when it fails.
+pub fn peak_rss_kb(cmd: &Command) -> u64 {
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("PEAK_RSS_KB=%M")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    let out = t.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    err.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KB="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("GNU time reports the peak RSS")
+}
+
+/// Runs `cmd` to its end.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+/// The JSON a successful command printed; panics with its stderr when it
+/// failed.
+pub fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }

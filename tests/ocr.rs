@@ -708,3 +708,61 @@ fn with_vision_on_long_static_slides_are_read_in_bounded_memory() {
         long / 1024
     );
 }
+
+/// `kino serve` started without ONNX Runtime and the OCR models: once they
+/// arrive (as `kino models fetch ocr onnxruntime` from another terminal
+/// would put them there), it loads them and reads the library's screens.
+#[test]
+fn serve_reads_the_library_once_the_ocr_models_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let deck = [Slide {
+        from: 0,
+        to: 12,
+        lines: &["Honeybees communicate with a waggle dance"],
+        size: 32,
+        font: SANS,
+        colour: "black",
+        background: "white",
+    }];
+    slides(&lib, "bees.mp4", 960, 540, 12, &deck, false, &[]);
+    std::fs::write(
+        lib.join("bees.srt"),
+        "1\n00:00:01,000 --> 00:00:03,000\nWelcome back.\n\n",
+    )
+    .unwrap();
+    let models = dir.path().join("models");
+    link_model(&models, TEXT_MODEL);
+    let port = free_port();
+    let _server = Server(
+        kino_with(&home, &models)
+            .env("KINO_MODEL_POLL_MS", "200")
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let read =
+        || {
+            let v = get_json(port, "/api/search?q=insects%20dancing%20to%20talk&k=3");
+            v["results"].as_array().unwrap().iter().any(|r| {
+                r["text"].as_str().unwrap_or("").contains("waggle") && r["sources"].to_string().contains("screen")
+            })
+        };
+    wait_for("the video indexed without OCR", || {
+        let v = get_json(port, "/api/videos");
+        v["videos"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["status"] == "done")
+    });
+    assert!(!read(), "no OCR models yet");
+    link_model(&models, OCR_MODEL);
+    link_model(&models, RUNTIME);
+    wait_for("the slide's words searchable", read);
+}

@@ -111,8 +111,9 @@ impl Signature {
 /// changed 3 times in the last 10 frames: a presenter walking beside a
 /// slide does not cause reads) or holds text read last time (burned-in
 /// captions). A picture
-/// that differs almost everywhere (a moving camera) is read at most every
-/// 10 s. The first frame is always read. The time a read is dated from is
+/// that differs almost everywhere (a moving camera) is read once in each
+/// 10 s of the timeline (a fixed grid, so a resumed job reads the frames an
+/// uninterrupted run reads). The first frame is always read. The time a read is dated from is
 /// the first frame at which its change was seen.
 #[derive(Debug, Default)]
 pub(crate) struct ChangeGate {
@@ -185,8 +186,11 @@ impl ChangeGate {
         } else {
             self.change_seen_ms = None;
         }
-        let wide_change =
-            wide as f32 >= WIDE_CHANGE * tiles as f32 && pts_ms - self.last_read_ms >= WIDE_CHANGE_EVERY_MS;
+        // On a fixed 10-s grid of the timeline (not 10 s after the last read),
+        // so a job resumed from a checkpoint reads the frames an uninterrupted
+        // run reads.
+        let wide_change = wide as f32 >= WIDE_CHANGE * tiles as f32
+            && pts_ms.div_euclid(WIDE_CHANGE_EVERY_MS) > self.last_read_ms.div_euclid(WIDE_CHANGE_EVERY_MS);
         if !(settled_change || wide_change) {
             return None;
         }
@@ -288,8 +292,9 @@ pub(crate) fn join_lines<'a>(lines: impl Iterator<Item = &'a str>) -> String {
 ///
 /// Frames come in order: [`ScreenCues::frame`] with the read (when the
 /// frame was read) returns the pieces it completed. The text on screen is
-/// open until a read shows other text; an open text is cut into pieces of
-/// at most `max_piece_ms` so the segment builder never waits long for it.
+/// open until a read shows other text; an open text is cut into pieces at
+/// every multiple of `max_piece_ms` (the segment window) so the segment
+/// builder never waits long for it.
 /// [`ScreenCues::records`] gives the stored cues: consecutive pieces of the
 /// same text merged into one.
 #[derive(Debug)]
@@ -328,12 +333,16 @@ impl ScreenCues {
                 self.floor = since;
             }
         }
-        if let Some((start, text)) = &self.open {
-            if pts_ms - start >= self.max_piece_ms {
-                let text = text.clone();
-                self.close_at(pts_ms, &mut out);
-                self.open = Some((pts_ms, text));
+        // An open text is cut on the segment window's grid (each piece lies
+        // in one fixed window, so a window never holds the same text twice).
+        while let Some((start, text)) = &self.open {
+            let cut = (start.div_euclid(self.max_piece_ms) + 1) * self.max_piece_ms;
+            if cut > pts_ms {
+                break;
             }
+            let text = text.clone();
+            self.close_at(cut, &mut out);
+            self.open = Some((cut, text));
         }
         if self.open.is_none() {
             self.floor = self.floor.max(pts_ms);
@@ -518,7 +527,8 @@ mod tests {
                 (0, 10_000, "Intro"),
                 (10_000, 20_000, "Intro"),
                 (20_000, 24_000, "Intro"),
-                (24_000, 33_000, "Results 42%"),
+                (24_000, 30_000, "Results 42%"),
+                (30_000, 33_000, "Results 42%"),
             ]
         );
         let records: Vec<(i64, i64, &str)> = cues

@@ -110,7 +110,12 @@ pub enum Command {
         json: bool,
     },
     /// Run pipeline workers only (scale-out against one Postgres).
-    Worker,
+    Worker {
+        /// Export this worker's Prometheus metrics at http://ADDR/metrics
+        /// (frames, stage and inference times, jobs, failures).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
     /// Find moments matching a query.
     Search {
         /// The query.

@@ -1,10 +1,10 @@
 //! Durability of the pipeline: a `kill -9` mid-ingest loses nothing and
 //! indexes nothing twice; two `kino worker` processes share one Postgres
-//! queue, each job done once.
+//! queue, each job done once; a worker exports its own metrics.
 
 mod common;
 
-use common::{drop_pg_database, models_dir, pg_base, rt};
+use common::{drop_pg_database, free_port, http, models_dir, pg_base, rt, wait_for, Server};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -387,4 +387,65 @@ fn a_long_video_resumes_from_its_checkpoint_after_kill_9() {
             assert_eq!(subtitle(&a.2), subtitle(&r.2), "{a:?} vs {r:?}");
         }
     }
+}
+
+/// `kino worker --metrics ADDR` serves its own Prometheus metrics: the
+/// frames it decoded and its stages' times show there once it has indexed
+/// a queued video; a bad address is a usage error.
+#[test]
+fn a_worker_exports_its_own_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_library(&dir.path().join("lib"), 1, 20);
+    let db = dir.path().join("kino.db").display().to_string();
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let v = store
+            .upsert_video(&NewVideo {
+                path: files[0].display().to_string(),
+                content_hash: None,
+                size_bytes: 0,
+                mtime_ms: 0,
+            })
+            .await
+            .unwrap();
+        store.enqueue_job(v.id, "index").await.unwrap();
+        store.close().await;
+    });
+    let home = dir.path().join("home");
+    let port = free_port();
+    let _worker = Server(
+        kino(&home, &db)
+            .env("KINO_OCR", "off")
+            .args(["-q", "worker", "--metrics", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let frames = || -> f64 {
+        let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return 0.0;
+        };
+        drop(s);
+        let (status, _, body) = http(port, "GET", "/metrics", None, &[]);
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("kino_frames_decoded_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    wait_for("the worker's frames in its metrics", || frames() >= 20.0);
+    let (_, _, body) = http(port, "GET", "/metrics", None, &[]);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("kino_stage_seconds"), "{text}");
+    let (status, _, _) = http(port, "GET", "/api/search?q=x", None, &[]);
+    assert_eq!(status, 404, "only /metrics is served");
+
+    let out = kino(&home, &db)
+        .args(["worker", "--metrics", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics nonsense"));
 }

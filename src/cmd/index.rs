@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kino_store::{Store, VideoStatus};
 use serde_json::json;
@@ -371,10 +371,38 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
 }
 
 /// `kino worker`: workers only, until SIGINT/SIGTERM.
-pub fn worker(config: &Config) -> Result<()> {
+pub fn worker(config: &Config, metrics: Option<&str>) -> Result<()> {
     let rt = super::runtime()?;
+    // The metrics endpoint first: bad or busy addresses fail before the
+    // models load, and the pipeline's metrics land in its recorder.
+    let metrics = match metrics {
+        Some(addr) => {
+            let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+                crate::error::usage(format!("--metrics {addr}: not an address like 127.0.0.1:9101 ({e})"))
+            })?;
+            kino_web::install_metrics();
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+            Some(listener)
+        }
+        None => None,
+    };
     let (store, pipeline) = start_pipeline(config, &rt)?;
     let stop = install_shutdown_flag();
+    if let Some(listener) = metrics {
+        let stop = stop.clone();
+        let shutdown = async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        rt.spawn(async move {
+            if let Err(e) = kino_web::serve_metrics(listener, shutdown).await {
+                tracing::warn!(error = %format!("{e:#}"), "the metrics endpoint stopped");
+            }
+        });
+    }
     rt.block_on(worker::reclaim_dead_local_leases(&store))?;
     tracing::info!("worker started; waiting for jobs");
     let opts = WorkerOptions::default();

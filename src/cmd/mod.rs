@@ -63,7 +63,7 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
             video,
             json,
         } => index::reindex(config, all, stale, video, json),
-        Command::Worker => index::worker(config),
+        Command::Worker { metrics } => index::worker(config, metrics.as_deref()),
         Command::Search { query, k, json } => query::search(config, &query, k, json),
         Command::Ask { question, json } => query::ask(config, &question, json),
     }

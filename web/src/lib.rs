@@ -185,6 +185,36 @@ pub async fn serve_on(
     Ok(())
 }
 
+/// Serves only `GET /metrics` (the process-wide recorder's Prometheus text)
+/// on `listener` until `shutdown`: a process without the web UI, such as
+/// `kino worker --metrics ADDR`, exports its own metrics this way.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = install_metrics();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .fallback(not_found);
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Io)?;
+    Ok(())
+}
+
 const APP_CSS: &str = include_str!("../static/app.css");
 const APP_JS: &str = include_str!("../static/app.js");
 

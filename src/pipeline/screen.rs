@@ -110,11 +110,11 @@ impl Signature {
 /// read half-way), and is either not motion (neither it nor a neighbour
 /// changed 3 times in the last 10 frames: a presenter walking beside a
 /// slide does not cause reads) or holds text read last time (burned-in
-/// captions). A picture
-/// that differs almost everywhere (a moving camera) is read once in each
-/// 10 s of the timeline (a fixed grid, so a resumed job reads the frames an
-/// uninterrupted run reads). The first frame is always read. The time a read is dated from is
-/// the first frame at which its change was seen.
+/// captions). A picture that differs almost everywhere (a moving camera)
+/// is read once in each 10 s of the timeline (a fixed grid, so a resumed
+/// job reads the frames an uninterrupted run reads). The first frame is
+/// always read. A read is dated from the first frame at which its change
+/// was seen.
 #[derive(Debug, Default)]
 pub(crate) struct ChangeGate {
     read: Option<Signature>,

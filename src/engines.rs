@@ -180,11 +180,7 @@ pub fn ocr_threads(cores: usize, vision_on: bool) -> usize {
 }
 
 /// The PP-OCR files a model folder must hold.
-pub const OCR_FILES: [&str; 3] = [
-    "PP-OCRv6_det_small.onnx",
-    "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
-    "PP-OCRv6_rec_small.onnx",
-];
+pub const OCR_FILES: [&str; 3] = [kino_ocr::DET_MODEL, kino_ocr::CLS_MODEL, kino_ocr::REC_MODEL];
 
 /// Loads the on-screen text stage for `config` with `threads` threads:
 /// `Ok(Err(reason))` when it is off (by configuration, or because ONNX
@@ -215,11 +211,20 @@ pub fn screen_for(config: &Config, threads: usize) -> Result<std::result::Result
             "ONNX Runtime does not load ({e}): on-screen text is not read"
         )));
     }
+    // The stage version names the weights: the digests the install
+    // recorded in the folder's manifest, else hashed here (a folder put
+    // there by hand).
+    let manifest = kino_models::manifest::Manifest::read(&dir).ok().flatten();
     let mut digests = Vec::new();
     for f in OCR_FILES {
-        let path = dir.join(f);
-        let d = kino_models::manifest::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
-        digests.push(d[..8].to_string());
+        let d = match manifest.as_ref().and_then(|m| m.file(f)) {
+            Some(entry) => entry.sha256.clone(),
+            None => {
+                let path = dir.join(f);
+                kino_models::manifest::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?
+            }
+        };
+        digests.push(d.chars().take(8).collect::<String>());
     }
     match kino_ocr::Ocr::load(&dir, threads) {
         Ok(ocr) => Ok(Ok(Screen {

@@ -1,6 +1,7 @@
 //! `kino ocr`: the on-screen text stage on one image or video.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Result;
 use kino_ocr::TextLine;
@@ -9,7 +10,7 @@ use serde_json::json;
 use crate::config::{Config, OcrMode};
 use crate::engines::{ocr_threads, screen_for, Screen};
 use crate::error::usage;
-use crate::pipeline::screen::{join_lines, ChangeGate};
+use crate::pipeline::screen::{join_lines, ScreenReader};
 use crate::pipeline::OCR_SIDE;
 
 /// A line read, with the span its text was on screen (videos only).
@@ -50,7 +51,7 @@ pub fn ocr(config: &Config, file: &Path, model: Option<&Path>, json: bool, quiet
             .map(|l| (l, None))
             .collect()
     } else {
-        read_video(&screen, file, quiet)?
+        read_video(Arc::new(screen), file, quiet)?
     };
     if json {
         let lines: Vec<_> = lines
@@ -83,7 +84,7 @@ fn secs(ms: i64) -> String {
 /// Reads a video's frames where the picture changed: each read's lines,
 /// with the span their frame's text stayed on screen (identical
 /// consecutive texts are one span).
-fn read_video(screen: &Screen, file: &Path, quiet: bool) -> Result<Vec<TimedLine>> {
+fn read_video(screen: Arc<Screen>, file: &Path, quiet: bool) -> Result<Vec<TimedLine>> {
     let info = kino_ingest::probe(file).map_err(|e| usage(e.to_string()))?;
     if !info.has_video {
         return Err(usage(format!(
@@ -103,11 +104,10 @@ fn read_video(screen: &Screen, file: &Path, quiet: bool) -> Result<Vec<TimedLine
     } else {
         indicatif::ProgressBar::new(info.duration_ms.max(1) as u64)
     };
-    let mut gate = ChangeGate::default();
+    let mut reader = ScreenReader::new(screen);
     // (since, text, lines) of each read whose text differs from the one before.
     let mut reads: Vec<(i64, String, Vec<TextLine>)> = Vec::new();
     let mut frames = 0u64;
-    let mut calls = 0u64;
     let mut last_pts = 0;
     for frame in sampler.by_ref() {
         let frame = match frame {
@@ -121,21 +121,17 @@ fn read_video(screen: &Screen, file: &Path, quiet: bool) -> Result<Vec<TimedLine
         frames += 1;
         last_pts = frame.pts_ms;
         bar.set_position(frame.pts_ms.max(0) as u64);
-        let Some(since) = gate.check(frame.pts_ms, &frame.image) else {
+        let Some(read) = reader.read_lines(frame.pts_ms, &frame.image) else {
             continue;
         };
-        calls += 1;
-        let lines = screen
-            .ocr
-            .read(&frame.image)
-            .map_err(|e| anyhow::anyhow!("{} at {} s: {e}", file.display(), frame.pts_ms / 1000))?;
-        let boxes: Vec<_> = lines.iter().map(|l| l.quad).collect();
-        gate.set_text_boxes(frame.image.width(), frame.image.height(), &boxes);
+        let (since, lines) =
+            read.map_err(|e| anyhow::anyhow!("{} at {} s: {e}", file.display(), frame.pts_ms / 1000))?;
         let text = join_lines(lines.iter().map(|l| l.text.as_str()));
         if reads.last().is_none_or(|r| r.1 != text) {
             reads.push((since, text, lines));
         }
     }
+    let calls = reader.reads;
     bar.finish_and_clear();
     for w in sampler.warnings() {
         say!("warning: {}: {w}", file.display());

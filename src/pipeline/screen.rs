@@ -260,25 +260,40 @@ impl ScreenReader {
 
     /// The frame at `pts_ms`: `Some` when it was read.
     pub(crate) fn frame(&mut self, pts_ms: i64, image: &RgbImage) -> Option<ScreenRead> {
-        let since_ms = self.gate.check(pts_ms, image)?;
-        self.reads += 1;
-        let t = std::time::Instant::now();
-        let lines = match self.screen.ocr.read(image) {
-            Ok(lines) => lines,
+        let (since_ms, lines) = match self.read_lines(pts_ms, image)? {
+            Ok(read) => read,
             Err(e) => {
                 self.warning
                     .get_or_insert_with(|| format!("on-screen text not read at {} s: {e}", pts_ms / 1000));
                 return None;
             }
         };
-        metrics::histogram!("kino_inference_seconds", "model" => "ocr").record(t.elapsed().as_secs_f64());
-        metrics::counter!("kino_ocr_frames_total").increment(1);
-        let boxes: Vec<[[f32; 2]; 4]> = lines.iter().map(|l| l.quad).collect();
-        self.gate.set_text_boxes(image.width(), image.height(), &boxes);
         Some(ScreenRead {
             text: join_lines(lines.iter().map(|l| l.text.as_str())),
             since_ms,
         })
+    }
+
+    /// The frame at `pts_ms` through the change test and, when it changed,
+    /// OCR: `None` when not read, else the time its text dates from and its
+    /// lines (or why OCR failed). `kino ocr` prints these lines.
+    pub(crate) fn read_lines(
+        &mut self,
+        pts_ms: i64,
+        image: &RgbImage,
+    ) -> Option<Result<(i64, Vec<kino_ocr::TextLine>), kino_ocr::OcrError>> {
+        let since_ms = self.gate.check(pts_ms, image)?;
+        self.reads += 1;
+        let t = std::time::Instant::now();
+        let lines = match self.screen.ocr.read(image) {
+            Ok(lines) => lines,
+            Err(e) => return Some(Err(e)),
+        };
+        metrics::histogram!("kino_inference_seconds", "model" => "ocr").record(t.elapsed().as_secs_f64());
+        metrics::counter!("kino_ocr_frames_total").increment(1);
+        let boxes: Vec<[[f32; 2]; 4]> = lines.iter().map(|l| l.quad).collect();
+        self.gate.set_text_boxes(image.width(), image.height(), &boxes);
+        Some(Ok((since_ms, lines)))
     }
 }
 

@@ -149,6 +149,21 @@ fn slides(
     path
 }
 
+/// `cmd serve --library lib` on `port`, once it accepts connections.
+fn serve(cmd: &mut Command, lib: &Path, port: u16) -> Server {
+    let server = Server(
+        cmd.args(["serve", "--library"])
+            .arg(lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    server
+}
+
 /// Characters compared: no whitespace, lower case.
 fn chars(s: &str) -> Vec<char> {
     s.chars()
@@ -582,17 +597,7 @@ fn words_shown_only_on_screen_are_found_from_the_cli_and_the_api() {
     let lecture = slides(&lib, "lecture.mp4", 1280, 720, 40, &deck, false, &[]);
 
     let port = free_port();
-    let _server = Server(
-        kino(&home)
-            .args(["serve", "--library"])
-            .arg(&lib)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let _server = serve(&mut kino(&home), &lib, port);
     wait_until("the library indexed", Duration::from_secs(900), || {
         let v = get_json(port, "/api/videos");
         let vids = v["videos"].as_array().cloned().unwrap_or_default();
@@ -736,18 +741,7 @@ fn serve_reads_the_library_once_the_ocr_models_arrive() {
     let models = dir.path().join("models");
     link_model(&models, TEXT_MODEL);
     let port = free_port();
-    let _server = Server(
-        kino_with(&home, &models)
-            .env("KINO_MODEL_POLL_MS", "200")
-            .args(["serve", "--library"])
-            .arg(&lib)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the server", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let _server = serve(kino_with(&home, &models).env("KINO_MODEL_POLL_MS", "200"), &lib, port);
     let read =
         || {
             let v = get_json(port, "/api/search?q=insects%20dancing%20to%20talk&k=3");

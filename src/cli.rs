@@ -116,14 +116,18 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
     },
-    /// Find moments matching a query.
+    /// Find moments (or, with `--by video`, whole videos) matching a query.
     Search {
         /// The query.
         #[arg(required = true, value_name = "QUERY")]
         query: Vec<String>,
-        /// How many moments.
+        /// How many moments (or videos).
         #[arg(short = 'k', long, default_value_t = 10)]
         k: usize,
+        /// Rank moments (10-second stretches) or whole videos ("which video
+        /// is about …": each video's whole text and its best moments).
+        #[arg(long, value_enum, default_value_t = SearchBy::Moment)]
+        by: SearchBy,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -283,4 +287,13 @@ pub enum ModelsAction {
 pub enum DbAction {
     /// Apply pending migrations (also done automatically on start).
     Migrate,
+}
+
+/// What `kino search` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchBy {
+    /// Moments: stretches of a video.
+    Moment,
+    /// Whole videos, each with its best moments.
+    Video,
 }

@@ -371,6 +371,7 @@ impl Engines {
             ocr: self.screen.as_ref().map(|s| s.version.clone()),
             text: self.text.version(),
             fusion: self.fusion.version().to_string(),
+            document: crate::pipeline::document::version(&self.text),
         }
     }
 }

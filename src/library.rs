@@ -144,11 +144,14 @@ pub async fn register(store: &Store, path: &Path) -> Result<Registration> {
         let v = store
             .upsert_video(&new_video(&path_str, Some(hash), &meta, mtime_ms))
             .await?;
-        return Ok(if same {
-            Registration::Unchanged(v)
-        } else {
-            Registration::Changed(v)
-        });
+        if same {
+            return Ok(Registration::Unchanged(v));
+        }
+        // New content: the whole index must be made again (its old segments
+        // stay searchable until then); a queued video is never refreshed
+        // stage by stage from what was stored for the old content.
+        store.set_video_status(v.id, VideoStatus::Queued, None).await?;
+        return Ok(Registration::Changed(store.video(v.id).await?.unwrap_or(v)));
     }
     let same_content = store.videos_by_hash(&hash).await?;
     if let Some(old) = same_content.iter().find(|v| !Path::new(&v.path).exists()) {

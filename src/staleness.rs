@@ -11,7 +11,9 @@
 //! model hot-reload all ask this function and nothing else.
 //!
 //! A video stale for speech alone ([`only_speech_stale`]) is refreshed from
-//! its stored segments without decoding (`pipeline/refresh.rs`); for any
+//! its stored segments without decoding (`pipeline/refresh.rs`), one stale
+//! for its document alone ([`only_document_stale`]) from its stored cues;
+//! for any
 //! other stale stage the pipeline reruns the whole video (rerunning only
 //! the stale stages from stored frame features is future work). The stage
 //! returned tells what changed first; callers use it for "needs indexing or
@@ -37,17 +39,22 @@ pub enum Stage {
     Text,
     /// Cross-attention fusion into segment vectors.
     Fusion,
+    /// The whole-video document: the video's whole text through the text
+    /// encoder's sliding windows, and its summary. Stale alone, it is
+    /// rebuilt from the stored cues (no decoding).
+    Document,
 }
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Decode,
         Stage::Vision,
         Stage::Speech,
         Stage::Ocr,
         Stage::Text,
         Stage::Fusion,
+        Stage::Document,
     ];
 
     /// The stage's name as stored in `videos.stage_versions`.
@@ -59,6 +66,7 @@ impl Stage {
             Stage::Ocr => "ocr",
             Stage::Text => "text",
             Stage::Fusion => "fusion",
+            Stage::Document => "document",
         }
     }
 }
@@ -84,6 +92,8 @@ pub struct Versions {
     pub text: String,
     /// Fusion module.
     pub fusion: String,
+    /// Whole-video document (text model and window settings).
+    pub document: String,
 }
 
 impl Versions {
@@ -96,6 +106,7 @@ impl Versions {
             Stage::Ocr => self.ocr.as_deref(),
             Stage::Text => Some(&self.text),
             Stage::Fusion => Some(&self.fusion),
+            Stage::Document => Some(&self.document),
         }
     }
 
@@ -193,6 +204,8 @@ pub fn stale_stage(video: &Video, current: &Versions, ask: Ask) -> Option<Stage>
             Stage::Speech | Stage::Ocr => None,
             Stage::Text => video.text_model.as_deref(),
             Stage::Fusion => video.fusion_model.as_deref(),
+            // Rows from before stage versions have no document.
+            Stage::Document => None,
         }
     };
     let speech_now = current.speech_for(video.language.as_deref());
@@ -228,6 +241,15 @@ pub fn only_speech_stale(video: &Video, current: &Versions) -> bool {
     same(Stage::Decode) && vision_fresh && ocr_fresh && same(Stage::Text) && same(Stage::Fusion) && speech_stale
 }
 
+/// Whether `video` is stale for its whole-video document alone (every
+/// stage before it current, by [`stale_stage`]'s rule): its document can be
+/// rebuilt from its stored cues, without decoding or re-fusing anything.
+/// Legacy rows (indexed before stage versions) qualify when their model
+/// columns are current: they gain a document without being indexed again.
+pub fn only_document_stale(video: &Video, current: &Versions) -> bool {
+    stale_stage(video, current, Ask::default()) == Some(Stage::Document)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +263,7 @@ mod tests {
             ocr: None,
             text: "text-1".into(),
             fusion: "fusion-1".into(),
+            document: "doc-1".into(),
         }
     }
 
@@ -290,7 +313,11 @@ mod tests {
         assert!(Stage::Decode < Stage::Vision && Stage::Vision < Stage::Speech);
         assert!(Stage::Speech < Stage::Ocr && Stage::Ocr < Stage::Text && Stage::Text < Stage::Fusion);
         let names: Vec<_> = Stage::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["decode", "vision", "speech", "ocr", "text", "fusion"]);
+        assert_eq!(
+            names,
+            ["decode", "vision", "speech", "ocr", "text", "fusion", "document"]
+        );
+        assert!(Stage::Fusion < Stage::Document);
         assert_eq!(Stage::Vision.to_string(), "vision");
         let mut sorted = Stage::ALL;
         sorted.sort();
@@ -424,9 +451,10 @@ mod tests {
         legacy.needs_vision = true;
         assert_eq!(
             stale_stage(&legacy, &now, SCAN),
-            None,
-            "a migrated library is not stale"
+            Some(Stage::Document),
+            "a migrated library is stale only for its new documents"
         );
+        assert!(only_document_stale(&legacy, &now));
         // The old rules still hold through the columns.
         assert_eq!(
             stale_stage(&legacy, &current(Some("swin-1")), SCAN),
@@ -437,7 +465,10 @@ mod tests {
         assert_eq!(stale_stage(&legacy, &other_text, SCAN), Some(Stage::Text));
         legacy.vision_model = Some("swin-1".into());
         legacy.needs_vision = false;
-        assert_eq!(stale_stage(&legacy, &current(Some("swin-1")), SCAN), None);
+        assert_eq!(
+            stale_stage(&legacy, &current(Some("swin-1")), SCAN),
+            Some(Stage::Document)
+        );
         assert_eq!(
             stale_stage(&legacy, &current(Some("swin-2")), SCAN),
             Some(Stage::Vision)
@@ -463,6 +494,7 @@ mod tests {
             ("vision", "swin-1"),
             ("text", "text-1"),
             ("fusion", "fusion-1"),
+            ("document", "doc-1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -507,7 +539,7 @@ mod tests {
         legacy.text_model = Some("text-1".into());
         legacy.vision_model = Some("swin-1".into());
         legacy.fusion_model = Some("fusion-1".into());
-        assert_eq!(stale_stage(&legacy, &before, Ask::default()), None);
+        assert_eq!(stale_stage(&legacy, &before, Ask::default()), Some(Stage::Document));
         assert_eq!(stale_stage(&legacy, &now, Ask::default()), Some(Stage::Speech));
     }
 
@@ -529,6 +561,22 @@ mod tests {
         heard.speech = now.speech.clone();
         assert!(only_speech_stale(&indexed_with(&no_vision, false), &heard));
         assert!(!only_speech_stale(&video(VideoStatus::Done, &[]), &now), "legacy rows");
+    }
+
+    #[test]
+    fn another_document_version_is_stale_only_at_document() {
+        let old = current(Some("swin-1"));
+        let row = indexed_with(&old, true);
+        let mut now = old.clone();
+        now.document = "doc-2".into();
+        assert_eq!(stale_stage(&row, &now, SCAN), Some(Stage::Document));
+        assert!(only_document_stale(&row, &now));
+        assert!(!only_speech_stale(&row, &now));
+        // Anything earlier stale as well: not a document refresh.
+        now.fusion = "fusion-2".into();
+        assert_eq!(stale_stage(&row, &now, SCAN), Some(Stage::Fusion));
+        assert!(!only_document_stale(&row, &now));
+        assert!(!only_document_stale(&row, &old), "nothing stale");
     }
 
     #[test]

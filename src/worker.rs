@@ -290,7 +290,7 @@ fn run_job(
                 .ok()
                 .flatten()
                 .is_some_and(|v| v.language != video.language);
-            if outcome.versions != pipeline.versions() || language_changed {
+            if *outcome.versions != pipeline.versions() || language_changed {
                 if let Err(e) = rt.block_on(requeue_if_stale(store, video.id, &pipeline.versions())) {
                     tracing::warn!(video = video.id, error = %e, "could not queue the video again");
                 }

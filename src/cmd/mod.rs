@@ -64,7 +64,10 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
             json,
         } => index::reindex(config, all, stale, video, json),
         Command::Worker { metrics } => index::worker(config, metrics.as_deref()),
-        Command::Search { query, k, json } => query::search(config, &query, k, json),
+        Command::Search { query, k, by, json } => match by {
+            crate::cli::SearchBy::Moment => query::search(config, &query, k, json),
+            crate::cli::SearchBy::Video => query::search_videos(config, &query, k, json),
+        },
         Command::Ask { question, json } => query::ask(config, &question, json),
     }
 }

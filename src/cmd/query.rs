@@ -26,6 +26,41 @@ fn fmt_time(ms: i64) -> String {
     }
 }
 
+/// `kino search --by video`: whole videos, each with its best moments.
+pub fn search_videos(config: &Config, query: &[String], k: usize, json_out: bool) -> Result<()> {
+    let query = query.join(" ");
+    let rt = super::runtime()?;
+    let (store, engine) = open(config, &rt)?;
+    let t = Instant::now();
+    let results = rt.block_on(engine.search_videos(&query, k))?;
+    let q = NewQuery {
+        question: query.clone(),
+        kind: "search".into(),
+        latency_ms: t.elapsed().as_millis() as i64,
+        model_version: engine_version(&engine),
+    };
+    rt.block_on(store.record_query(&q, None))?;
+    if json_out {
+        out!("{}", json!({ "results": results }));
+    } else if results.is_empty() {
+        out!("no videos found (is the library indexed? try `kino ingest DIR`)");
+    } else {
+        for (i, v) in results.iter().enumerate() {
+            let length = v
+                .duration_ms
+                .map(|d| format!("  ({})", fmt_time(d)))
+                .unwrap_or_default();
+            out!("{:>2}. {:.3}  {}{length}", i + 1, v.score, v.path);
+            for m in &v.best_moments {
+                let snippet: String = m.text.chars().take(120).collect();
+                out!("      {}–{}  {snippet}", fmt_time(m.start_ms), fmt_time(m.end_ms));
+            }
+        }
+    }
+    rt.block_on(store.close());
+    Ok(())
+}
+
 /// `kino search QUERY [-k N]`
 pub fn search(config: &Config, query: &[String], k: usize, json_out: bool) -> Result<()> {
     let query = query.join(" ");

@@ -48,6 +48,7 @@ use kino_store::{IndexVersions, NewSegment, Store, Video};
 use kino_vision::{FrameFeatures, Swin};
 
 use crate::engines::{Engines, Speech, Versions};
+use crate::staleness;
 
 /// Tunables of the pipeline.
 #[derive(Debug, Clone)]
@@ -155,12 +156,14 @@ pub struct IndexOutcome {
     /// Indexed without vision (branch off or circuit open).
     pub needs_vision: bool,
     /// The versions the run used (the models of the pipeline when it
-    /// started; a model swapped in meanwhile did not take part).
-    pub versions: Versions,
+    /// started; a model swapped in meanwhile did not take part; boxed:
+    /// it is most of the outcome's size).
+    pub versions: Box<Versions>,
 }
 
 mod cues;
 mod decode;
+pub(crate) mod document;
 mod feed;
 mod refresh;
 pub(crate) mod screen;
@@ -392,6 +395,10 @@ impl Pipeline {
             .block_on(self.store.set_video_facts(video.id, &facts))
             .map_err(anyhow::Error::from)?;
 
+        // Only the document stale: rebuilt from the stored cues.
+        if resume_from == 0 && staleness::only_document_stale(video, &loaded.versions) {
+            return self.refresh_document(video, &loaded);
+        }
         // Refresh only what speech changes, when nothing else is stale.
         if resume_from == 0 && self.can_refresh_speech(video, &loaded) {
             return self.refresh_speech(video, &path, &info, &loaded, cancel, progress, started);
@@ -578,8 +585,14 @@ impl Pipeline {
         };
         all.append(&mut state.segments);
         let total = all.len();
+        // Every cue is stored by now (on-screen text included): the
+        // document is built from them and written with the segments.
+        let document = self.document_of(video.id, &engines.text)?;
         self.rt
-            .block_on(self.store.replace_segments(video.id, &all, &versions))
+            .block_on(
+                self.store
+                    .replace_segments_and_document(video.id, &all, &versions, document.as_ref()),
+            )
             .map_err(db)?;
         tracing::debug!(video = %path.display(), segments = total, staged_this_run = state.staged, "index replaced");
         metrics::histogram!("kino_stage_seconds", "stage" => "store").record(t.elapsed().as_secs_f64());
@@ -596,7 +609,7 @@ impl Pipeline {
             cues: feed.texts + feed.screen.as_ref().map_or(0, |s| s.records().len()),
             warnings,
             needs_vision: state.needs_vision,
-            versions: loaded.versions.clone(),
+            versions: Box::new(loaded.versions.clone()),
         })
     }
 

@@ -29,7 +29,8 @@ use crate::staleness;
 impl Pipeline {
     /// Whether `video` can be refreshed for speech alone with these models.
     pub(super) fn can_refresh_speech(&self, video: &Video, loaded: &Loaded) -> bool {
-        !self.opts.segmenter.snap_to_shots
+        video.status == kino_store::VideoStatus::Done
+            && !self.opts.segmenter.snap_to_shots
             && !loaded.engines.fusion.reads_grids()
             && staleness::only_speech_stale(video, &loaded.versions)
     }
@@ -95,8 +96,12 @@ impl Pipeline {
         }
         let vision_ran = video.stage_versions.contains_key("vision");
         let versions = loaded.versions.recorded_for(vision_ran, video.language.as_deref());
+        let document = self.document_of(video.id, &engines.text)?;
         self.rt
-            .block_on(self.store.replace_segments(video.id, &segments, &versions))
+            .block_on(
+                self.store
+                    .replace_segments_and_document(video.id, &segments, &versions, document.as_ref()),
+            )
             .map_err(db)?;
         for w in &warnings {
             tracing::warn!(video = %path.display(), "{w}");
@@ -117,7 +122,7 @@ impl Pipeline {
             cues: timed.len(),
             warnings,
             needs_vision: !vision_ran,
-            versions: loaded.versions.clone(),
+            versions: Box::new(loaded.versions.clone()),
         })
     }
 }

@@ -7,12 +7,14 @@
 //!
 //! What lives here: videos, durable jobs with leases, subtitle cues,
 //! segments with their embeddings (replaced atomically per video), stored
-//! queries and answers, the models table, and an exact in-process vector
-//! index over segment embeddings ([`VectorIndex`]) kept current on writes.
+//! queries and answers, the models table, whole-video documents, and exact
+//! in-process vector indexes over segment embeddings ([`VectorIndex`]) and
+//! documents ([`DocumentIndex`]) kept current on writes.
 //!
 //! The store knows no model: embeddings are plain `f32` slices with a model
 //! version string beside them.
 
+mod documents;
 mod embedding;
 mod error;
 mod index;
@@ -31,6 +33,10 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{Any, AnyPool};
 
+pub use documents::{
+    span_of, DocPiece, Document, DocumentHit, DocumentIndex, DocumentWindow, IndexedDocument, IndexedWindow,
+    NewDocument, NewWindow, SummarySentence,
+};
 pub use embedding::{decode_f32, encode_f32};
 pub use error::StoreError;
 pub use index::{EmbeddingField, IndexedSegment, SearchHit, VectorIndex};
@@ -51,6 +57,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     index: Arc<RwLock<Option<VectorIndex>>>,
+    documents: Arc<RwLock<Option<DocumentIndex>>>,
 }
 
 /// Current time in Unix milliseconds.
@@ -114,6 +121,7 @@ impl Store {
             pool,
             backend: parsed.backend,
             index: Arc::new(RwLock::new(None)),
+            documents: Arc::new(RwLock::new(None)),
         })
     }
 

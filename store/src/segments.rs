@@ -6,7 +6,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::index::IndexedSegment;
-use crate::{decode_f32, encode_f32, now_ms, CueRecord, NewSegment, Result, Segment, Store, StoreError, VectorIndex};
+use crate::{
+    decode_f32, encode_f32, now_ms, CueRecord, NewDocument, NewSegment, Result, Segment, Store, StoreError, VectorIndex,
+};
 
 /// Most spans [`Store::cue_sources`] looks up in one query (4 parameters
 /// each, well under SQLite's and Postgres's parameter limits).
@@ -212,6 +214,30 @@ impl Store {
         segments: &[NewSegment],
         versions: &IndexVersions,
     ) -> Result<Vec<i64>> {
+        self.replace_index(video_id, segments, versions, None).await
+    }
+
+    /// [`Store::replace_segments`] and the video's whole-text document
+    /// (`None`: the video has no text, any old document is removed), in the
+    /// same transaction.
+    pub async fn replace_segments_and_document(
+        &self,
+        video_id: i64,
+        segments: &[NewSegment],
+        versions: &IndexVersions,
+        document: Option<&NewDocument>,
+    ) -> Result<Vec<i64>> {
+        self.replace_index(video_id, segments, versions, Some(document)).await
+    }
+
+    /// Segments, versions and (when `document` is `Some`) the document.
+    async fn replace_index(
+        &self,
+        video_id: i64,
+        segments: &[NewSegment],
+        versions: &IndexVersions,
+        document: Option<Option<&NewDocument>>,
+    ) -> Result<Vec<i64>> {
         for s in segments {
             if s.fused.is_empty() {
                 return Err(StoreError::Corrupt("a segment's fused embedding is empty".into()));
@@ -244,7 +270,13 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(doc) = document {
+            crate::documents::write_document(&mut tx, video_id, doc).await?;
+        }
         tx.commit().await?;
+        if let Some(doc) = document {
+            self.documents_replace(video_id, doc.map(|d| crate::documents::indexed(video_id, d)));
+        }
 
         let entries = segments
             .iter()
@@ -384,6 +416,7 @@ impl Store {
     }
 
     pub(crate) fn index_hide_video(&self, video_id: i64) {
+        self.documents_replace(video_id, None);
         if let Ok(mut guard) = self.index.write() {
             if let Some(index) = guard.as_mut() {
                 index.remove_video(video_id);
@@ -392,6 +425,7 @@ impl Store {
     }
 
     pub(crate) async fn index_show_video(&self, video_id: i64) -> Result<()> {
+        self.documents_show(video_id).await?;
         let loaded = self.index.read().map(|g| g.is_some()).unwrap_or(false);
         if !loaded {
             return Ok(());

@@ -221,6 +221,8 @@ impl Store {
             "DELETE FROM segments WHERE video_id = $1",
             "DELETE FROM staged_segments WHERE video_id = $1",
             "DELETE FROM cues WHERE video_id = $1",
+            "DELETE FROM document_windows WHERE video_id = $1",
+            "DELETE FROM documents WHERE video_id = $1",
             "DELETE FROM jobs WHERE video_id = $1",
             "DELETE FROM videos WHERE id = $1",
         ] {

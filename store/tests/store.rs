@@ -125,7 +125,7 @@ both_backends!(
     migrations_are_idempotent_and_newer_schema_is_refused,
     |store: Store, url: String| async move {
         store.migrate().await.unwrap();
-        assert_eq!(store.schema_version(), 4);
+        assert_eq!(store.schema_version(), 5);
         // Pretend a newer kino migrated this database.
         let sql = match store.backend() {
             Backend::Postgres => {
@@ -140,7 +140,7 @@ both_backends!(
         sqlx::query(sql).execute(store.pool()).await.unwrap();
         let err = Store::open(&url).await.err().expect("a newer schema must be refused");
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 4 }),
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 5 }),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this kino"), "{err}");
@@ -693,3 +693,133 @@ async fn unreachable_postgres_is_a_connect_error_not_a_hang() {
     assert!(err.is_transient());
     assert!(t.elapsed() < Duration::from_secs(30));
 }
+
+fn document(text: &str, windows: &[(i64, i64, Vec<f32>)], pooled: Vec<f32>) -> kino_store::NewDocument {
+    kino_store::NewDocument {
+        version: "doc-v1".into(),
+        text: text.into(),
+        pieces: vec![kino_store::DocPiece {
+            byte: 0,
+            start_ms: 0,
+            end_ms: 5_000,
+        }],
+        vector: pooled,
+        tokens: 42,
+        truncated: false,
+        windows: windows
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e, v))| kino_store::NewWindow {
+                start_ms: *s,
+                end_ms: *e,
+                start_byte: i as i64,
+                end_byte: i as i64 + 3,
+                text: format!("window {i}"),
+                vector: v.clone(),
+            })
+            .collect(),
+        summary: vec![kino_store::SummarySentence {
+            start_ms: 1_000,
+            end_ms: 2_000,
+            text: "The gist.".into(),
+        }],
+    }
+}
+
+both_backends!(
+    documents_are_written_with_segments_and_found_by_video,
+    |store: Store, _url: String| async move {
+        let a = add_video(&store, "/lib/doc-a.mp4").await;
+        let b = add_video(&store, "/lib/doc-b.mp4").await;
+        let versions = IndexVersions::default().with("text", "t1").with("document", "doc-v1");
+        let doc_a = document(
+            "The gist of a.",
+            &[(0, 40_000, vec![1.0, 0.0]), (30_000, 70_000, vec![0.6, 0.8])],
+            vec![2.0, 0.0],
+        );
+        store
+            .replace_segments_and_document(a, &[segment(0, "a", vec![1.0, 0.0])], &versions, Some(&doc_a))
+            .await
+            .unwrap();
+        store
+            .replace_segments_and_document(
+                b,
+                &[segment(0, "b", vec![0.0, 1.0])],
+                &versions,
+                Some(&document("b", &[(0, 9_000, vec![0.0, 1.0])], vec![0.0, 3.0])),
+            )
+            .await
+            .unwrap();
+
+        let d = store.document(a).await.unwrap().expect("a has a document");
+        assert_eq!(d.text, "The gist of a.");
+        assert_eq!(d.windows, 2);
+        assert_eq!(d.tokens, 42);
+        assert_eq!(d.summary[0].text, "The gist.");
+        assert_eq!(d.span_of(0, 3), Some((0, 5_000)));
+        let ws = store.document_windows(a, &[1, 0, 7]).await.unwrap();
+        assert_eq!(ws.iter().map(|w| w.idx).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!((ws[0].start_ms, ws[0].end_ms), (30_000, 70_000));
+        assert_eq!(
+            store
+                .video(a)
+                .await
+                .unwrap()
+                .unwrap()
+                .stage_versions
+                .get("document")
+                .map(String::as_str),
+            Some("doc-v1")
+        );
+
+        // The index scores every document with its best windows.
+        let hits = store.with_documents(|d| d.scores(&[1.0, 0.0], 1)).await.unwrap();
+        assert_eq!(hits.len(), 2);
+        let ha = hits.iter().find(|h| h.video_id == a).unwrap();
+        assert!((ha.document - 1.0).abs() < 1e-6, "pooled vectors are normalised");
+        assert_eq!(ha.windows[0].0, 0);
+
+        // A document-only refresh keeps the segments and records the version.
+        let newer = versions.clone().with("document", "doc-v2");
+        store
+            .replace_document(
+                a,
+                Some(&document("Other.", &[(0, 1_000, vec![0.0, 1.0])], vec![0.0, 1.0])),
+                &newer,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.segment_count_of(a).await.unwrap(), 1);
+        assert_eq!(store.document(a).await.unwrap().unwrap().text, "Other.");
+        assert_eq!(
+            store
+                .video(a)
+                .await
+                .unwrap()
+                .unwrap()
+                .stage_versions
+                .get("document")
+                .map(String::as_str),
+            Some("doc-v2")
+        );
+        let hits = store.with_documents(|d| d.scores(&[1.0, 0.0], 1)).await.unwrap();
+        assert!(hits.iter().find(|h| h.video_id == a).unwrap().document.abs() < 1e-6);
+
+        // Missing videos leave the index; a fresh load agrees; deletion removes the rows.
+        store.mark_video_missing(b).await.unwrap();
+        assert_eq!(store.with_documents(|d| d.len()).await.unwrap(), 1);
+        store.load_documents().await.unwrap();
+        assert_eq!(store.with_documents(|d| d.len()).await.unwrap(), 1);
+        store.delete_video(a).await.unwrap();
+        assert!(store.document(a).await.unwrap().is_none());
+        assert!(store.document_windows(a, &[0]).await.unwrap().is_empty());
+        assert_eq!(store.with_documents(|d| d.len()).await.unwrap(), 0);
+        // No text: no document.
+        let c = add_video(&store, "/lib/doc-c.mp4").await;
+        store
+            .replace_segments_and_document(c, &[segment(0, "", vec![1.0, 1.0])], &versions, None)
+            .await
+            .unwrap();
+        assert!(store.document(c).await.unwrap().is_none());
+    }
+);

@@ -13,7 +13,9 @@ use kino_store::{Job, NewQuery, Video};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::engine::{Answer, AskResponse, Citation, Moment, SearchResponse};
+use crate::engine::{
+    Answer, AskResponse, BestMoment, Citation, Moment, SearchResponse, VideoResult, VideoSearchResponse,
+};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::AppState;
 
@@ -32,6 +34,9 @@ pub struct SearchParams {
     pub k: Option<usize>,
     /// Only moments of this video.
     pub video: Option<i64>,
+    /// `moment` (default): moments, `{"results": [Moment…]}`; `video`: whole
+    /// videos, each with its best moments, `{"results": [VideoResult…]}`.
+    pub by: Option<String>,
 }
 
 /// Body of `POST /api/ask`.
@@ -179,10 +184,40 @@ pub struct VideoDetail {
     pub language: Option<String>,
     /// Every cue of every source, in time order.
     pub transcript: Vec<TranscriptCue>,
+    /// The video's summary: its most central sentences, in time order, each
+    /// with the time span of the cues it came from (empty without text).
+    pub summary: Vec<SummarySentenceOut>,
+    /// Its whole-text document (`null` when it has no text, or was indexed
+    /// before documents existed and has not been refreshed yet).
+    pub document: Option<DocumentOut>,
     /// Its segments in time order.
     pub segments: Vec<SegmentOut>,
     /// Its jobs, newest first.
     pub jobs: Vec<JobOut>,
+}
+
+/// A sentence of a video's summary.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SummarySentenceOut {
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End, ms.
+    pub end_ms: i64,
+    /// The sentence, verbatim.
+    pub text: String,
+}
+
+/// Facts of a video's whole-text document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentOut {
+    /// Text tokens it covers.
+    pub tokens: i64,
+    /// Sliding windows it was embedded in.
+    pub windows: i64,
+    /// True when the text was too long to cover whole.
+    pub truncated: bool,
+    /// What built it (text model and window settings).
+    pub version: String,
 }
 
 /// Body of `POST /api/videos/{id}/language`: `{"language": "de"}`, or
@@ -341,13 +376,22 @@ pub(crate) async fn run_ask(st: &AppState, question: &str) -> ApiResult<AskRespo
     })
 }
 
-/// Moments for a query, best first.
+/// Videos for a query, best first (shared by the API and the page).
+pub(crate) async fn run_search_videos(st: &AppState, q: &str, k: usize) -> ApiResult<Vec<VideoResult>> {
+    let started = Instant::now();
+    let results = st.engine.search_videos(q, k).await?;
+    metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
+    Ok(results)
+}
+
+/// Moments for a query, best first; with `by=video`, whole videos
+/// (`VideoSearchResponse`), each with its best moments.
 #[utoipa::path(get, path = "/api/search", tag = "search", params(SearchParams),
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = SearchResponse, description = "Moments (`by=moment`); with `by=video` a VideoSearchResponse"), (status = 400, body = ErrorBody)))]
 pub async fn search(
     State(st): State<Arc<AppState>>,
     params: Result<Query<SearchParams>, QueryRejection>,
-) -> ApiResult<Json<SearchResponse>> {
+) -> ApiResult<Response> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let q = check_text(&p.q, "query")?;
     let k = p.k.unwrap_or(10);
@@ -356,9 +400,22 @@ pub async fn search(
             "k must be between 1 and {MAX_K}, got {k}"
         )));
     }
-    Ok(Json(SearchResponse {
-        results: run_search(&st, &q, k, p.video).await?,
-    }))
+    match p.by.as_deref().unwrap_or("moment") {
+        "moment" => Ok(Json(SearchResponse {
+            results: run_search(&st, &q, k, p.video).await?,
+        })
+        .into_response()),
+        "video" if p.video.is_some() => Err(ApiError::bad_request(
+            "by=video ranks whole videos: it takes no video filter",
+        )),
+        "video" => Ok(Json(VideoSearchResponse {
+            results: run_search_videos(&st, &q, k).await?,
+        })
+        .into_response()),
+        other => Err(ApiError::bad_request(format!(
+            "by must be 'moment' or 'video', got '{other}'"
+        ))),
+    }
 }
 
 /// An extractive answer with citations; the question and answer are stored.
@@ -405,6 +462,7 @@ pub(crate) async fn video_detail(st: &AppState, v: Video) -> ApiResult<VideoDeta
     let id = v.id;
     let segs = st.store.segments(id).await?;
     let cues = st.store.cues(id).await?;
+    let document = st.store.document(id).await?;
     let jobs = st.store.jobs_of_video(id).await?;
     let progress = jobs
         .iter()
@@ -450,6 +508,25 @@ pub(crate) async fn video_detail(st: &AppState, v: Video) -> ApiResult<VideoDeta
                 language: c.language,
             })
             .collect(),
+        summary: document
+            .as_ref()
+            .map(|d| {
+                d.summary
+                    .iter()
+                    .map(|s| SummarySentenceOut {
+                        start_ms: s.start_ms,
+                        end_ms: s.end_ms,
+                        text: s.text.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        document: document.map(|d| DocumentOut {
+            tokens: d.tokens,
+            windows: d.windows,
+            truncated: d.truncated,
+            version: d.version,
+        }),
         segments,
         jobs: jobs.iter().map(job_out).collect(),
     })
@@ -598,6 +675,11 @@ pub async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
     components(schemas(
         SearchResponse,
         Moment,
+        VideoSearchResponse,
+        VideoResult,
+        BestMoment,
+        SummarySentenceOut,
+        DocumentOut,
         AskRequest,
         AskResponse,
         Citation,

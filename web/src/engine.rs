@@ -66,6 +66,40 @@ pub struct SearchResponse {
     pub results: Vec<Moment>,
 }
 
+/// One of a video's best moments in a video-level result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BestMoment {
+    /// Start, ms (open it at `/videos/{video_id}?t={start_ms}`).
+    pub start_ms: i64,
+    /// End, ms.
+    pub end_ms: i64,
+    /// Its text (a segment's transcript, or a window of the video's whole text).
+    pub text: String,
+}
+
+/// A video that answers a query as a whole (`GET /api/search?by=video`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VideoResult {
+    /// The video's id (its page is `/videos/{video_id}`).
+    pub video_id: i64,
+    /// The video file's path.
+    pub path: String,
+    /// Relevance score (higher is better): the video's whole text and its
+    /// best moments together.
+    pub score: f32,
+    /// Length of the video, ms, when known.
+    pub duration_ms: Option<i64>,
+    /// Its best moments, best first.
+    pub best_moments: Vec<BestMoment>,
+}
+
+/// `GET /api/search?by=video` answer: `{"results":[…]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VideoSearchResponse {
+    /// Videos, best first.
+    pub results: Vec<VideoResult>,
+}
+
 /// A citation of an extractive answer: the moment a sentence comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Citation {
@@ -110,6 +144,11 @@ pub struct AskResponse {
 pub trait QueryEngine: Send + Sync + 'static {
     /// Ranked moments for a query, best first, at most `k`, optionally inside one video.
     fn search(&self, query: &str, k: usize, video: Option<i64>) -> BoxFuture<'_, anyhow::Result<Vec<Moment>>>;
+    /// Ranked videos for a query (each with its best moments), best first, at most `k`.
+    fn search_videos(&self, query: &str, k: usize) -> BoxFuture<'_, anyhow::Result<Vec<VideoResult>>> {
+        let _ = (query, k);
+        Box::pin(async { Err(anyhow::anyhow!("video-level search is not available here")) })
+    }
     /// An extractive answer with citations. The web layer records it in the store.
     fn ask(&self, question: &str) -> BoxFuture<'_, anyhow::Result<Answer>>;
     /// Re-embeds one video, every stale video (`stale`), or all; returns a summary.

@@ -39,7 +39,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use engine::{
-    moment_sources, Answer, AskResponse, BoxFuture, Citation, Moment, QueryEngine, SearchResponse, VISUAL_SOURCE,
+    moment_sources, Answer, AskResponse, BestMoment, BoxFuture, Citation, Moment, QueryEngine, SearchResponse,
+    VideoResult, VideoSearchResponse, VISUAL_SOURCE,
 };
 pub use error::{ApiError, ServeError};
 

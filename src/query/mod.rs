@@ -12,8 +12,15 @@ use kino_language::SentenceEncoder;
 use kino_store::Store;
 use kino_web::{moment_sources, Answer, BoxFuture, Citation, Moment, QueryEngine};
 
+mod videos;
+
 /// How many segments are scored exactly before moments are merged.
 const PRESELECT: usize = 200;
+
+/// Videos whose best windows an answer reads (besides the top moments).
+const ANSWER_VIDEOS: usize = 3;
+/// Windows read per video.
+const ANSWER_WINDOWS: usize = 2;
 
 /// What `POST /api/reindex` runs: `(video, stale)` → summary.
 type ReindexFn = Box<dyn Fn(Option<i64>, bool) -> Result<serde_json::Value> + Send + Sync>;
@@ -143,9 +150,18 @@ impl Engine {
     pub async fn answer(&self, question: &str) -> Result<Answer> {
         let q = self.embed(question)?;
         let moments = self.moments(&q, 5, None).await?;
+        // Beyond the top moments: the best windows of the best videos'
+        // whole text, sentence by sentence, each with its own time (read
+        // first, so a sentence found in both is cited at its own time).
+        let mut pool = self.answer_windows(&q, ANSWER_VIDEOS, ANSWER_WINDOWS).await?;
+        pool.extend(moments.iter().cloned());
         let text = self.text.clone();
         let embedder = move |t: &[&str]| -> Result<Vec<Vec<f32>>> { text.encode(t).map_err(|e| anyhow!(e)) };
-        let a = kino_fusion::answer::extract(&q, &moments, &embedder)?;
+        let opts = kino_fusion::answer::AnswerOptions {
+            moments: pool.len(),
+            ..Default::default()
+        };
+        let a = kino_fusion::answer::extract_with(&q, &pool, &embedder, &opts)?;
         let spans: Vec<(i64, i64, i64)> = a.citations.iter().map(|c| (c.video_id, c.start_ms, c.end_ms)).collect();
         let cue_sources = self.store.cue_sources(&spans).await?;
         let mut citations = Vec::new();
@@ -187,6 +203,11 @@ impl QueryEngine for Engine {
     fn search(&self, query: &str, k: usize, video: Option<i64>) -> BoxFuture<'_, Result<Vec<Moment>>> {
         let query = query.to_string();
         Box::pin(async move { self.search_moments(&query, k, video).await })
+    }
+
+    fn search_videos(&self, query: &str, k: usize) -> BoxFuture<'_, Result<Vec<kino_web::VideoResult>>> {
+        let query = query.to_string();
+        Box::pin(async move { self.search_videos(&query, k).await })
     }
 
     fn ask(&self, question: &str) -> BoxFuture<'_, Result<Answer>> {

@@ -30,14 +30,14 @@ fn db_migrate_on_postgres_creates_and_migrates_the_database() {
     let url = format!("{}/{name}", pg_base());
     let out = kino().args(["db", "migrate", "--db", &url]).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 4"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 5"));
     let tables = Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &name, "-tAc"])
         .arg("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
         .output()
         .unwrap();
     let tables = String::from_utf8_lossy(&tables.stdout).to_string();
-    for t in ["answers", "cues", "jobs", "models", "queries", "segments", "videos"] {
+    for t in ["answers", "cues", "document_windows", "documents", "jobs", "models", "queries", "segments", "videos"] {
         assert!(tables.contains(t), "table {t} missing from {tables}");
     }
     // Running it again is a no-op.

@@ -367,13 +367,16 @@ impl Store {
     /// Some windows of a video's document, by position, in the order asked
     /// (positions it does not have are left out).
     pub async fn document_windows(&self, video_id: i64, idxs: &[i64]) -> Result<Vec<DocumentWindow>> {
-        let rows = sqlx::query(
+        if idxs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Positions are integers: listed inline (no parameter limit to mind).
+        let list = idxs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
             "SELECT video_id, idx, start_ms, end_ms, start_byte, end_byte, text FROM document_windows \
-             WHERE video_id = $1 ORDER BY idx",
-        )
-        .bind(video_id)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE video_id = $1 AND idx IN ({list}) ORDER BY idx"
+        );
+        let rows = sqlx::query(&sql).bind(video_id).fetch_all(&self.pool).await?;
         let mut all = Vec::with_capacity(rows.len());
         for r in &rows {
             all.push(DocumentWindow {

@@ -363,9 +363,15 @@ fn a_transcript_of_more_than_three_thousand_words_is_covered_whole() {
 /// cues by `kino reindex --stale`, without decoding.
 fn a_stale_document_is_rebuilt_from_the_stored_cues(db: &str, home: &Path, lib: &Path) {
     let talks = talks();
-    for t in talks.iter().take(2) {
+    for (i, t) in talks.iter().take(2).enumerate() {
         let cues = talk_cues(t);
-        talk_video(lib, &t.name, 0x405060, cues.len() as i64 * 8, &cues);
+        talk_video(
+            lib,
+            &t.name,
+            0x405060 + 0x202020 * i as u32,
+            cues.len() as i64 * 8,
+            &cues,
+        );
     }
     ingest(home, db, lib);
     let rt = common::rt();
@@ -447,4 +453,49 @@ fn a_stale_document_is_rebuilt_from_the_stored_cues_on_postgres() {
     let db = format!("{}/{name}", common::pg_base());
     a_stale_document_is_rebuilt_from_the_stored_cues(&db, &tmp.path().join("home"), &lib);
     common::drop_pg_database(&name);
+}
+
+/// A cue longer than the text encoder's input (256 tokens) is embedded
+/// whole through the windows: a fact stated only at its end counts. The
+/// control is the same cue without the fact, which a cut at 256 tokens
+/// could not tell apart from it.
+#[test]
+fn a_cue_longer_than_the_encoder_input_is_not_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, lib) = (tmp.path().join("home"), tmp.path().join("lib"));
+    std::fs::create_dir_all(&lib).unwrap();
+    let db = tmp.path().join("kino.db").display().to_string();
+    let fact = "Finally the choir sang a lullaby about a sleepy hedgehog under the snow.";
+    let body = filler(30).join(" ");
+    assert!(
+        body.split_whitespace().count() > 300,
+        "well past 256 tokens before the fact"
+    );
+    talk_video(
+        &lib,
+        "recital",
+        0x506070,
+        20,
+        &[(1000, 15000, format!("{body} {fact}"))],
+    );
+    talk_video(&lib, "control", 0x605040, 20, &[(1000, 15000, body)]);
+    ingest(&home, &db, &lib);
+    let v = json_of(&run(kino(&home, &db)
+        .args(["search", "-k", "5", "--json"])
+        .arg("a lullaby about a sleepy hedgehog")));
+    let score = |name: &str| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| file_stem(r["path"].as_str().unwrap()) == name)
+            .and_then(|r| r["score"].as_f64())
+            .unwrap_or_else(|| panic!("{name} in the results: {v}"))
+    };
+    let (with_fact, without) = (score("recital"), score("control"));
+    eprintln!("score with the fact at the end {with_fact:.3}, without {without:.3}");
+    assert!(
+        with_fact > without + 0.05,
+        "the end of the long cue counts: {with_fact:.3} vs {without:.3}"
+    );
 }

@@ -330,8 +330,8 @@ pub(crate) fn indexed(video_id: i64, d: &NewDocument) -> IndexedDocument {
 impl Store {
     /// Replaces a video's document (`None`: removes it) and records
     /// `versions` as its stage versions, in one transaction; the video's
-    /// segments and status stay as they are. For a video whose index is
-    /// current except for its document.
+    /// segments stay as they are and it is marked indexed again. For a
+    /// video whose index is current except for its document.
     pub async fn replace_document(
         &self,
         video_id: i64,
@@ -340,12 +340,14 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
         write_document(&mut tx, video_id, doc).await?;
-        sqlx::query("UPDATE videos SET stage_versions = $2, updated_ms = $3 WHERE id = $1")
-            .bind(video_id)
-            .bind(serde_json::to_string(&versions.stages).unwrap_or_else(|_| "{}".into()))
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE videos SET status = 'done', error = NULL, stage_versions = $2, updated_ms = $3 WHERE id = $1",
+        )
+        .bind(video_id)
+        .bind(serde_json::to_string(&versions.stages).unwrap_or_else(|_| "{}".into()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.documents_replace(video_id, doc.map(|d| indexed(video_id, d)));
         Ok(())

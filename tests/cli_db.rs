@@ -37,7 +37,17 @@ fn db_migrate_on_postgres_creates_and_migrates_the_database() {
         .output()
         .unwrap();
     let tables = String::from_utf8_lossy(&tables.stdout).to_string();
-    for t in ["answers", "cues", "document_windows", "documents", "jobs", "models", "queries", "segments", "videos"] {
+    for t in [
+        "answers",
+        "cues",
+        "document_windows",
+        "documents",
+        "jobs",
+        "models",
+        "queries",
+        "segments",
+        "videos",
+    ] {
         assert!(tables.contains(t), "table {t} missing from {tables}");
     }
     // Running it again is a no-op.

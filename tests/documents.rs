@@ -494,8 +494,11 @@ fn a_cue_longer_than_the_encoder_input_is_not_cut() {
     };
     let (with_fact, without) = (score("recital"), score("control"));
     eprintln!("score with the fact at the end {with_fact:.3}, without {without:.3}");
+    // Cut at 256 tokens the two are the same vector (equal scores, as
+    // before this was fixed: 0.154 and 0.154); whole, the fact is a quarter
+    // of the pooled windows (0.238 against 0.210).
     assert!(
-        with_fact > without + 0.05,
+        with_fact > without + 0.015,
         "the end of the long cue counts: {with_fact:.3} vs {without:.3}"
     );
 }

@@ -119,7 +119,8 @@ struct TokenizerConfig {
 ///   sequence `[CLS] [SEP]`, exactly as sentence-transformers encodes `""`:
 ///   a fixed, finite, (when the model normalises) unit vector;
 /// - text longer than `max_seq_length` tokens is truncated (use
-///   [`SentenceEncoder::encode_long`] to see all of it);
+///   [`SentenceEncoder::encode_whole`] or [`SentenceEncoder::encode_long`]
+///   to see all of it);
 /// - a huge string is cut before tokenizing (see [`MAX_BYTES_PER_TOKEN`]), so
 ///   time and memory stay bounded.
 pub struct SentenceEncoder {
@@ -458,16 +459,39 @@ impl SentenceEncoder {
     /// attention masks, then pooled and (when the model says so)
     /// L2-normalised. See the type's documentation for empty and huge input.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LanguageError> {
+        Ok(self.encode_marking_cut(texts)?.0)
+    }
+
+    /// [`SentenceEncoder::encode`], also saying which texts were cut (longer
+    /// than `max_seq_length` tokens, or than the bytes read before
+    /// tokenizing).
+    pub(crate) fn encode_marking_cut(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<bool>), LanguageError> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        let prepared: Vec<String> = texts.iter().map(|t| self.prepare(t).into_owned()).collect();
+        let mut cut = Vec::with_capacity(texts.len());
+        let prepared: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                cut.push(self.prepared_was_cut(t));
+                self.prepare(t).into_owned()
+            })
+            .collect();
         let encodings = self
             .tokenizer
             .encode_batch(prepared, true)
             .map_err(|e| LanguageError::Tokenize(e.to_string()))?;
+        for (c, e) in cut.iter_mut().zip(&encodings) {
+            *c |= !e.get_overflowing().is_empty();
+        }
         let seqs: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
-        self.encode_ids(&seqs)
+        Ok((self.encode_ids(&seqs)?, cut))
+    }
+
+    /// Whether [`Self::prepare`] cuts `text` before tokenizing.
+    fn prepared_was_cut(&self, text: &str) -> bool {
+        let t = text.trim();
+        cut_text(t, self.max_seq_length.saturating_mul(MAX_BYTES_PER_TOKEN)).len() < t.len()
     }
 
     /// Encodes one text (see [`SentenceEncoder::encode`]).

@@ -25,7 +25,7 @@ mod long;
 
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE, MAX_BYTES_PER_TOKEN};
 pub use error::LanguageError;
-pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_LONG_BYTES, MAX_WINDOWS};
+pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_LONG_BYTES, WINDOW_BATCH};
 
 /// The default text model's name (a folder under the models directory).
 pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";

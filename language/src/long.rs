@@ -24,14 +24,15 @@ pub const DEFAULT_WINDOW: usize = 128;
 /// window boundary is whole in the next window. A 3,000-word transcript
 /// (~3,900 tokens) gives about 40 windows.
 pub const DEFAULT_STRIDE: usize = 96;
-/// At most this many windows are encoded per text; the rest of a longer text
-/// is dropped and [`LongEmbedding::truncated`] says so. With the defaults that
-/// is about 49,000 tokens, some 35,000 words: more than ten 3,000-word
-/// transcripts.
-pub const MAX_WINDOWS: usize = 512;
-/// Input beyond this many bytes is cut (at a whitespace) before tokenizing,
-/// so memory stays bounded whatever the caller passes.
-pub const MAX_LONG_BYTES: usize = 4 << 20;
+/// Windows are run through the model this many at a time, so memory for the
+/// activations stays bounded however long the text: only the token ids and
+/// the window vectors grow with it (a 3,000-word transcript is ~40 windows;
+/// 64 MiB of text, some 10 million words, about 170,000).
+pub const WINDOW_BATCH: usize = 64;
+/// Input beyond this many bytes (64 MiB: days of continuous speech) is cut
+/// at a whitespace before tokenizing, and [`LongEmbedding::truncated`] says
+/// so; anything shorter is covered whole.
+pub const MAX_LONG_BYTES: usize = 64 << 20;
 
 /// One window of a long text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,8 +63,8 @@ pub struct LongEmbedding {
     pub windows: Vec<WindowEmbedding>,
     /// How many text tokens the (possibly cut) text has.
     pub total_tokens: usize,
-    /// True when the text was longer than [`MAX_LONG_BYTES`] or needed more
-    /// than [`MAX_WINDOWS`] windows, so its end is not covered.
+    /// True when the text was longer than [`MAX_LONG_BYTES`], so its end is
+    /// not covered.
     pub truncated: bool,
 }
 
@@ -91,7 +92,7 @@ impl SentenceEncoder {
             )));
         }
         let cut = cut_text(text, MAX_LONG_BYTES);
-        let mut truncated = cut.len() < text.len();
+        let truncated = cut.len() < text.len();
         let lowered;
         let source: &str = if self.lowercases() {
             lowered = cut.to_lowercase();
@@ -115,23 +116,22 @@ impl SentenceEncoder {
             if end >= n {
                 break;
             }
-            if spans.len() == MAX_WINDOWS {
-                truncated = true;
-                break;
-            }
             start += stride;
         }
-        let seqs: Vec<Vec<u32>> = spans
-            .iter()
-            .map(|&(s, e)| {
-                let mut v = Vec::with_capacity(e - s + self.prefix.len() + self.suffix.len());
-                v.extend_from_slice(&self.prefix);
-                v.extend_from_slice(&ids[s..e]);
-                v.extend_from_slice(&self.suffix);
-                v
-            })
-            .collect();
-        let vecs = self.encode_ids(&seqs)?;
+        let mut vecs = Vec::with_capacity(spans.len());
+        for batch in spans.chunks(WINDOW_BATCH) {
+            let seqs: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&(s, e)| {
+                    let mut v = Vec::with_capacity(e - s + self.prefix.len() + self.suffix.len());
+                    v.extend_from_slice(&self.prefix);
+                    v.extend_from_slice(&ids[s..e]);
+                    v.extend_from_slice(&self.suffix);
+                    v
+                })
+                .collect();
+            vecs.extend(self.encode_ids(&seqs)?);
+        }
 
         let mut pooled = vec![0f64; self.dim()];
         let mut weight_sum = 0f64;
@@ -171,5 +171,20 @@ impl SentenceEncoder {
             total_tokens: n,
             truncated,
         })
+    }
+
+    /// Encodes texts like [`SentenceEncoder::encode`], except that a text
+    /// longer than the model's input (`max_seq_length` tokens) is not cut:
+    /// it is encoded with [`SentenceEncoder::encode_long`] (default windows)
+    /// and gets the pooled vector, so its end counts as much as its start.
+    /// Texts that fit give exactly `encode`'s vectors.
+    pub fn encode_whole(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, LanguageError> {
+        let (mut out, cut) = self.encode_marking_cut(texts)?;
+        for (i, text) in texts.iter().enumerate() {
+            if cut[i] {
+                out[i] = self.encode_long(text.trim(), DEFAULT_WINDOW, DEFAULT_STRIDE)?.pooled;
+            }
+        }
+        Ok(out)
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Instant;
 
-use kino_language::{cosine, LanguageError, SentenceEncoder, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_WINDOWS};
+use kino_language::{cosine, LanguageError, SentenceEncoder, DEFAULT_STRIDE, DEFAULT_WINDOW, WINDOW_BATCH};
 
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
@@ -164,13 +164,51 @@ fn a_3000_word_transcript_is_covered_by_overlapping_windows() {
 }
 
 #[test]
-fn huge_text_windows_are_capped() {
+fn a_text_of_hundreds_of_windows_is_covered_whole() {
     let enc = common::encoder();
-    // Window 8, stride 8: 512 windows cover 4096 tokens; give it more.
-    let text = paragraph(6_000);
-    let long = enc.encode_long(&text, 8, 8).unwrap();
-    assert!(long.truncated);
-    assert_eq!(long.windows.len(), MAX_WINDOWS);
+    // Window 16, stride 8: far more windows than one batch.
+    let mut text = paragraph(5_000);
+    text.push_str(" In the end the violinist's cat slept on the warm piano.");
+    let long = enc.encode_long(&text, 16, 8).unwrap();
+    assert!(!long.truncated);
+    assert!(
+        long.windows.len() > 600 && long.windows.len() > 8 * WINDOW_BATCH,
+        "{}",
+        long.windows.len()
+    );
+    assert_eq!(long.windows.last().unwrap().end_token, long.total_tokens);
+    // The fact at the very end is in the last window, which matches it best.
+    let q = enc.encode_one("a cat sleeping on a piano").unwrap();
+    let best = (0..long.windows.len())
+        .max_by(|&a, &b| cosine(&q, &long.windows[a].embedding).total_cmp(&cosine(&q, &long.windows[b].embedding)))
+        .unwrap();
+    assert!(
+        best + 2 >= long.windows.len(),
+        "best window {best} of {}",
+        long.windows.len()
+    );
+    // Batched windows equal windows encoded alone.
+    let w = &long.windows[long.windows.len() - 1];
+    assert!(cosine(&enc.encode_one(&w.text).unwrap(), &w.embedding) > 0.9999);
+}
+
+#[test]
+fn encode_whole_equals_encode_for_short_texts_and_pools_windows_for_long_ones() {
+    let enc = common::encoder();
+    let short = ["A red bicycle.", "Two cats on a wall, sleeping in the sun."];
+    let a = enc.encode_whole(&short).unwrap();
+    let b = enc.encode(&short).unwrap();
+    assert_eq!(a, b, "bit for bit");
+    let long_text = paragraph(800);
+    let whole = enc.encode_whole(&[short[0], &long_text]).unwrap();
+    assert_eq!(whole[0], b[0]);
+    let pooled = enc
+        .encode_long(&long_text, DEFAULT_WINDOW, DEFAULT_STRIDE)
+        .unwrap()
+        .pooled;
+    assert!(cosine(&whole[1], &pooled) > 0.99999);
+    let cut = enc.encode_one(&long_text).unwrap();
+    assert!(cosine(&whole[1], &cut) < 0.999, "not the truncated vector");
 }
 
 #[test]

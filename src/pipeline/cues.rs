@@ -140,7 +140,7 @@ impl Pipeline {
             embeddings.extend(
                 engines
                     .text
-                    .encode(chunk)
+                    .encode_whole(chunk)
                     .map_err(|e| anyhow!(e).context("encoding subtitles"))?,
             );
         }

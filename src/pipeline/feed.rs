@@ -89,7 +89,8 @@ impl Pipeline {
                 let e = state
                     .engines
                     .text
-                    .encode_one(&piece.text)
+                    .encode_whole(&[piece.text.as_str()])
+                    .map(|mut v| v.pop().unwrap_or_default())
                     .map_err(|e| IndexError::Transient(anyhow!(e).context("encoding on-screen text")))?;
                 metrics::histogram!("kino_inference_seconds", "model" => "text").record(t.elapsed().as_secs_f64());
                 feed.last_embedding = Some((piece.text.clone(), e.clone()));

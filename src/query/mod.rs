@@ -60,7 +60,8 @@ impl Engine {
             return Err(crate::error::usage("the query is empty"));
         }
         self.text
-            .encode_one(text)
+            .encode_whole(&[text])
+            .map(|mut v| v.pop().unwrap_or_default())
             .map_err(|e| anyhow!(e).context("encoding the query"))
     }
 
@@ -156,7 +157,7 @@ impl Engine {
         let mut pool = self.answer_windows(&q, ANSWER_VIDEOS, ANSWER_WINDOWS).await?;
         pool.extend(moments.iter().cloned());
         let text = self.text.clone();
-        let embedder = move |t: &[&str]| -> Result<Vec<Vec<f32>>> { text.encode(t).map_err(|e| anyhow!(e)) };
+        let embedder = move |t: &[&str]| -> Result<Vec<Vec<f32>>> { text.encode_whole(t).map_err(|e| anyhow!(e)) };
         let opts = kino_fusion::answer::AnswerOptions {
             moments: pool.len(),
             ..Default::default()

@@ -164,6 +164,38 @@ try {
   check(refusal.includes('lowercase letters'), `a bad language code is refused with a message: "${refusal}"`);
   check(await page.evaluate(() => window.__kinoXss) === undefined, 'no script from a cue ran');
 
+  // Whole videos: switch the results to videos, open a video's best moment.
+  await page.goto(base + '/?mode=search&q=' + encodeURIComponent(query));
+  await Promise.all([page.waitForURL(/by=video/), page.click('#by-video')]);
+  const videoResult = page.locator('ol.videos li.video-result').first();
+  await videoResult.waitFor();
+  check((await videoResult.getAttribute('data-video')) === videoId, `the first video is ${videoId}`);
+  check((await page.locator('#by-video[aria-current]').count()) === 1, 'the toggle shows video results are on');
+  check(await page.locator('input[name="by"][value="video"]').isChecked(), 'the form keeps the video mode');
+  const best = videoResult.locator('a.best-moment').first();
+  check(Number(await best.getAttribute('data-at')) === startMs, `its best moment starts at ${startMs} ms`);
+  check(/^\d+:\d\d–\d+:\d\d$/.test(await best.locator('.range').innerText()), 'the best moment shows its time span');
+  await page.screenshot({ path: join(out, 'videos.png'), fullPage: true });
+  await Promise.all([page.waitForURL(new RegExp(`/videos/${videoId}\\?t=${startMs}$`)), best.click()]);
+  await page.waitForFunction((ms) => {
+    const v = document.getElementById('video');
+    return v && v.readyState >= 1 && !v.seeking && Math.abs(v.currentTime - ms / 1000) <= 1.0;
+  }, startMs, { timeout: 20000 });
+  check(true, `the best moment opens /videos/${videoId}?t=${startMs} with the player there`);
+  // The video page shows its summary; a summary sentence plays its moment.
+  const summary = page.locator('ol.summary a.summary-line');
+  check((await summary.count()) >= 2, `the video page shows its summary (${await summary.count()} sentences)`);
+  const last = summary.last();
+  const summaryStart = Number(await last.getAttribute('data-start'));
+  await last.click();
+  await page.waitForURL(new RegExp(`/videos/${videoId}\\?t=${summaryStart}$`));
+  await page.waitForFunction((ms) => {
+    const v = document.getElementById('video');
+    return v && v.readyState >= 2 && !v.seeking && Math.abs(v.currentTime - ms / 1000) <= 1.0;
+  }, summaryStart, { timeout: 20000 });
+  check(true, `a summary sentence plays its moment at ${summaryStart / 1000} s`);
+  await page.screenshot({ path: join(out, 'video-summary.png'), fullPage: true });
+
   // Phone-sized screen: no horizontal scrolling on the results page.
   const phone = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
   const p2 = await phone.newPage();

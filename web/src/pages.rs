@@ -12,7 +12,7 @@ use axum::response::Html;
 use serde::Deserialize;
 
 use crate::api::{self, file_name, MAX_K};
-use crate::engine::{AskResponse, Citation, Moment};
+use crate::engine::{AskResponse, Citation, Moment, VideoResult};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -275,8 +275,11 @@ pub struct SearchPageParams {
     /// `search`, `ask`, or empty (ask when the query reads like a question).
     #[serde(default)]
     pub mode: String,
-    /// Number of moments.
+    /// Number of moments (or videos).
     pub k: Option<usize>,
+    /// `moment` (default) or `video`: rank moments or whole videos.
+    #[serde(default)]
+    pub by: String,
 }
 
 fn looks_like_question(q: &str) -> bool {
@@ -286,17 +289,66 @@ fn looks_like_question(q: &str) -> bool {
     q.trim_end().ends_with('?') || words(q).next().is_some_and(|w| STARTS.contains(&w.as_str()))
 }
 
-/// `GET /`: the search box; with `q`, moments (and an answer for questions or `mode=ask`).
+/// One video of the video-level results: its name (a link to its page),
+/// length, score, and best moments, each a link to its time.
+fn video_result_html(v: &VideoResult, query: &str) -> String {
+    let name = file_name(&v.path);
+    let moments = v
+        .best_moments
+        .iter()
+        .map(|m| {
+            format!(
+                "<li><a class=\"best-moment\" href=\"{}\" data-video-id=\"{}\" data-at=\"{}\">\
+                 <span class=\"range\">{}–{}</span> <span class=\"snippet\">{}</span></a></li>",
+                esc(&video_page_url(v.video_id, m.start_ms)),
+                v.video_id,
+                m.start_ms,
+                fmt_time(m.start_ms),
+                fmt_time(m.end_ms),
+                highlight(&snippet(&m.text, 220), query),
+            )
+        })
+        .collect::<String>();
+    format!(
+        "<li class=\"video-result\" data-video=\"{}\"><div class=\"meta\"><a class=\"video-title\" href=\"/videos/{}\">{}</a>\
+         <span class=\"duration\">{}</span><span class=\"score\" title=\"score\">{:.3}</span></div>\
+         <ol class=\"best-moments\">{moments}</ol></li>",
+        v.video_id,
+        v.video_id,
+        esc(&name),
+        v.duration_ms.map(fmt_time).unwrap_or_default(),
+        v.score,
+    )
+}
+
+/// At most `max` characters of `text`, cut at a word, with an ellipsis.
+fn snippet(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{cut} …")
+}
+
+/// `GET /`: the search box; with `q`, moments or (`by=video`) whole videos,
+/// and an answer for questions or `mode=ask`.
 pub async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchPageParams>) -> ApiResult<Html<String>> {
     let q = p.q.trim().to_string();
+    let by_video = p.by == "video";
     let form = format!(
         "<form class=\"search\" action=\"/\" method=\"get\" role=\"search\">\
          <input id=\"q\" name=\"q\" type=\"search\" value=\"{}\" placeholder=\"Find a moment, or ask a question\" \
          aria-label=\"Query\" maxlength=\"{}\" autofocus>\
          <button type=\"submit\" name=\"mode\" value=\"search\">Search</button>\
-         <button type=\"submit\" name=\"mode\" value=\"ask\" class=\"secondary\">Ask</button></form>",
+         <button type=\"submit\" name=\"mode\" value=\"ask\" class=\"secondary\">Ask</button>\
+         <fieldset class=\"by\"><legend class=\"visually-hidden\">Results</legend>\
+         <label><input type=\"radio\" name=\"by\" value=\"moment\"{}> Moments</label>\
+         <label><input type=\"radio\" name=\"by\" value=\"video\"{}> Videos</label></fieldset></form>",
         esc(&q),
-        api::MAX_QUERY_CHARS
+        api::MAX_QUERY_CHARS,
+        if by_video { "" } else { " checked" },
+        if by_video { " checked" } else { "" },
     );
     if q.is_empty() {
         let main = format!(
@@ -329,6 +381,40 @@ pub async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchPageP
         String::new()
     };
     let k = p.k.unwrap_or(10).clamp(1, MAX_K);
+    // The other kind of results for the same query, one click away.
+    let toggle = format!(
+        "<nav class=\"by-toggle\" aria-label=\"Results\"><a id=\"by-moment\" href=\"/?mode=search&amp;by=moment&amp;q={q}\"{}>Moments</a>\
+         <a id=\"by-video\" href=\"/?mode=search&amp;by=video&amp;q={q}\"{}>Videos</a></nav>",
+        if by_video { "" } else { " aria-current=\"page\"" },
+        if by_video { " aria-current=\"page\"" } else { "" },
+        q = esc(&url_encode(&q_checked)),
+    );
+    if by_video {
+        let videos = match api::run_search_videos(&st, &q_checked, k).await {
+            Ok(r) => r,
+            Err(ApiError { message, .. }) => {
+                errors.push_str(&format!("<p class=\"error\">Search failed: {}</p>", esc(&message)));
+                vec![]
+            }
+        };
+        let list = if videos.is_empty() {
+            "<p class=\"empty\">No videos found.</p>".to_string()
+        } else {
+            format!(
+                "<ol class=\"videos\" id=\"results\">{}</ol>",
+                videos
+                    .iter()
+                    .map(|v| video_result_html(v, &q_checked))
+                    .collect::<String>()
+            )
+        };
+        let main = format!(
+            "<h1 class=\"visually-hidden\">Search</h1>{form}{errors}{PLAYER}{answer}{toggle}<h2 class=\"count\">{} video{}</h2>{list}",
+            videos.len(),
+            if videos.len() == 1 { "" } else { "s" }
+        );
+        return Ok(Html(layout(&format!("{q} – Search"), "Search", &main)));
+    }
     let results = match api::run_search(&st, &q_checked, k, None).await {
         Ok(r) => r,
         Err(ApiError { message, .. }) => {
@@ -345,7 +431,7 @@ pub async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchPageP
         )
     };
     let main = format!(
-        "<h1 class=\"visually-hidden\">Search</h1>{form}{errors}{PLAYER}{answer}<h2 class=\"count\">{} moment{}</h2>{list}",
+        "<h1 class=\"visually-hidden\">Search</h1>{form}{errors}{PLAYER}{answer}{toggle}<h2 class=\"count\">{} moment{}</h2>{list}",
         results.len(),
         if results.len() == 1 { "" } else { "s" }
     );

@@ -131,6 +131,44 @@ fn transcript_line(id: i64, name: &str, c: &TranscriptCue) -> String {
     )
 }
 
+/// The summary: the video's most central sentences, in time order, each
+/// a link that plays its moment (as transcript lines do); nothing when the
+/// video has no document yet.
+fn summary_html(d: &VideoDetail, name: &str) -> String {
+    if d.summary.is_empty() {
+        return String::new();
+    }
+    let id = d.video.id;
+    let items = d
+        .summary
+        .iter()
+        .map(|s| {
+            format!(
+                "<li><a class=\"summary-line\" data-permalink {} href=\"{}\"><span class=\"range\">{}</span>\
+                 <span class=\"cue-text\">{}</span></a></li>",
+                play_data(id, s.start_ms, s.end_ms, name),
+                esc(&video_page_url(id, s.start_ms)),
+                fmt_time(s.start_ms),
+                esc(&s.text)
+            )
+        })
+        .collect::<String>();
+    let about = d
+        .document
+        .as_ref()
+        .map(|doc| {
+            format!(
+                "<p class=\"hint\" id=\"document-facts\">From its whole text: {} tokens in {} window{}{}.</p>",
+                doc.tokens,
+                doc.windows,
+                if doc.windows == 1 { "" } else { "s" },
+                if doc.truncated { " (cut: too long)" } else { "" }
+            )
+        })
+        .unwrap_or_default();
+    format!("<section class=\"video-section\"><h2>Summary</h2><ol class=\"summary\" id=\"summary\">{items}</ol>{about}</section>")
+}
+
 fn transcript_html(d: &VideoDetail, name: &str) -> String {
     if d.transcript.is_empty() {
         return "<p class=\"empty\" id=\"transcript-empty\">No transcript: no subtitles, speech or on-screen text \
@@ -184,12 +222,13 @@ pub async fn video(
         "<p class=\"hint\"><a href=\"/library\">← Library</a></p>\
          <div class=\"page-head\"><h1 class=\"video-title\">{}</h1>\
          <span class=\"status status-{status}\" id=\"video-status\">{status}{progress}</span></div>\
-         <p class=\"facts path\">{}</p>{error}{player}\
+         <p class=\"facts path\">{}</p>{error}{player}{}\
          <section class=\"video-section\"><h2>Transcript</h2>{}</section>{}\
          <section class=\"video-section\"><h2>Facts</h2><dl class=\"facts-list\" id=\"facts\">{}</dl></section>\
          <section class=\"video-section\"><h2>Index stages</h2>{}</section>{}",
         esc(&name),
         esc(&d.video.path),
+        summary_html(&d, &name),
         transcript_html(&d, &name),
         warnings_html(&d),
         facts_html(&d),

@@ -91,6 +91,35 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    search_by_video_ranks_videos_with_their_best_moments,
+    |app: Router, _store: Store, fx: Fixture| async move {
+        let r = get(&app, "/api/search?q=cat%20mouse%20sofa&by=video&k=5").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        let results = j["results"].as_array().expect("results array");
+        assert!(!results.is_empty(), "{j}");
+        let first = &results[0];
+        assert_eq!(first["video_id"], fx.cats, "{j}");
+        assert!(first["path"].as_str().unwrap().ends_with("cats.mp4"));
+        assert_eq!(first["duration_ms"], 10_000);
+        assert!(first["score"].as_f64().unwrap() > 0.0);
+        let moments = first["best_moments"].as_array().unwrap();
+        assert_eq!(moments.len(), 2, "both of its moments: {j}");
+        assert!(moments.iter().all(|m| m["text"].as_str().unwrap().contains("cat")));
+        assert!(moments[0]["start_ms"].as_i64() < moments[0]["end_ms"].as_i64());
+        // Bad values are refused with a message.
+        let r = get(&app, "/api/search?q=cat&by=channel").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.text().contains("'moment' or 'video'"), "{}", r.text());
+        let r = get(&app, &format!("/api/search?q=cat&by=video&video={}", fx.cats)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        // by=moment is today's answer.
+        let j = get(&app, "/api/search?q=cat%20mouse&by=moment").await.json();
+        assert!(j["results"][0]["start_ms"].is_i64(), "{j}");
+    }
+);
+
+both_backends!(
     search_ranks_the_right_moment_first,
     |app: Router, _store: Store, fx: Fixture| async move {
         let r = get(&app, "/api/search?q=red%20bicycle%20wall&k=3").await;
@@ -494,10 +523,23 @@ both_backends!(
         assert_eq!(t[2]["text"], XSS_TEXT);
         assert_eq!(t[0]["language"], Value::Null, "unknown language is null, not absent");
         assert_eq!(d["segments"].as_array().unwrap().len(), 5);
-        // A video without cues has an empty transcript.
+        // Its summary and whole-text document.
+        let summary = d["summary"].as_array().unwrap();
+        assert_eq!(summary.len(), common::KITCHEN_SUMMARY.len(), "{d}");
+        for (got, (start, text)) in summary.iter().zip(common::KITCHEN_SUMMARY) {
+            assert_eq!(got["start_ms"], start);
+            assert_eq!(got["end_ms"], start + 4000);
+            assert_eq!(got["text"], text);
+        }
+        assert_eq!(d["document"]["windows"], 1);
+        assert_eq!(d["document"]["tokens"], 21);
+        assert_eq!(d["document"]["truncated"], false);
+        // A video without cues has an empty transcript, no summary, no document.
         let d = get(&app, &format!("/api/videos/{}", fx.cats)).await.json();
         assert_eq!(d["transcript"], serde_json::json!([]));
         assert_eq!(d["warnings"], serde_json::json!([]));
+        assert_eq!(d["summary"], serde_json::json!([]));
+        assert_eq!(d["document"], Value::Null);
     }
 );
 

@@ -1,6 +1,6 @@
 //! Browser test: serves the fixture library on a free loopback port and runs
 //! `node web/browser-tests/search.mjs` (search, play, ask, library, history,
-//! the video page and its transcript; playwright-core driving Debian's
+//! the video page and its transcript, video-level results and summaries; playwright-core driving Debian's
 //! headless Chromium at /usr/bin/chromium). Screenshots of each page land in
 //! `target/test-output/web/`.
 //!
@@ -103,6 +103,8 @@ async fn search_play_ask_video_page_in_headless_chromium() {
         "video.png",
         "history.png",
         "phone-search.png",
+        "videos.png",
+        "video-summary.png",
     ] {
         let p = out_dir.join(shot);
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);

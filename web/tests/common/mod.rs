@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kino_store::{Backend, CueRecord, EmbeddingField, IndexVersions, NewSegment, NewVideo, Store, VideoStatus};
-use kino_web::{Answer, BoxFuture, Citation, Moment, QueryEngine};
+use kino_web::{Answer, BestMoment, BoxFuture, Citation, Moment, QueryEngine, VideoResult};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -153,8 +153,86 @@ impl QueryEngine for BowEngine {
         })
     }
 
+    fn search_videos(&self, query: &str, k: usize) -> BoxFuture<'_, anyhow::Result<Vec<VideoResult>>> {
+        let query = query.to_string();
+        Box::pin(async move {
+            // Videos ranked by their best moment, each with its best three.
+            let moments = self.moments(&query, 100, None).await?;
+            let mut out: Vec<VideoResult> = Vec::new();
+            for m in moments {
+                let best = BestMoment {
+                    start_ms: m.start_ms,
+                    end_ms: m.end_ms,
+                    text: m.text.clone(),
+                };
+                match out.iter_mut().find(|v| v.video_id == m.video_id) {
+                    Some(v) if v.best_moments.len() < 3 => v.best_moments.push(best),
+                    Some(_) => {}
+                    None => {
+                        let duration_ms = self.store.video(m.video_id).await?.and_then(|v| v.facts.duration_ms);
+                        out.push(VideoResult {
+                            video_id: m.video_id,
+                            path: m.path,
+                            score: m.score,
+                            duration_ms,
+                            best_moments: vec![best],
+                        });
+                    }
+                }
+            }
+            out.truncate(k);
+            Ok(out)
+        })
+    }
+
     fn model_version(&self) -> String {
         "bow-test".into()
+    }
+}
+
+/// The summary sentences of the kitchen video's document: `(start_ms, text)`.
+pub const KITCHEN_SUMMARY: [(i64, &str); 2] = [
+    (4000, "First knead the dough for ten minutes until smooth"),
+    (16000, "Put the loaf in a hot oven for forty minutes"),
+];
+
+/// The kitchen video's whole-text document (bag-of-words vectors).
+pub fn kitchen_document() -> kino_store::NewDocument {
+    let text = KITCHEN_SUMMARY.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(" ");
+    kino_store::NewDocument {
+        version: "bow-doc".into(),
+        vector: embed(&text),
+        pieces: KITCHEN_SUMMARY
+            .iter()
+            .scan(0i64, |byte, (start, t)| {
+                let p = kino_store::DocPiece {
+                    byte: *byte,
+                    start_ms: *start,
+                    end_ms: start + 4000,
+                };
+                *byte += t.len() as i64 + 1;
+                Some(p)
+            })
+            .collect(),
+        tokens: 21,
+        truncated: false,
+        windows: vec![kino_store::NewWindow {
+            start_ms: 4000,
+            end_ms: 20_000,
+            start_byte: 0,
+            end_byte: text.len() as i64,
+            text: text.clone(),
+            vector: embed(&text),
+        }],
+        summary: KITCHEN_SUMMARY
+            .iter()
+            .map(|(start, t)| kino_store::SummarySentence {
+                start_ms: *start,
+                end_ms: start + 4000,
+                text: t.to_string(),
+            })
+            .collect(),
+        text,
     }
 }
 
@@ -477,6 +555,11 @@ impl Fixture {
             .unwrap();
         let kitchen_cues = kitchen_cues();
         store.replace_cues(kitchen, &kitchen_cues).await.unwrap();
+        // Its whole-text document, with a summary of two of its sentences.
+        store
+            .replace_document(kitchen, Some(&kitchen_document()), &versions())
+            .await
+            .unwrap();
         let cats_segs = vec![
             seg(
                 0,

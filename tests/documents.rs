@@ -234,6 +234,33 @@ fn a_talk_is_found_by_its_subject_although_no_segment_states_it() {
         (start, end)
     );
     rt.block_on(store.close());
+
+    // The same through a running server: the API ranks videos, and a
+    // video's page data carries its summary.
+    let port = common::free_port();
+    let _server = common::Server(
+        kino(&home, &db)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let t = &talks[1];
+    let j = common::get_json(
+        port,
+        &format!("/api/search?by=video&k=3&q={}", t.query.replace(' ', "%20")),
+    );
+    let first = &j["results"][0];
+    assert_eq!(file_stem(first["path"].as_str().unwrap()), t.name, "{j}");
+    assert!(!first["best_moments"].as_array().unwrap().is_empty());
+    let d = common::get_json(port, &format!("/api/videos/{}", first["video_id"]));
+    assert!(!d["summary"].as_array().unwrap().is_empty(), "{d}");
+    assert_eq!(d["document"]["truncated"], false);
+    assert!(d["stage_versions"]["document"].is_string(), "{d}");
 }
 
 /// `n` distinct filler sentences of 10 to 13 words from a fixed vocabulary.

@@ -330,6 +330,7 @@ fn a_transcript_of_more_than_three_thousand_words_is_covered_whole() {
         .unwrap()
         .unwrap();
     let doc = rt.block_on(store.document(video.id)).unwrap().expect("a document");
+    eprintln!("{words} words: {} tokens in {} windows", doc.tokens, doc.windows);
     assert!(!doc.truncated, "covered whole");
     assert!(doc.tokens > 3900, "{} tokens", doc.tokens);
     assert!(doc.windows >= 40, "{} windows", doc.windows);

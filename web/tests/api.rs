@@ -412,6 +412,73 @@ both_backends!(
 );
 
 both_backends!(
+    search_page_by_video_and_video_page_summary_without_javascript,
+    |app: Router, _store: Store, fx: Fixture| async move {
+        // The form's radio keeps the mode; moments are the default.
+        let html = get(&app, "/?q=red%20bicycle%20wall&mode=search").await.text();
+        assert!(html.contains("name=\"by\" value=\"moment\" checked"), "{html}");
+        assert!(html.contains("class=\"moments\" id=\"results\""));
+        assert!(!html.contains("video-result"));
+        assert!(html.contains("href=\"/?mode=search&amp;by=video&amp;q=red+bicycle+wall\""));
+        // An unknown `by` on the page falls back to moments.
+        let html = get(&app, "/?q=red%20bicycle%20wall&by=bogus").await.text();
+        assert!(html.contains("class=\"moments\" id=\"results\"") && !html.contains("video-result"));
+        // by=video: videos with name, length, score and best moments linked to their times.
+        let r = get(&app, "/?q=red%20bicycle%20wall&mode=search&by=video").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let html = r.text();
+        assert!(html.contains("name=\"by\" value=\"video\" checked"), "{html}");
+        assert!(html.contains(
+            "id=\"by-video\" href=\"/?mode=search&amp;by=video&amp;q=red+bicycle+wall\" aria-current=\"page\""
+        ));
+        assert!(html.contains("class=\"videos\" id=\"results\""));
+        assert!(
+            html.contains(&format!("class=\"video-result\" data-video=\"{}\"", fx.kitchen)),
+            "{html}"
+        );
+        assert!(html.contains(&format!(
+            "href=\"/videos/{}\">kitchen &lt;b&gt;&amp;&lt;i&gt; bikes.webm</a>",
+            fx.kitchen
+        )));
+        assert!(html.contains("<span class=\"duration\">0:20</span>"));
+        assert!(html.contains("<span class=\"score\" title=\"score\">0."), "{html}");
+        assert!(html.contains(&format!(
+            "class=\"best-moment\" href=\"/videos/{k}?t={BICYCLE_START_MS}\" data-video-id=\"{k}\" data-at=\"{BICYCLE_START_MS}\"",
+            k = fx.kitchen
+        )));
+        assert!(html.contains("<span class=\"range\">0:12–0:16</span>"), "{html}");
+        assert!(html.contains("<mark>bicycle</mark>"), "matching words highlighted");
+        // The markup subtitle is a best moment too: shown as text.
+        assert!(html.contains("&lt;script&gt;window.__kinoXss") && !html.contains("<script>window"));
+        assert!(!html.contains("<img src=x"));
+        // The video page: its summary, each sentence a playable link to its time, and document facts.
+        let html = get(&app, &format!("/videos/{}", fx.kitchen)).await.text();
+        assert_eq!(
+            html.matches("class=\"summary-line\"").count(),
+            common::KITCHEN_SUMMARY.len(),
+            "{html}"
+        );
+        for (start, text) in common::KITCHEN_SUMMARY {
+            assert!(html.contains(&format!(
+                "data-video=\"{}\" data-start=\"{start}\" data-end=\"{}\"",
+                fx.kitchen,
+                start + 4000
+            )));
+            assert!(html.contains(&format!("href=\"/videos/{}?t={start}\"", fx.kitchen)));
+            assert!(html.contains(&format!("<span class=\"cue-text\">{text}</span>")));
+        }
+        assert!(html.contains("21 tokens in 1 window."), "{html}");
+        assert!(
+            html.find("id=\"summary\"").unwrap() < html.find("<h2>Transcript</h2>").unwrap(),
+            "the summary is above the transcript"
+        );
+        // No document: no summary section.
+        let html = get(&app, &format!("/videos/{}", fx.cats)).await.text();
+        assert!(!html.contains("id=\"summary\"") && !html.contains("id=\"document-facts\""));
+    }
+);
+
+both_backends!(
     search_results_carry_their_sources,
     |app: Router, store: Store, fx: Fixture| async move {
         // The 8–12 s segment (no tags) overlaps only the speech cue at 8.5 s.

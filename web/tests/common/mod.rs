@@ -10,6 +10,9 @@
 
 #![allow(dead_code)]
 
+#[macro_use]
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};

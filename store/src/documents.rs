@@ -181,19 +181,19 @@ pub struct DocumentHit {
 /// Every document's vectors, normalised, for exact video-level search.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentIndex {
-    docs: Vec<IndexedDocument>,
+    docs: std::collections::HashMap<i64, IndexedDocument>,
 }
 
 impl DocumentIndex {
     /// Replaces (or adds, or with `None` removes) a video's document.
     pub fn replace(&mut self, video_id: i64, doc: Option<IndexedDocument>) {
-        self.docs.retain(|d| d.video_id != video_id);
+        self.docs.remove(&video_id);
         if let Some(mut d) = doc {
             crate::index::normalize(&mut d.vector);
             for w in &mut d.windows {
                 crate::index::normalize(&mut w.vector);
             }
-            self.docs.push(d);
+            self.docs.insert(video_id, d);
         }
     }
 
@@ -211,7 +211,7 @@ impl DocumentIndex {
     /// windows each), in no particular order.
     pub fn scores(&self, q: &[f32], windows: usize) -> Vec<DocumentHit> {
         self.docs
-            .iter()
+            .values()
             .map(|d| {
                 let mut ws: Vec<(i64, i64, i64, f32)> = d
                     .windows
@@ -400,19 +400,35 @@ impl Store {
     /// Loads (or reloads) the in-process document index: every document of
     /// a video that is not missing.
     pub async fn load_documents(&self) -> Result<()> {
-        let docs = sqlx::query(
-            "SELECT d.video_id, d.dim, d.vector FROM documents d JOIN videos v ON v.id = d.video_id \
-             WHERE v.status <> 'missing' AND d.vector IS NOT NULL ORDER BY d.video_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let windows = sqlx::query(
-            "SELECT w.video_id, w.idx, w.start_ms, w.end_ms, w.dim, w.vector FROM document_windows w \
-             JOIN videos v ON v.id = w.video_id WHERE v.status <> 'missing' ORDER BY w.video_id, w.idx",
-        )
-        .fetch_all(&self.pool)
-        .await?;
         let mut index = DocumentIndex::default();
+        for d in self.indexed_documents(None).await? {
+            index.replace(d.video_id, Some(d));
+        }
+        if let Ok(mut guard) = self.documents.write() {
+            *guard = Some(index);
+        }
+        Ok(())
+    }
+
+    /// The stored documents (of one video, or of all) of videos that are
+    /// not missing, with their window vectors.
+    async fn indexed_documents(&self, video: Option<i64>) -> Result<Vec<IndexedDocument>> {
+        let only = if video.is_some() { " AND v.id = $1" } else { "" };
+        let docs_sql = format!(
+            "SELECT d.video_id, d.dim, d.vector FROM documents d JOIN videos v ON v.id = d.video_id \
+             WHERE v.status <> 'missing' AND d.vector IS NOT NULL{only} ORDER BY d.video_id"
+        );
+        let windows_sql = format!(
+            "SELECT w.video_id, w.idx, w.start_ms, w.end_ms, w.dim, w.vector FROM document_windows w \
+             JOIN videos v ON v.id = w.video_id WHERE v.status <> 'missing'{only} ORDER BY w.video_id, w.idx"
+        );
+        let (mut docs_q, mut windows_q) = (sqlx::query(&docs_sql), sqlx::query(&windows_sql));
+        if let Some(id) = video {
+            docs_q = docs_q.bind(id);
+            windows_q = windows_q.bind(id);
+        }
+        let docs = docs_q.fetch_all(&self.pool).await?;
+        let windows = windows_q.fetch_all(&self.pool).await?;
         let mut by_video: std::collections::HashMap<i64, Vec<IndexedWindow>> = Default::default();
         for r in &windows {
             let dim = r.try_get::<i64, _>("dim")? as usize;
@@ -423,24 +439,17 @@ impl Store {
                 vector: decode_f32(&r.try_get::<Vec<u8>, _>("vector")?, Some(dim))?,
             });
         }
+        let mut out = Vec::with_capacity(docs.len());
         for r in &docs {
             let video_id: i64 = r.try_get("video_id")?;
             let dim = r.try_get::<i64, _>("dim")? as usize;
-            let vector = decode_f32(&r.try_get::<Vec<u8>, _>("vector")?, Some(dim))?;
-            let windows = by_video.remove(&video_id).unwrap_or_default();
-            index.replace(
+            out.push(IndexedDocument {
                 video_id,
-                Some(IndexedDocument {
-                    video_id,
-                    vector,
-                    windows,
-                }),
-            );
+                vector: decode_f32(&r.try_get::<Vec<u8>, _>("vector")?, Some(dim))?,
+                windows: by_video.remove(&video_id).unwrap_or_default(),
+            });
         }
-        if let Ok(mut guard) = self.documents.write() {
-            *guard = Some(index);
-        }
-        Ok(())
+        Ok(out)
     }
 
     /// Runs `f` on the in-process document index, loading it first if needed.
@@ -466,14 +475,13 @@ impl Store {
     }
 
     /// Puts a video's stored document back into the loaded index (after it
-    /// was hidden as missing).
+    /// was hidden as missing): reads that one document.
     pub(crate) async fn documents_show(&self, video_id: i64) -> Result<()> {
         let loaded = self.documents.read().map(|g| g.is_some()).unwrap_or(false);
         if loaded {
-            // Simplest correct form: reload (rare: a renamed or restored file).
-            self.load_documents().await?;
+            let doc = self.indexed_documents(Some(video_id)).await?.pop();
+            self.documents_replace(video_id, doc);
         }
-        let _ = video_id;
         Ok(())
     }
 }

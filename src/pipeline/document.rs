@@ -131,6 +131,19 @@ fn lower_to_original(text: &str) -> Vec<usize> {
     map
 }
 
+/// `text[start..end]` without a word cut at its start (a window begins at a
+/// token, which can be inside a word): what a window shows a reader.
+fn whole_words(text: &str, start: usize, end: usize) -> &str {
+    let Some(slice) = text.get(start..end) else { return "" };
+    let cut = start > 0 && text[..start].chars().next_back().is_some_and(char::is_alphanumeric);
+    let slice = if cut {
+        slice.find(char::is_whitespace).map_or(slice, |i| &slice[i..])
+    } else {
+        slice
+    };
+    slice.trim_start_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+}
+
 /// Builds the document of a video from its cues (`None` when it has no
 /// text).
 pub fn build(encoder: &SentenceEncoder, cues: &[CueRecord]) -> Result<Option<NewDocument>> {
@@ -157,7 +170,7 @@ pub fn build(encoder: &SentenceEncoder, cues: &[CueRecord]) -> Result<Option<New
                 end_ms,
                 start_byte: s as i64,
                 end_byte: e as i64,
-                text: text.get(s..e).unwrap_or_default().to_string(),
+                text: whole_words(&text, s, e).to_string(),
                 vector: w.embedding,
             }
         })
@@ -330,6 +343,14 @@ mod tests {
         let text = "One two. Three? Yes…\nA slide line\nv1.2 is out! x";
         let got: Vec<&str> = sentence_spans(text).into_iter().map(|(s, e)| &text[s..e]).collect();
         assert_eq!(got, ["One two.", "Three?", "Yes…", "A slide line", "v1.2 is out!"]);
+    }
+
+    #[test]
+    fn a_window_shows_whole_words() {
+        let text = "the sediment settles, two workers print";
+        assert_eq!(whole_words(text, 6, text.len()), "settles, two workers print");
+        assert_eq!(whole_words(text, 20, text.len()), "two workers print");
+        assert_eq!(whole_words(text, 0, 12), "the sediment");
     }
 
     #[test]

@@ -73,6 +73,22 @@ impl ModelFingerprint {
     }
 }
 
+/// How often the index looks for other processes' changes without being
+/// told (`KINO_SYNC_POLL_MS`): Postgres notifies at once, so its timer is
+/// only a safety net; SQLite has only the timer.
+fn sync_poll(store: &Store) -> Duration {
+    let default = match store.backend() {
+        kino_store::Backend::Postgres => 5_000,
+        kino_store::Backend::Sqlite => 1_000,
+    };
+    let ms = std::env::var("KINO_SYNC_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .unwrap_or(default);
+    Duration::from_millis(ms)
+}
+
 /// `kino serve`.
 pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<String>) -> Result<()> {
     let bind: SocketAddr = bind
@@ -124,6 +140,18 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
         }
     };
     let web = rt.spawn(kino_web::serve(web_config, store.clone(), engine, shutdown));
+    // Other processes' writes (workers, other replicas) reach the index.
+    let follow_stop = stop.clone();
+    let follower = store.clone();
+    let follow_every = sync_poll(&store);
+    rt.spawn(async move {
+        let stop = async move {
+            while !follow_stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        follower.follow_changes(follow_every, stop).await;
+    });
 
     std::thread::scope(|s| -> Result<()> {
         // Watcher: new, changed, moved and deleted files.

@@ -348,8 +348,10 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        let generation = crate::live::record_change(&mut tx, self.backend, video_id).await?;
         tx.commit().await?;
-        self.documents_replace(video_id, doc.map(|d| indexed(video_id, d)));
+        let doc = doc.map(|d| indexed(video_id, d));
+        self.apply_at(video_id, generation, || self.install_video(video_id, None, Some(doc)));
         Ok(())
     }
 
@@ -400,6 +402,12 @@ impl Store {
     /// Loads (or reloads) the in-process document index: every document of
     /// a video that is not missing.
     pub async fn load_documents(&self) -> Result<()> {
+        let _guard = self.live_lock().await;
+        self.load_documents_unlocked().await
+    }
+
+    pub(crate) async fn load_documents_unlocked(&self) -> Result<()> {
+        let generation = self.current_generation().await?;
         let mut index = DocumentIndex::default();
         for d in self.indexed_documents(None).await? {
             index.replace(d.video_id, Some(d));
@@ -407,12 +415,13 @@ impl Store {
         if let Ok(mut guard) = self.documents.write() {
             *guard = Some(index);
         }
+        self.loaded_at(generation);
         Ok(())
     }
 
     /// The stored documents (of one video, or of all) of videos that are
     /// not missing, with their window vectors.
-    async fn indexed_documents(&self, video: Option<i64>) -> Result<Vec<IndexedDocument>> {
+    pub(crate) async fn indexed_documents(&self, video: Option<i64>) -> Result<Vec<IndexedDocument>> {
         let only = if video.is_some() { " AND v.id = $1" } else { "" };
         let docs_sql = format!(
             "SELECT d.video_id, d.dim, d.vector FROM documents d JOIN videos v ON v.id = d.video_id \
@@ -456,7 +465,10 @@ impl Store {
     pub async fn with_documents<T>(&self, f: impl FnOnce(&DocumentIndex) -> T) -> Result<T> {
         let loaded = self.documents.read().map(|g| g.is_some()).unwrap_or(false);
         if !loaded {
-            self.load_documents().await?;
+            let _guard = self.live_lock().await;
+            if !self.documents.read().map(|g| g.is_some()).unwrap_or(false) {
+                self.load_documents_unlocked().await?;
+            }
         }
         let guard = self
             .documents
@@ -472,17 +484,6 @@ impl Store {
                 index.replace(video_id, doc);
             }
         }
-    }
-
-    /// Puts a video's stored document back into the loaded index (after it
-    /// was hidden as missing): reads that one document.
-    pub(crate) async fn documents_show(&self, video_id: i64) -> Result<()> {
-        let loaded = self.documents.read().map(|g| g.is_some()).unwrap_or(false);
-        if loaded {
-            let doc = self.indexed_documents(Some(video_id)).await?.pop();
-            self.documents_replace(video_id, doc);
-        }
-        Ok(())
     }
 }
 

@@ -7,9 +7,12 @@
 //!
 //! What lives here: videos, durable jobs with leases, subtitle cues,
 //! segments with their embeddings (replaced atomically per video), stored
-//! queries and answers, the models table, whole-video documents, and exact
-//! in-process vector indexes over segment embeddings ([`VectorIndex`]) and
-//! documents ([`DocumentIndex`]) kept current on writes.
+//! queries and answers, the models table, whole-video documents, login
+//! sessions, and exact in-process vector indexes over segment embeddings
+//! ([`VectorIndex`]) and documents ([`DocumentIndex`]) kept current on this
+//! process's writes and, through a generation counter and a change log
+//! ([`Store::sync_changes`], [`Store::follow_changes`]), on every other
+//! process's.
 //!
 //! The store knows no model: embeddings are plain `f32` slices with a model
 //! version string beside them.
@@ -19,8 +22,11 @@ mod embedding;
 mod error;
 mod index;
 mod jobs;
+mod live;
+pub use live::{SyncReport, CHANNEL as CHANGES_CHANNEL};
 mod queries;
 mod segments;
+mod sessions;
 pub use segments::{IndexVersions, CUE_SOURCE_SPANS_PER_QUERY};
 mod types;
 mod url;
@@ -58,6 +64,9 @@ pub struct Store {
     backend: Backend,
     index: Arc<RwLock<Option<VectorIndex>>>,
     documents: Arc<RwLock<Option<DocumentIndex>>>,
+    /// The database URL (a second connection listens for changes).
+    url: Arc<str>,
+    live: Arc<live::Live>,
 }
 
 /// Current time in Unix milliseconds.
@@ -122,6 +131,8 @@ impl Store {
             backend: parsed.backend,
             index: Arc::new(RwLock::new(None)),
             documents: Arc::new(RwLock::new(None)),
+            url: Arc::from(parsed.url.as_str()),
+            live: Arc::new(live::Live::default()),
         })
     }
 

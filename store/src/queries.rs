@@ -4,22 +4,27 @@ use sqlx::Row;
 
 use crate::{now_ms, ModelRecord, NewQuery, QueryRecord, Result, Store};
 
+/// Inserts one query row; returns its id.
+async fn insert_query(tx: &mut sqlx::Transaction<'static, sqlx::Any>, q: &NewQuery, now: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO queries (question, kind, latency_ms, model_version, created_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(&q.question)
+    .bind(&q.kind)
+    .bind(q.latency_ms)
+    .bind(&q.model_version)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
 impl Store {
     /// Records a question (or search) and, when given, its answer with
     /// citations, in one transaction. Returns the query id.
     pub async fn record_query(&self, q: &NewQuery, answer: Option<(&str, &serde_json::Value)>) -> Result<i64> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queries (question, kind, latency_ms, model_version, created_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(&q.question)
-        .bind(&q.kind)
-        .bind(q.latency_ms)
-        .bind(&q.model_version)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = insert_query(&mut tx, q, now).await?;
         if let Some((text, citations)) = answer {
             sqlx::query("INSERT INTO answers (query_id, answer, citations, created_ms) VALUES ($1, $2, $3, $4)")
                 .bind(id)
@@ -31,6 +36,23 @@ impl Store {
         }
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Records several searches (no answers) in one transaction, in order.
+    /// Returns their ids. Many concurrent searches are written this way in
+    /// one commit each batch instead of one commit each.
+    pub async fn record_queries(&self, queries: &[NewQuery]) -> Result<Vec<i64>> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let mut ids = Vec::with_capacity(queries.len());
+        for q in queries {
+            ids.push(insert_query(&mut tx, q, now).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Recent questions with their answers, newest first.

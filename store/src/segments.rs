@@ -17,6 +17,10 @@ pub const CUE_SOURCE_SPANS_PER_QUERY: usize = 500;
 const SEG_COLS: &str =
     "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
 
+/// [`SEG_COLS`] of `segments s` joined with `videos v`.
+const SEG_COLS_S: &str = "s.id, s.video_id, s.start_ms, s.end_ms, s.text, s.tags, s.dim, s.fused, s.text_emb, \
+     s.visual_emb, s.model_version, s.thumbnail";
+
 /// Versions of what produced a video's index, per pipeline stage.
 ///
 /// Stage names are the caller's (kino uses `decode`, `vision`, `text`,
@@ -273,10 +277,8 @@ impl Store {
         if let Some(doc) = document {
             crate::documents::write_document(&mut tx, video_id, doc).await?;
         }
+        let generation = crate::live::record_change(&mut tx, self.backend, video_id).await?;
         tx.commit().await?;
-        if let Some(doc) = document {
-            self.documents_replace(video_id, doc.map(|d| crate::documents::indexed(video_id, d)));
-        }
 
         let entries = segments
             .iter()
@@ -291,11 +293,10 @@ impl Store {
                 visual: s.visual_emb.clone(),
             })
             .collect();
-        if let Ok(mut guard) = self.index.write() {
-            if let Some(index) = guard.as_mut() {
-                index.replace_video(video_id, entries);
-            }
-        }
+        let document = document.map(|d| d.map(|d| crate::documents::indexed(video_id, d)));
+        self.apply_at(video_id, generation, || {
+            self.install_video(video_id, Some(entries), document)
+        });
         Ok(ids)
     }
 
@@ -384,12 +385,18 @@ impl Store {
 
     /// Loads (or reloads) the in-process vector index from the store: every
     /// segment of every video that is not missing. Later writes through this
-    /// store keep it current.
+    /// store keep it current, and [`Store::sync_changes`] brings in other
+    /// processes' writes.
     pub async fn load_index(&self) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.video_id, s.start_ms, s.end_ms, s.text, s.tags, s.dim, s.fused, s.text_emb, s.visual_emb, s.model_version, s.thumbnail \
-             FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.status <> 'missing' ORDER BY s.id",
-        )
+        let _guard = self.live_lock().await;
+        self.load_index_unlocked().await
+    }
+
+    pub(crate) async fn load_index_unlocked(&self) -> Result<()> {
+        let generation = self.current_generation().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SEG_COLS_S} FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.status <> 'missing' ORDER BY s.id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         let mut index = VectorIndex::default();
@@ -399,14 +406,32 @@ impl Store {
         if let Ok(mut guard) = self.index.write() {
             *guard = Some(index);
         }
+        self.loaded_at(generation);
         Ok(())
+    }
+
+    /// One video's segments as search sees them: none when it is missing or gone.
+    pub(crate) async fn visible_segments(&self, video_id: i64) -> Result<Vec<IndexedSegment>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SEG_COLS_S} FROM segments s JOIN videos v ON v.id = s.video_id \
+             WHERE v.id = $1 AND v.status <> 'missing' ORDER BY s.id"
+        ))
+        .bind(video_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(IndexedSegment::from(segment_from_row(r)?)))
+            .collect()
     }
 
     /// Runs `f` on the in-process index, loading it first if needed.
     pub async fn with_index<T>(&self, f: impl FnOnce(&VectorIndex) -> T) -> Result<T> {
         let loaded = self.index.read().map(|g| g.is_some()).unwrap_or(false);
         if !loaded {
-            self.load_index().await?;
+            let _guard = self.live_lock().await;
+            if !self.index.read().map(|g| g.is_some()).unwrap_or(false) {
+                self.load_index_unlocked().await?;
+            }
         }
         let guard = self
             .index
@@ -415,28 +440,23 @@ impl Store {
         Ok(f(guard.as_ref().expect("index loaded above")))
     }
 
-    pub(crate) fn index_hide_video(&self, video_id: i64) {
-        self.documents_replace(video_id, None);
-        if let Ok(mut guard) = self.index.write() {
-            if let Some(index) = guard.as_mut() {
-                index.remove_video(video_id);
-            }
-        }
-    }
-
-    pub(crate) async fn index_show_video(&self, video_id: i64) -> Result<()> {
-        self.documents_show(video_id).await?;
-        let loaded = self.index.read().map(|g| g.is_some()).unwrap_or(false);
-        if !loaded {
-            return Ok(());
-        }
-        let segs = self.segments(video_id).await?;
-        let entries = segs.into_iter().map(IndexedSegment::from).collect();
-        if let Ok(mut guard) = self.index.write() {
-            if let Some(index) = guard.as_mut() {
-                index.replace_video(video_id, entries);
-            }
-        }
+    /// After a committed change of `video_id`'s visibility at `generation`:
+    /// reads what search should see of it now and puts that into the loaded
+    /// indexes (removes it when it is missing or gone).
+    pub(crate) async fn refresh_video(&self, video_id: i64, generation: i64) -> Result<()> {
+        let segments = if self.index.read().map(|g| g.is_some()).unwrap_or(false) {
+            Some(self.visible_segments(video_id).await?)
+        } else {
+            None
+        };
+        let document = if self.documents.read().map(|g| g.is_some()).unwrap_or(false) {
+            Some(self.indexed_documents(Some(video_id)).await?.pop())
+        } else {
+            None
+        };
+        self.apply_at(video_id, generation, || {
+            self.install_video(video_id, segments, document)
+        });
         Ok(())
     }
 }

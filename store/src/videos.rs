@@ -65,11 +65,8 @@ impl Store {
             .bind(now)
             .fetch_one(&self.pool)
             .await?;
-        let video = video_from_row(&row)?;
-        if video.status == VideoStatus::Done {
-            self.index_show_video(video.id).await?;
-        }
-        Ok(video)
+        // The status is kept: what search sees of the video does not change.
+        video_from_row(&row)
     }
 
     /// One video by id.
@@ -145,14 +142,31 @@ impl Store {
     }
 
     /// Sets a video's status and error (the error is cleared when `None`).
+    /// A video leaving or entering `missing` appears in or leaves search.
     pub async fn set_video_status(&self, id: i64, status: VideoStatus, error: Option<&str>) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let old: Option<String> = sqlx::query_scalar("SELECT status FROM videos WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         sqlx::query("UPDATE videos SET status = $2, error = $3, updated_ms = $4 WHERE id = $1")
             .bind(id)
             .bind(status.as_str())
             .bind(error)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let missing = VideoStatus::Missing.as_str();
+        let changed = old.is_some_and(|o| (o == missing) != (status == VideoStatus::Missing));
+        let generation = if changed {
+            Some(crate::live::record_change(&mut tx, self.backend, id).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        if let Some(g) = generation {
+            self.refresh_video(id, g).await?;
+        }
         Ok(())
     }
 
@@ -169,6 +183,7 @@ impl Store {
 
     /// Moves a video to a new path (a rename): its index is kept.
     pub async fn rename_video(&self, id: i64, new_path: &str, mtime_ms: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE videos SET path = $2, mtime_ms = $3, missing_since_ms = NULL, \
              status = CASE WHEN status = 'missing' THEN (CASE WHEN indexed_ms IS NULL THEN 'queued' ELSE 'done' END) ELSE status END, \
@@ -178,23 +193,27 @@ impl Store {
         .bind(new_path)
         .bind(mtime_ms)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.index_show_video(id).await?;
-        Ok(())
+        let generation = crate::live::record_change(&mut tx, self.backend, id).await?;
+        tx.commit().await?;
+        self.refresh_video(id, generation).await
     }
 
     /// Marks a video missing: its segments stop appearing in search.
     pub async fn mark_video_missing(&self, id: i64) -> Result<()> {
         let now = now_ms();
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE videos SET status = 'missing', missing_since_ms = COALESCE(missing_since_ms, $2), updated_ms = $2 WHERE id = $1",
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.index_hide_video(id);
+        let generation = crate::live::record_change(&mut tx, self.backend, id).await?;
+        tx.commit().await?;
+        self.apply_at(id, generation, || self.install_video(id, Some(Vec::new()), Some(None)));
         Ok(())
     }
 
@@ -228,8 +247,9 @@ impl Store {
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        let generation = crate::live::record_change(&mut tx, self.backend, id).await?;
         tx.commit().await?;
-        self.index_hide_video(id);
+        self.apply_at(id, generation, || self.install_video(id, Some(Vec::new()), Some(None)));
         Ok(())
     }
 }

@@ -348,11 +348,35 @@ pub(crate) fn check_text(raw: &str, what: &str) -> ApiResult<String> {
 }
 
 /// Runs a search through the engine (shared by the API and the page).
-pub(crate) async fn run_search(st: &AppState, q: &str, k: usize, video: Option<i64>) -> ApiResult<Vec<Moment>> {
+/// The search is stored in the history, as the CLI stores its own, unless
+/// `record` is false (the page's moments beside an answer: the question is
+/// stored with its answer).
+pub(crate) async fn run_search(
+    st: &AppState,
+    q: &str,
+    k: usize,
+    video: Option<i64>,
+    record: bool,
+) -> ApiResult<Vec<Moment>> {
     let started = Instant::now();
     let results = st.engine.search(q, k, video).await?;
     metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
+    if record {
+        record_search(st, q, started).await?;
+    }
     Ok(results)
+}
+
+/// Stores a search (kind `search`) in the history.
+async fn record_search(st: &AppState, q: &str, started: Instant) -> ApiResult<()> {
+    let query = NewQuery {
+        question: q.to_string(),
+        kind: "search".into(),
+        latency_ms: started.elapsed().as_millis() as i64,
+        model_version: st.engine.model_version(),
+    };
+    st.history.record(&st.store, query).await?;
+    Ok(())
 }
 
 /// Asks the engine and records the question with its answer (shared by the API and the page).
@@ -381,6 +405,7 @@ pub(crate) async fn run_search_videos(st: &AppState, q: &str, k: usize) -> ApiRe
     let started = Instant::now();
     let results = st.engine.search_videos(q, k).await?;
     metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
+    record_search(st, q, started).await?;
     Ok(results)
 }
 
@@ -402,7 +427,7 @@ pub async fn search(
     }
     match p.by.as_deref().unwrap_or("moment") {
         "moment" => Ok(Json(SearchResponse {
-            results: run_search(&st, &q, k, p.video).await?,
+            results: run_search(&st, &q, k, p.video, true).await?,
         })
         .into_response()),
         "video" if p.video.is_some() => Err(ApiError::bad_request(

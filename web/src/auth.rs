@@ -1,6 +1,10 @@
 //! Token authentication: `Authorization: Bearer TOKEN`, or a session cookie
 //! set by the login form. Without a configured token every request passes
 //! (the server then only listens on loopback; see [`crate::check_bind`]).
+//!
+//! Sessions live in the store (as SHA-256 hashes of their ids), so every
+//! replica on one database accepts a session any of them handed out; each
+//! process caches the sessions it has checked until they expire.
 
 use std::sync::Arc;
 
@@ -17,6 +21,21 @@ use crate::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "kino_session";
+
+/// How long a login lasts.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Sessions cached per process at most (the cache is emptied when full).
+const SESSION_CACHE: usize = 10_000;
+
+/// The stored form of a session id.
+fn session_hash(id: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Compares in time independent of where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -37,7 +56,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn authorised(st: &AppState, token: &str, headers: &HeaderMap) -> bool {
+async fn authorised(st: &AppState, token: &str, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -47,14 +66,36 @@ fn authorised(st: &AppState, token: &str, headers: &HeaderMap) -> bool {
             return true;
         }
     }
-    if let Some(session) = cookie(headers, SESSION_COOKIE) {
-        if let Ok(sessions) = st.sessions.lock() {
-            return sessions
-                .iter()
-                .any(|s| constant_time_eq(s.as_bytes(), session.as_bytes()));
+    let Some(session) = cookie(headers, SESSION_COOKIE) else {
+        return false;
+    };
+    let hash = session_hash(session);
+    let now = kino_store::now_ms();
+    let cached = st
+        .sessions
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&hash).copied())
+        .is_some_and(|expires| expires > now);
+    if cached {
+        return true;
+    }
+    match st.store.session_expiry(&hash).await {
+        Ok(Some(expires)) => {
+            if let Ok(mut c) = st.sessions.lock() {
+                if c.len() >= SESSION_CACHE {
+                    c.clear();
+                }
+                c.insert(hash, expires);
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "session not checked");
+            false
         }
     }
-    false
 }
 
 fn is_open_path(path: &str) -> bool {
@@ -76,7 +117,7 @@ pub async fn require(State(st): State<Arc<AppState>>, req: Request, next: Next) 
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if is_open_path(path) || authorised(&st, token, req.headers()) {
+    if is_open_path(path) || authorised(&st, token, req.headers()).await {
         return next.run(req).await;
     }
     if is_page(path) && req.method() == axum::http::Method::GET {
@@ -135,10 +176,22 @@ pub async fn login(State(st): State<Arc<AppState>>, Form(form): Form<LoginForm>)
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    if let Ok(mut sessions) = st.sessions.lock() {
-        sessions.insert(session.clone());
+    if let Err(e) = st
+        .store
+        .create_session(&session_hash(&session), SESSION_TTL.as_millis() as i64)
+        .await
+    {
+        tracing::warn!(error = %e, "session not stored");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html(login_form(Some("The session could not be stored; try again."))),
+        )
+            .into_response();
     }
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
+        SESSION_TTL.as_secs()
+    );
     let mut res = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(header::SET_COOKIE, v);

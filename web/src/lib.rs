@@ -16,10 +16,11 @@ pub mod auth;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod history;
 pub mod pages;
 pub mod video_page;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,8 +89,11 @@ pub struct AppState {
     pub library_roots: Vec<PathBuf>,
     /// Canonical thumbnails folder.
     pub thumbnails_dir: Option<PathBuf>,
-    /// Session ids handed out by the login form.
-    pub sessions: Mutex<HashSet<String>>,
+    /// Sessions (by id hash) found valid in the store, with their expiry
+    /// (Unix ms): a cache in front of the store's `sessions` table.
+    pub sessions: Mutex<HashMap<String, i64>>,
+    /// The writer of the search history.
+    pub history: history::History,
     /// Prometheus handle for `/metrics`.
     pub metrics: PrometheusHandle,
     /// Request timeout.
@@ -114,7 +118,8 @@ impl AppState {
             token: config.token.clone().filter(|t| !t.is_empty()),
             library_roots: config.library_roots.iter().filter_map(canon).collect(),
             thumbnails_dir: config.thumbnails_dir.as_ref().and_then(canon),
-            sessions: Mutex::new(HashSet::new()),
+            sessions: Mutex::new(HashMap::new()),
+            history: history::History::default(),
             metrics: install_metrics(),
             request_timeout: config.request_timeout,
         }

@@ -415,7 +415,7 @@ pub async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchPageP
         );
         return Ok(Html(layout(&format!("{q} – Search"), "Search", &main)));
     }
-    let results = match api::run_search(&st, &q_checked, k, None).await {
+    let results = match api::run_search(&st, &q_checked, k, None, !ask).await {
         Ok(r) => r,
         Err(ApiError { message, .. }) => {
             errors.push_str(&format!("<p class=\"error\">Search failed: {}</p>", esc(&message)));

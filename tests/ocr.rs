@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    ffmpeg, free_port, get_json, json_of, models_dir, peak_rss_kb, run, subtitled_distractors, wait_for, wait_until,
+    ffmpeg, free_port, get_json, json_of, models_dir, rss_profile, run, subtitled_distractors, wait_for, wait_until,
     Server,
 };
 
@@ -674,7 +674,7 @@ fn with_vision_on_long_static_slides_are_read_in_bounded_memory() {
         "Rivers deposit sediment in wide deltas",
         "Deserts form in the shadow of mountains",
     ];
-    let mut peaks = Vec::new();
+    let mut profiles = Vec::new();
     for minutes in [5u32, 30] {
         let lib = dir.path().join(format!("lib{minutes}"));
         std::fs::create_dir_all(&lib).unwrap();
@@ -694,14 +694,27 @@ fn with_vision_on_long_static_slides_are_read_in_bounded_memory() {
             .collect();
         slides(&lib, "geology.mp4", 640, 360, minutes * 60, &deck, false, &[]);
         let home = dir.path().join(format!("home{minutes}"));
-        let mut cmd = kino_with(&home, &models);
-        cmd.arg("ingest").arg(&lib);
-        let kb = peak_rss_kb(&cmd);
-        eprintln!(
-            "peak RSS indexing a {minutes}-minute slide video with vision and OCR: {} MiB",
-            kb / 1024
+        // Checkpoints every minute of video, logged: segments are finished
+        // while a slide is still on screen, not held back until it closes.
+        let rss = rss_profile(
+            kino_with(&home, &models)
+                .env("KINO_CHECKPOINT_SECS", "60")
+                .env("RUST_LOG", "kino::pipeline=debug")
+                .arg("ingest")
+                .arg(&lib),
         );
-        peaks.push(kb);
+        let checkpoints = rss.stderr.matches("checkpoint staged").count();
+        assert!(
+            checkpoints as u32 >= minutes - 2,
+            "{minutes} min in slides of {} s: {checkpoints} checkpoints, segments held back?",
+            each
+        );
+        eprintln!(
+            "indexing a {minutes}-minute slide video with vision and OCR: resident {} MiB typically, {} MiB at the peak, {checkpoints} checkpoints",
+            rss.median_kb / 1024,
+            rss.peak_kb / 1024
+        );
+        profiles.push(rss);
         let v = json_of(&run(kino_with(&home, &models).args([
             "search",
             "magma and ash coming out of a mountain",
@@ -716,13 +729,23 @@ fn with_vision_on_long_static_slides_are_read_in_bounded_memory() {
         );
         assert!(top["sources"].to_string().contains("screen"), "{top}");
     }
-    let (short, long) = (peaks[0], peaks[1]);
+    // Memory is noisy at this scale: from run to run the peak of the same
+    // 30-minute video varied 549–654 MiB (a brief spike, OCR and Swin
+    // scratch buffers at once) and even the median by ±35 MiB, so a tight
+    // comparison fails by chance (it did in CI). The fault this guards,
+    // segments held back until a slide closes, is caught directly by the
+    // checkpoint count above; here 6× the length must stay within the
+    // noise and under an absolute ceiling.
+    let (short, long) = (&profiles[0], &profiles[1]);
     assert!(
-        long < short + 40 * 1024,
-        "6x the length must not cost more memory: 5 min {} MiB, 30 min {} MiB",
-        short / 1024,
-        long / 1024
+        long.peak_kb < short.peak_kb + 160 * 1024,
+        "6x the length must not cost more memory: peak {} MiB for 5 min, {} MiB for 30 min",
+        short.peak_kb / 1024,
+        long.peak_kb / 1024
     );
+    for p in &profiles {
+        assert!(p.peak_kb < 1024 * 1024, "a peak over 1 GiB: {p:?}");
+    }
 }
 
 /// `kino serve` started without ONNX Runtime and the OCR models: once they

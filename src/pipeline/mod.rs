@@ -631,6 +631,12 @@ impl Pipeline {
             .block_on(self.store.stage_segments(state.video_id, &state.segments))
             .map_err(|e| IndexError::Transient(anyhow::Error::from(e)))?;
         state.staged += state.segments.len();
+        tracing::debug!(
+            video = state.video_id,
+            at_s = last_end / 1000,
+            segments = state.segments.len(),
+            "checkpoint staged"
+        );
         state.segments.clear();
         state.checkpointed_ms = last_end;
         // The on-screen text found so far, before the job records the new

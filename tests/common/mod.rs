@@ -217,6 +217,64 @@ pub fn peak_rss_kb(cmd: &Command) -> u64 {
         .expect("GNU time reports the peak RSS")
 }
 
+/// Resident memory of a run: its peak, and its typical level.
+#[derive(Debug, Clone)]
+pub struct RssProfile {
+    /// Peak resident set size (KiB): the kernel's high-water mark, as last
+    /// read before the process ended (sampled every 50 ms).
+    pub peak_kb: u64,
+    /// Median of the resident set size sampled every 50 ms (KiB): the
+    /// steady level, which brief spikes (a model's scratch buffers) do not
+    /// move but anything that accumulates with the input's length does.
+    pub median_kb: u64,
+    /// What the process wrote on stderr.
+    pub stderr: String,
+}
+
+/// Runs `cmd` (output discarded) and samples its memory from `/proc`;
+/// panics when it fails.
+pub fn rss_profile(cmd: &mut Command) -> RssProfile {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let field = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    let (mut samples, mut peak) = (Vec::new(), 0);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(rss) = field(&text, "VmRSS:") {
+                samples.push(rss);
+            }
+            peak = peak.max(field(&text, "VmHWM:").unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = reader.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(!samples.is_empty(), "no memory samples: {err}");
+    samples.sort_unstable();
+    RssProfile {
+        peak_kb: peak,
+        median_kb: samples[samples.len() / 2],
+        stderr: err,
+    }
+}
+
 /// Runs `cmd` to its end.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()

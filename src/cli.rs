@@ -244,6 +244,53 @@ pub enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+    /// Measure kino's parts on synthetic data (see `scripts/bench` for the
+    /// comparisons with other tools).
+    Bench {
+        /// search.
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+/// `kino bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// The approximate vector index against exact search: recall@10 on
+    /// held-out queries, single-query latency, build time, memory, and the
+    /// time to open the saved index memory-mapped.
+    Search {
+        /// Clustered vectors to index.
+        #[arg(long, default_value_t = 100_000)]
+        segments: usize,
+        /// Held-out queries.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Dimensions (384: the sentence encoder's).
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        /// Threads for the build and the exact scan (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// HNSW links per node (M).
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// Candidates while building (efConstruction).
+        #[arg(long, default_value_t = 128)]
+        ef_construction: usize,
+        /// Candidates while searching (efSearch).
+        #[arg(long, default_value_t = 128)]
+        ef_search: usize,
+        /// How vectors are stored: i8, f16 or f32.
+        #[arg(long, default_value = "i8")]
+        quantization: String,
+        /// Also write the vectors, queries and exact answers here (raw little-endian).
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `kino models …`

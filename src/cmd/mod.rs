@@ -1,5 +1,6 @@
 //! Command implementations, one module per area.
 
+mod bench;
 mod db;
 pub mod index;
 mod media;
@@ -20,6 +21,36 @@ use crate::config::Config;
 pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
     match command {
         Command::Db { action } => db::run(action, config),
+        Command::Bench {
+            what:
+                crate::cli::BenchWhat::Search {
+                    segments,
+                    queries,
+                    dim,
+                    threads,
+                    m,
+                    ef_construction,
+                    ef_search,
+                    quantization,
+                    export,
+                    json,
+                },
+        } => bench::search(&bench::SearchBench {
+            segments,
+            queries,
+            dim,
+            threads: threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
+            options: kino_store::AnnOptions {
+                connectivity: m,
+                expansion_add: ef_construction,
+                expansion_search: ef_search,
+                quantization: bench::quantization(&quantization)?,
+            },
+            export,
+            json,
+        }),
         Command::Probe { file, json } => media::probe(&file, json),
         Command::Frames {
             file,

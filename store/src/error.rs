@@ -48,6 +48,10 @@ pub enum StoreError {
     /// A row that should exist does not.
     #[error("{0} not found")]
     NotFound(String),
+    /// The approximate vector index failed (building, searching, saving or
+    /// opening its file).
+    #[error("vector index: {0}")]
+    Ann(String),
     /// Stored data could not be decoded (for example an embedding blob of the wrong length).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -17,6 +17,7 @@
 //! The store knows no model: embeddings are plain `f32` slices with a model
 //! version string beside them.
 
+mod ann;
 mod documents;
 mod embedding;
 mod error;
@@ -39,13 +40,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{Any, AnyPool};
 
+pub use ann::{AnnIndex, AnnOptions, Quantization};
 pub use documents::{
     span_of, DocPiece, Document, DocumentHit, DocumentIndex, DocumentWindow, IndexedDocument, IndexedWindow,
     NewDocument, NewWindow, SummarySentence,
 };
 pub use embedding::{decode_f32, encode_f32};
 pub use error::StoreError;
-pub use index::{EmbeddingField, IndexedSegment, SearchHit, VectorIndex};
+pub use index::{dot, normalize as normalize_vector, EmbeddingField, IndexedSegment, SearchHit, VectorIndex};
 pub use types::*;
 pub use url::{parse_db_url, Backend, DbUrl};
 

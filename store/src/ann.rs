@@ -1,0 +1,347 @@
+//! An approximate nearest-neighbour index (HNSW) over one kind of segment
+//! vector, for libraries too large for the exact scan.
+//!
+//! Built on `usearch`: a maintained HNSW with the three things kino needs
+//! beside speed, each one call: vectors stored quantized (int8 or f16, so a
+//! million 384-d vectors fit in about half a gigabyte with the graph), a
+//! file format that can be memory-mapped instead of read into the heap
+//! ([`AnnIndex::view`]), and search with a key filter (one video's
+//! segments). Keys are segment ids. Similarities are cosine, like the
+//! exact index's, so shortlists from here are re-ranked with the exact
+//! scores.
+
+use std::path::Path;
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::{Result, StoreError};
+
+/// How vectors are stored in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// 8-bit integers (a quarter of f32).
+    I8,
+    /// Half floats.
+    F16,
+    /// Full floats.
+    F32,
+}
+
+/// The index's settings (HNSW's usual names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnOptions {
+    /// Links per node (`M`).
+    pub connectivity: usize,
+    /// Candidates kept while inserting (`efConstruction`).
+    pub expansion_add: usize,
+    /// Candidates kept while searching (`efSearch`).
+    pub expansion_search: usize,
+    /// How vectors are stored.
+    pub quantization: Quantization,
+}
+
+impl Default for AnnOptions {
+    fn default() -> Self {
+        AnnOptions {
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 128,
+            quantization: Quantization::I8,
+        }
+    }
+}
+
+/// An HNSW index of `dim`-dimensional vectors keyed by `u64`.
+pub struct AnnIndex {
+    inner: Index,
+    dim: usize,
+}
+
+fn ann_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Ann(format!("{what}: {e}"))
+}
+
+fn options(dim: usize, o: &AnnOptions) -> IndexOptions {
+    IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::Cos,
+        quantization: match o.quantization {
+            Quantization::I8 => ScalarKind::I8,
+            Quantization::F16 => ScalarKind::F16,
+            Quantization::F32 => ScalarKind::F32,
+        },
+        connectivity: o.connectivity,
+        expansion_add: o.expansion_add,
+        expansion_search: o.expansion_search,
+        multi: false,
+    }
+}
+
+impl AnnIndex {
+    /// An empty index with room for `capacity` vectors, safe to add to from
+    /// `threads` threads at once.
+    pub fn new(dim: usize, opts: &AnnOptions, capacity: usize, threads: usize) -> Result<AnnIndex> {
+        if dim == 0 {
+            return Err(StoreError::Ann("vectors of 0 dimensions".into()));
+        }
+        let inner = Index::new(&options(dim, opts)).map_err(|e| ann_err("creating the index", e))?;
+        inner
+            .reserve_capacity_and_threads(capacity.max(1), threads.max(1))
+            .map_err(|e| ann_err("reserving room", e))?;
+        Ok(AnnIndex { inner, dim })
+    }
+
+    /// Builds an index of `vectors` (row-major, `dim` floats each) keyed by
+    /// `keys`, inserting from `threads` threads.
+    pub fn build(dim: usize, opts: &AnnOptions, keys: &[u64], vectors: &[f32], threads: usize) -> Result<AnnIndex> {
+        if vectors.len() != keys.len() * dim {
+            return Err(StoreError::Ann(format!(
+                "{} keys but {} floats for {dim}-d vectors",
+                keys.len(),
+                vectors.len()
+            )));
+        }
+        let threads = threads.max(1);
+        let index = AnnIndex::new(dim, opts, keys.len(), threads)?;
+        let chunk = keys.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = keys
+                .chunks(chunk)
+                .zip(vectors.chunks(chunk * dim))
+                .map(|(ks, vs)| {
+                    let index = &index;
+                    s.spawn(move || -> Result<()> {
+                        for (k, v) in ks.iter().zip(vs.chunks_exact(dim)) {
+                            index.add(*k, v)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| StoreError::Ann("an insert thread panicked".into()))??;
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(index)
+    }
+
+    /// Adds one vector (growing the index when it is full).
+    pub fn add(&self, key: u64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dim {
+            return Err(StoreError::Ann(format!(
+                "a {}-d vector for a {}-d index",
+                vector.len(),
+                self.dim
+            )));
+        }
+        if self.inner.size() >= self.inner.capacity() {
+            self.inner
+                .reserve((self.inner.capacity() * 2).max(64))
+                .map_err(|e| ann_err("growing", e))?;
+        }
+        self.inner.add(key, vector).map_err(|e| ann_err("adding", e))
+    }
+
+    /// Removes a key; returns whether it was there.
+    pub fn remove(&self, key: u64) -> Result<bool> {
+        Ok(self.inner.remove(key).map_err(|e| ann_err("removing", e))? > 0)
+    }
+
+    /// The `k` nearest keys to `query` with their cosine similarity, best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        self.check(query)?;
+        let m = self.inner.search(query, k).map_err(|e| ann_err("searching", e))?;
+        Ok(m.keys
+            .into_iter()
+            .zip(m.distances.into_iter().map(|d| 1.0 - d))
+            .collect())
+    }
+
+    /// [`AnnIndex::search`] among the keys `keep` accepts.
+    pub fn search_filtered(&self, query: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
+        self.check(query)?;
+        let m = self
+            .inner
+            .filtered_search(query, k, keep)
+            .map_err(|e| ann_err("searching", e))?;
+        Ok(m.keys
+            .into_iter()
+            .zip(m.distances.into_iter().map(|d| 1.0 - d))
+            .collect())
+    }
+
+    fn check(&self, query: &[f32]) -> Result<()> {
+        if query.len() == self.dim {
+            Ok(())
+        } else {
+            Err(StoreError::Ann(format!(
+                "a {}-d query for a {}-d index",
+                query.len(),
+                self.dim
+            )))
+        }
+    }
+
+    /// Sets how many candidates a search keeps (`efSearch`).
+    pub fn set_expansion_search(&self, n: usize) {
+        self.inner.change_expansion_search(n);
+    }
+
+    /// Vectors in the index.
+    pub fn len(&self) -> usize {
+        self.inner.size()
+    }
+
+    /// True when the index holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimensions of its vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Bytes the index holds in memory (graph and vectors).
+    pub fn memory_bytes(&self) -> usize {
+        self.inner.memory_usage()
+    }
+
+    /// Writes the index to `path` (through a temporary file renamed into
+    /// place, so a reader never sees half a file).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let tmp_str = tmp
+            .to_str()
+            .ok_or_else(|| StoreError::Ann(format!("{}: not UTF-8", tmp.display())))?;
+        self.inner
+            .save(tmp_str)
+            .map_err(|e| ann_err(&format!("saving {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, path).map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Opens a saved index memory-mapped (read-only: no adds; the file must
+    /// stay in place while it is used). `opts` gives the search settings.
+    pub fn view(path: &Path, opts: &AnnOptions) -> Result<AnnIndex> {
+        Self::open(path, opts, true)
+    }
+
+    /// Reads a saved index into memory (it can then be added to).
+    pub fn load(path: &Path, opts: &AnnOptions) -> Result<AnnIndex> {
+        Self::open(path, opts, false)
+    }
+
+    fn open(path: &Path, opts: &AnnOptions, view: bool) -> Result<AnnIndex> {
+        let p = path
+            .to_str()
+            .ok_or_else(|| StoreError::Ann(format!("{}: not UTF-8", path.display())))?;
+        let what = || format!("opening {}", path.display());
+        let meta = Index::metadata(p).map_err(|e| ann_err(&what(), e))?;
+        let dim = meta.dimensions as usize;
+        let mut o = options(dim, opts);
+        o.quantization = meta.quantization;
+        o.metric = meta.metric;
+        let inner = Index::new(&o).map_err(|e| ann_err(&what(), e))?;
+        if view {
+            inner.view(p).map_err(|e| ann_err(&what(), e))?;
+        } else {
+            inner.load(p).map_err(|e| ann_err(&what(), e))?;
+        }
+        inner.change_expansion_search(opts.expansion_search);
+        Ok(AnnIndex { inner, dim })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{dot, normalize};
+
+    /// Clustered unit vectors from a fixed seed.
+    fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| next()).collect()).collect();
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let c = &centres[i % centres.len()];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.5 * next()).collect();
+            normalize(&mut v);
+            out.extend(v);
+        }
+        out
+    }
+
+    fn exact(base: &[f32], dim: usize, q: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+        let mut s: Vec<(u64, f32)> = base
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, v)| (i as u64, dot(v, q)))
+            .filter(|(i, _)| keep(*i))
+            .collect();
+        s.sort_by(|a, b| b.1.total_cmp(&a.1));
+        s.into_iter().take(k).map(|x| x.0).collect()
+    }
+
+    #[test]
+    fn finds_the_exact_neighbours_and_survives_a_save_and_a_memory_map() {
+        let (n, dim) = (5000, 32);
+        let base = data(n, dim, 7);
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let idx = AnnIndex::build(dim, &AnnOptions::default(), &keys, &base, 2).unwrap();
+        assert_eq!(idx.len(), n);
+        let queries = data(100, dim, 99); // not indexed points
+        let recall = |idx: &AnnIndex, keep: &dyn Fn(u64) -> bool| {
+            let mut hit = 0;
+            for q in queries.chunks_exact(dim) {
+                let truth = exact(&base, dim, q, 10, keep);
+                // A shortlist of 40, re-ranked with the exact scores (as search does).
+                let mut short: Vec<(u64, f32)> = idx
+                    .search_filtered(q, 40, keep)
+                    .unwrap()
+                    .iter()
+                    .map(|x| (x.0, dot(&base[x.0 as usize * dim..][..dim], q)))
+                    .collect();
+                short.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let got: Vec<u64> = short.iter().take(10).map(|x| x.0).collect();
+                assert!(got.iter().all(|k| keep(*k)));
+                hit += truth.iter().filter(|t| got.contains(t)).count();
+            }
+            hit as f64 / (queries.len() / dim * 10) as f64
+        };
+        let all = recall(&idx, &|_| true);
+        eprintln!("recall@10 (shortlist of 40, re-ranked): {all}");
+        assert!(all >= 0.95, "recall@10 {all}");
+        let some = recall(&idx, &|k| k % 7 == 3);
+        assert!(some >= 0.9, "filtered recall@10 {some}");
+        let q = &queries[..dim];
+        let top = idx.search(q, 1).unwrap()[0];
+        let want = dot(&base[top.0 as usize * dim..][..dim], q);
+        assert!((top.1 - want).abs() < 0.02, "similarity {} vs exact {want}", top.1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segments.usearch");
+        idx.save(&path).unwrap();
+        let viewed = AnnIndex::view(&path, &AnnOptions::default()).unwrap();
+        assert_eq!(viewed.len(), n);
+        assert_eq!(viewed.search(q, 10).unwrap(), idx.search(q, 10).unwrap());
+        let loaded = AnnIndex::load(&path, &AnnOptions::default()).unwrap();
+        assert!(loaded.remove(top.0).unwrap());
+        loaded.add(1_000_000, q).unwrap();
+        assert_eq!(loaded.search(q, 1).unwrap()[0].0, 1_000_000);
+
+        // Bad input is an error, not a crash.
+        assert!(idx.search(&[1.0; 3], 5).is_err());
+        std::fs::write(dir.path().join("junk.usearch"), b"not an index").unwrap();
+        assert!(AnnIndex::view(&dir.path().join("junk.usearch"), &AnnOptions::default()).is_err());
+        assert!(AnnIndex::view(&dir.path().join("absent.usearch"), &AnnOptions::default()).is_err());
+    }
+}

@@ -220,17 +220,7 @@ impl Store {
             if held >= generation {
                 continue;
             }
-            let segments = if segments_loaded {
-                Some(self.visible_segments(video).await?)
-            } else {
-                None
-            };
-            let document = if documents_loaded {
-                Some(self.indexed_documents(Some(video)).await?.pop())
-            } else {
-                None
-            };
-            if self.apply_at(video, generation, || self.install_video(video, segments, document)) {
+            if self.refresh_video(video, generation).await? {
                 videos += 1;
             }
         }

@@ -442,8 +442,9 @@ impl Store {
 
     /// After a committed change of `video_id`'s visibility at `generation`:
     /// reads what search should see of it now and puts that into the loaded
-    /// indexes (removes it when it is missing or gone).
-    pub(crate) async fn refresh_video(&self, video_id: i64, generation: i64) -> Result<()> {
+    /// indexes (removes it when it is missing or gone). Returns whether it
+    /// was applied (not when a state at least as new is held already).
+    pub(crate) async fn refresh_video(&self, video_id: i64, generation: i64) -> Result<bool> {
         let segments = if self.index.read().map(|g| g.is_some()).unwrap_or(false) {
             Some(self.visible_segments(video_id).await?)
         } else {
@@ -454,10 +455,9 @@ impl Store {
         } else {
             None
         };
-        self.apply_at(video_id, generation, || {
+        Ok(self.apply_at(video_id, generation, || {
             self.install_video(video_id, segments, document)
-        });
-        Ok(())
+        }))
     }
 }
 

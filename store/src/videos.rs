@@ -197,7 +197,8 @@ impl Store {
         .await?;
         let generation = crate::live::record_change(&mut tx, self.backend, id).await?;
         tx.commit().await?;
-        self.refresh_video(id, generation).await
+        self.refresh_video(id, generation).await?;
+        Ok(())
     }
 
     /// Marks a video missing: its segments stop appearing in search.

@@ -291,6 +291,30 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The search index as `kino serve` keeps it, on a synthetic store:
+    /// reading it from the database, building and saving its shortlists,
+    /// then, in a second process, the cold start to the first answer,
+    /// recall@10 against exact search, latency and resident memory.
+    Index {
+        /// Segments in the store (videos of 360).
+        #[arg(long, default_value_t = 100_000)]
+        segments: usize,
+        /// Held-out queries.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Dimensions (384: the sentence encoder's).
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        /// Folder for the store and the index (default: a temporary one).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Internal: the cold-start half, on the folder of a first run.
+        #[arg(long, hide = true)]
+        reopen: bool,
+    },
 }
 
 /// `kino models …`

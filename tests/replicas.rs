@@ -224,3 +224,90 @@ fn a_replica_on_sqlite_sees_another_processs_video_within_five_seconds() {
         "bicycle.mp4",
     );
 }
+
+/// A gauge's value on `/metrics`.
+fn gauge(port: u16, name: &str) -> f64 {
+    let (auth, value) = bearer();
+    let (status, _, body) = http(port, "GET", "/metrics", None, &[(auth, &value)]);
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+fn serve_approximate(home: &Path, db: &str, port: u16) -> Server {
+    Server(
+        kino(home, db)
+            .env("KINO_ANN_MIN_SEGMENTS", "1")
+            .args(["-q", "serve", "--bind", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_restarted_server_opens_its_saved_index_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kino.db").display().to_string();
+    let home = dir.path().join("home");
+    let lib = dir.path().join("lib");
+    clip(&lib, "sailing.mp4", 0, "We are sailing a boat across the bay");
+    let out = kino(&dir.path().join("h1"), &db)
+        .arg("ingest")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // First start: the index is read from the database, its shortlists
+    // built (every library is "large" here) and saved under the home.
+    let port = free_port();
+    let first = serve_approximate(&home, &db, port);
+    wait_until("the first server", Duration::from_secs(60), || ready(port));
+    wait_until("approximate search", Duration::from_secs(30), || {
+        gauge(port, "kino_index_approximate") == 1.0
+    });
+    assert_eq!(gauge(port, "kino_index_shortlists_loaded"), 0.0, "built, not loaded");
+    assert!(found(port, "sailing a boat across the bay")
+        .iter()
+        .any(|p| p.ends_with("sailing.mp4")));
+    let snapshot = std::fs::read_dir(home.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("snapshot/meta.json"))
+        .next()
+        .unwrap();
+    wait_until("the saved index", Duration::from_secs(30), || snapshot.exists());
+    drop(first); // kill -9: nothing more is saved
+
+    // Meanwhile another process indexes a second video.
+    let lib2 = dir.path().join("lib2");
+    clip(&lib2, "violin.mp4", 120, "She is playing the violin on a stage");
+    let out = kino(&dir.path().join("h2"), &db)
+        .arg("ingest")
+        .arg(&lib2)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Second start: the saved index and shortlists are opened, the new
+    // video caught up from the change log; both are found approximately.
+    let port = free_port();
+    let _second = serve_approximate(&home, &db, port);
+    wait_until("the second server", Duration::from_secs(60), || ready(port));
+    wait_until("approximate search again", Duration::from_secs(30), || {
+        gauge(port, "kino_index_approximate") == 1.0
+    });
+    assert_eq!(gauge(port, "kino_index_shortlists_loaded"), 1.0, "loaded, not rebuilt");
+    let segments = gauge(port, "kino_index_segments");
+    assert_eq!(gauge(port, "kino_index_shortlisted_segments"), segments);
+    assert!(segments >= 2.0, "{segments}");
+    assert!(found(port, "playing the violin")
+        .iter()
+        .any(|p| p.ends_with("violin.mp4")));
+    assert!(found(port, "sailing a boat across the bay")
+        .iter()
+        .any(|p| p.ends_with("sailing.mp4")));
+}

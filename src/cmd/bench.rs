@@ -41,10 +41,10 @@ pub struct SearchBench {
 }
 
 /// A small deterministic generator (SplitMix64 with Box–Muller normals).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -56,19 +56,19 @@ impl Rng {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
-    fn normal(&mut self) -> f32 {
+    pub(super) fn normal(&mut self) -> f32 {
         let (u, v) = (self.unit(), self.unit());
         ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
     }
 }
 
-fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+pub(super) fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     kino_store::normalize_vector(&mut v);
     v
 }
 
 /// `n` unit vectors around `centres`, row-major.
-fn draw(rng: &mut Rng, centres: &[Vec<f32>], n: usize, dim: usize) -> Vec<f32> {
+pub(super) fn draw(rng: &mut Rng, centres: &[Vec<f32>], n: usize, dim: usize) -> Vec<f32> {
     // Within-topic spread: a point's cosine to its centre is about 0.7.
     let noise = 1.0 / (dim as f32).sqrt();
     let mut out = Vec::with_capacity(n * dim);
@@ -115,20 +115,28 @@ fn write_raw(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn rss_bytes() -> (u64, u64) {
+/// Fields of `/proc/self/status`, in bytes (`VmRSS`, `RssAnon`, …).
+pub(super) fn proc_status_bytes(names: &[&str]) -> Vec<u64> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    names
+        .iter()
+        .map(|name| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        })
+        .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+fn rss_bytes() -> (u64, u64) {
+    let v = proc_status_bytes(&["VmRSS", "VmHWM"]);
+    (v[0], v[1])
+}
+
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -251,7 +259,7 @@ pub fn search(b: &SearchBench) -> Result<()> {
     Ok(())
 }
 
-fn round(x: f64, places: i32) -> f64 {
+pub(super) fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
 }

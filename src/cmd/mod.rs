@@ -1,6 +1,7 @@
 //! Command implementations, one module per area.
 
 mod bench;
+mod bench_index;
 mod db;
 pub mod index;
 mod media;
@@ -21,6 +22,24 @@ use crate::config::Config;
 pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
     match command {
         Command::Db { action } => db::run(action, config),
+        Command::Bench {
+            what:
+                crate::cli::BenchWhat::Index {
+                    segments,
+                    queries,
+                    dim,
+                    dir,
+                    json,
+                    reopen,
+                },
+        } => bench_index::index(&bench_index::IndexBench {
+            segments,
+            queries,
+            dim,
+            dir,
+            json,
+            reopen,
+        }),
         Command::Bench {
             what:
                 crate::cli::BenchWhat::Search {

@@ -89,6 +89,24 @@ fn sync_poll(store: &Store) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// The search index kept under `$KINO_HOME/index` (vectors memory-mapped,
+/// a snapshot opened on the next start), with approximate shortlists from
+/// `KINO_ANN_MIN_SEGMENTS` segments (default 50,000; below, the exact scan
+/// is as fast).
+fn shortlist_config(config: &Config) -> kino_store::ShortlistConfig {
+    let mut c = kino_store::ShortlistConfig {
+        dir: Some(config.home.join("index")),
+        ..Default::default()
+    };
+    if let Some(n) = std::env::var("KINO_ANN_MIN_SEGMENTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        c.min_segments = n;
+    }
+    c
+}
+
 /// `kino serve`.
 pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<String>) -> Result<()> {
     let bind: SocketAddr = bind
@@ -151,6 +169,33 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
             }
         };
         follower.follow_changes(follow_every, stop).await;
+    });
+    // The index is loaded now rather than on the first search (from its
+    // snapshot when there is one); on a large library its approximate
+    // shortlists follow in the background (search is exact until they are
+    // ready). It is saved every minute it changed.
+    store.enable_shortlists(shortlist_config(config));
+    let loader = store.clone();
+    rt.spawn(async move {
+        let started = std::time::Instant::now();
+        match loader.load_index().await {
+            Ok(()) => {
+                let segments = loader.with_index(|i| i.len()).await.unwrap_or(0);
+                let secs = started.elapsed().as_secs_f32();
+                tracing::info!(segments, secs, "search index loaded");
+            }
+            Err(e) => tracing::warn!(error = %e, "search index not loaded; the first search loads it"),
+        }
+    });
+    let save_stop = stop.clone();
+    let saver = store.clone();
+    rt.spawn(async move {
+        let stop = async move {
+            while !save_stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        saver.keep_index_saved(Duration::from_secs(60), stop).await;
     });
 
     std::thread::scope(|s| -> Result<()> {

@@ -82,11 +82,11 @@ impl Engine {
         let hits = self
             .store
             .with_index(|idx| {
-                idx.search_by(PRESELECT.max(k * 4), video, |e| {
+                idx.search_shortlisted(&unit, PRESELECT.max(k * 4), video, |e| {
                     let v = score::SegmentVectors {
-                        fused: &e.fused,
-                        text: e.text.as_deref(),
-                        visual: e.visual.as_deref(),
+                        fused: e.fused,
+                        text: e.text,
+                        visual: e.visual,
                     };
                     score::score_unit_vectors(&unit, &v, (e.segment_id, e.video_id), &w).ok()
                 })

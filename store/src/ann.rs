@@ -55,6 +55,9 @@ impl Default for AnnOptions {
 pub struct AnnIndex {
     inner: Index,
     dim: usize,
+    /// Threads that may add or search at once (usearch keeps a scratch
+    /// context per thread; a caller finding none free fails).
+    threads: usize,
 }
 
 fn ann_err(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -85,10 +88,13 @@ impl AnnIndex {
             return Err(StoreError::Ann("vectors of 0 dimensions".into()));
         }
         let inner = Index::new(&options(dim, opts)).map_err(|e| ann_err("creating the index", e))?;
-        inner
-            .reserve_capacity_and_threads(capacity.max(1), threads.max(1))
-            .map_err(|e| ann_err("reserving room", e))?;
-        Ok(AnnIndex { inner, dim })
+        let index = AnnIndex {
+            inner,
+            dim,
+            threads: threads.max(1),
+        };
+        index.reserve(capacity)?;
+        Ok(index)
     }
 
     /// Builds an index of `vectors` (row-major, `dim` floats each) keyed by
@@ -103,16 +109,23 @@ impl AnnIndex {
         }
         let threads = threads.max(1);
         let index = AnnIndex::new(dim, opts, keys.len(), threads)?;
-        let chunk = keys.len().div_ceil(threads).max(1);
+        let rows: Vec<(u64, &[f32])> = keys.iter().copied().zip(vectors.chunks_exact(dim)).collect();
+        index.add_parallel(&rows, threads)?;
+        Ok(index)
+    }
+
+    /// Adds `rows` from up to `threads` threads at once (after reserving
+    /// room for them all).
+    pub fn add_parallel(&self, rows: &[(u64, &[f32])], threads: usize) -> Result<()> {
+        self.reserve(self.len() + rows.len())?;
+        let chunk = rows.len().div_ceil(threads.clamp(1, self.threads)).max(1);
         std::thread::scope(|s| {
-            let handles: Vec<_> = keys
+            let handles: Vec<_> = rows
                 .chunks(chunk)
-                .zip(vectors.chunks(chunk * dim))
-                .map(|(ks, vs)| {
-                    let index = &index;
+                .map(|part| {
                     s.spawn(move || -> Result<()> {
-                        for (k, v) in ks.iter().zip(vs.chunks_exact(dim)) {
-                            index.add(*k, v)?;
+                        for (key, v) in part {
+                            self.add(*key, v)?;
                         }
                         Ok(())
                     })
@@ -122,12 +135,24 @@ impl AnnIndex {
                 h.join()
                     .map_err(|_| StoreError::Ann("an insert thread panicked".into()))??;
             }
-            Ok::<(), StoreError>(())
-        })?;
-        Ok(index)
+            Ok(())
+        })
     }
 
-    /// Adds one vector (growing the index when it is full).
+    /// Makes room for `capacity` vectors in all (never shrinks). Adds from
+    /// several threads at once need the room reserved first: growing is not
+    /// safe while another thread adds or searches.
+    pub fn reserve(&self, capacity: usize) -> Result<()> {
+        if capacity <= self.inner.capacity() && self.inner.capacity() > 0 {
+            return Ok(());
+        }
+        self.inner
+            .reserve_capacity_and_threads(capacity.max(1), self.threads)
+            .map_err(|e| ann_err("reserving room", e))
+    }
+
+    /// Adds one vector, growing the index when it is full (growing needs
+    /// exclusive use: see [`AnnIndex::reserve`]).
     pub fn add(&self, key: u64, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dim {
             return Err(StoreError::Ann(format!(
@@ -137,11 +162,14 @@ impl AnnIndex {
             )));
         }
         if self.inner.size() >= self.inner.capacity() {
-            self.inner
-                .reserve((self.inner.capacity() * 2).max(64))
-                .map_err(|e| ann_err("growing", e))?;
+            self.reserve((self.inner.capacity() * 2).max(64))?;
         }
         self.inner.add(key, vector).map_err(|e| ann_err("adding", e))
+    }
+
+    /// Whether `key` is in the index.
+    pub fn contains(&self, key: u64) -> bool {
+        self.inner.contains(key)
     }
 
     /// Removes a key; returns whether it was there.
@@ -228,15 +256,16 @@ impl AnnIndex {
     /// Opens a saved index memory-mapped (read-only: no adds; the file must
     /// stay in place while it is used). `opts` gives the search settings.
     pub fn view(path: &Path, opts: &AnnOptions) -> Result<AnnIndex> {
-        Self::open(path, opts, true)
+        Self::open(path, opts, true, 1)
     }
 
-    /// Reads a saved index into memory (it can then be added to).
-    pub fn load(path: &Path, opts: &AnnOptions) -> Result<AnnIndex> {
-        Self::open(path, opts, false)
+    /// Reads a saved index into memory (it can then be added to from up to
+    /// `threads` threads at once).
+    pub fn load(path: &Path, opts: &AnnOptions, threads: usize) -> Result<AnnIndex> {
+        Self::open(path, opts, false, threads)
     }
 
-    fn open(path: &Path, opts: &AnnOptions, view: bool) -> Result<AnnIndex> {
+    fn open(path: &Path, opts: &AnnOptions, view: bool, threads: usize) -> Result<AnnIndex> {
         let p = path
             .to_str()
             .ok_or_else(|| StoreError::Ann(format!("{}: not UTF-8", path.display())))?;
@@ -253,7 +282,19 @@ impl AnnIndex {
             inner.load(p).map_err(|e| ann_err(&what(), e))?;
         }
         inner.change_expansion_search(opts.expansion_search);
-        Ok(AnnIndex { inner, dim })
+        let index = AnnIndex {
+            inner,
+            dim,
+            threads: threads.max(1),
+        };
+        if !view {
+            // Loading sizes the scratch space for this machine's cores.
+            index
+                .inner
+                .reserve_capacity_and_threads(index.inner.capacity().max(index.len()).max(1), index.threads)
+                .map_err(|e| ann_err(&what(), e))?;
+        }
+        Ok(index)
     }
 }
 
@@ -333,7 +374,7 @@ mod tests {
         let viewed = AnnIndex::view(&path, &AnnOptions::default()).unwrap();
         assert_eq!(viewed.len(), n);
         assert_eq!(viewed.search(q, 10).unwrap(), idx.search(q, 10).unwrap());
-        let loaded = AnnIndex::load(&path, &AnnOptions::default()).unwrap();
+        let loaded = AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap();
         assert!(loaded.remove(top.0).unwrap());
         loaded.add(1_000_000, q).unwrap();
         assert_eq!(loaded.search(q, 1).unwrap()[0].0, 1_000_000);

@@ -1,11 +1,20 @@
-//! Exact in-process vector search over segment embeddings.
+//! In-process vector search over segment embeddings.
 //!
 //! Vectors are L2-normalised on insert, so cosine similarity is a dot
-//! product. Search scans every entry (exact, no approximation) and keeps the
-//! top k in a small heap.
+//! product. Search scans every entry (exact) and keeps the top k in a small
+//! heap; on a large library it scores only the shortlists of the
+//! approximate indexes ([`VectorIndex::search_shortlisted`]).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+
+use std::path::PathBuf;
+
+use crate::rows::{Rows, NONE};
+use crate::shortlist::Shortlists;
+use crate::Result;
 
 /// Which of a segment's embeddings to search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +55,77 @@ impl IndexedSegment {
             EmbeddingField::Visual => self.visual.as_deref(),
         }
     }
+}
+
+impl IndexedSegment {
+    /// This segment seen as search sees it.
+    pub fn view(&self) -> SegmentView<'_> {
+        SegmentView {
+            segment_id: self.segment_id,
+            video_id: self.video_id,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            fused: &self.fused,
+            text: self.text.as_deref(),
+            visual: self.visual.as_deref(),
+        }
+    }
+}
+
+/// One indexed segment as a search scores it: its vectors (normalised)
+/// borrowed from wherever the index keeps them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentView<'a> {
+    /// Segment row id.
+    pub segment_id: i64,
+    /// Its video.
+    pub video_id: i64,
+    /// Start, ms.
+    pub start_ms: i64,
+    /// End, ms.
+    pub end_ms: i64,
+    /// Fused embedding.
+    pub fused: &'a [f32],
+    /// Text-only embedding.
+    pub text: Option<&'a [f32]>,
+    /// Visual-only embedding.
+    pub visual: Option<&'a [f32]>,
+}
+
+impl<'a> SegmentView<'a> {
+    /// The embedding of `field`, if present.
+    pub fn field(&self, field: EmbeddingField) -> Option<&'a [f32]> {
+        match field {
+            EmbeddingField::Fused => Some(self.fused),
+            EmbeddingField::Text => self.text,
+            EmbeddingField::Visual => self.visual,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> IndexedSegment {
+        IndexedSegment {
+            segment_id: self.segment_id,
+            video_id: self.video_id,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            fused: self.fused.to_vec(),
+            text: self.text.map(<[f32]>::to_vec),
+            visual: self.visual.map(<[f32]>::to_vec),
+        }
+    }
+}
+
+/// Where one segment's vectors are: per field, (row store, row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) segment_id: i64,
+    pub(crate) video_id: i64,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+    /// Per field (fused, text, visual): the row store and the row, or
+    /// `rows::NONE` as the row when the segment has no such vector.
+    pub(crate) rows: [(u16, u32); 3],
 }
 
 /// A search result.
@@ -112,51 +192,350 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The index: every segment's embeddings, normalised.
-#[derive(Debug, Clone, Default)]
+/// A new [`VectorIndex::epoch`].
+pub(crate) fn next_epoch() -> u64 {
+    static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    EPOCH.fetch_add(1, AtomicOrdering::SeqCst)
+}
+
+fn normalized(mut s: IndexedSegment) -> IndexedSegment {
+    normalize(&mut s.fused);
+    if let Some(t) = s.text.as_mut() {
+        normalize(t);
+    }
+    if let Some(v) = s.visual.as_mut() {
+        normalize(v);
+    }
+    s
+}
+
+/// One row store: the vectors of one field and width.
+pub(crate) struct RowStore {
+    /// 0 fused, 1 text, 2 visual.
+    pub(crate) field: usize,
+    pub(crate) rows: Rows,
+}
+
+/// Field names, as in file names.
+pub(crate) const FIELD_NAMES: [&str; 3] = ["fused", "text", "visual"];
+
+/// The index: every segment's place in time and its normalised vectors,
+/// grouped by video (so one video's replacement or a one-video search
+/// touches only its own entries), plus, for large libraries, approximate
+/// shortlists ([`crate::ShortlistConfig`]). The vectors live in row stores,
+/// in the heap or in memory-mapped files ([`VectorIndex::in_folder`]).
+#[derive(Default)]
 pub struct VectorIndex {
-    entries: Vec<IndexedSegment>,
+    videos: HashMap<i64, Vec<Slot>>,
+    /// Segment id → (video, position in its list).
+    positions: HashMap<i64, (i64, usize)>,
+    len: usize,
+    pub(crate) stores: Vec<RowStore>,
+    /// Where file-backed row stores go (none: in the heap).
+    pub(crate) rows_dir: Option<PathBuf>,
+    /// Identifies this loaded copy (a background build for an older copy is dropped).
+    pub(crate) epoch: u64,
+    pub(crate) ann: AnnSlot,
+    /// Changed since it was last saved.
+    pub(crate) dirty: AtomicBool,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("segments", &self.len)
+            .field("videos", &self.videos.len())
+            .field("rows_dir", &self.rows_dir)
+            .field("shortlists", &self.ann.state())
+            .finish()
+    }
+}
+
+/// The approximate side of a [`VectorIndex`].
+#[derive(Default)]
+pub(crate) enum AnnSlot {
+    /// None (small library, not enabled, or it failed: search is exact).
+    #[default]
+    Off,
+    /// Being loaded or built in the background; videos changed meanwhile
+    /// are caught up when it is installed. Search is exact meanwhile.
+    Building { pending: HashSet<i64> },
+    /// In use (while the index holds at least `min_segments`).
+    Ready { lists: Shortlists, min_segments: usize },
+}
+
+impl AnnSlot {
+    pub(crate) fn state(&self) -> &'static str {
+        match self {
+            AnnSlot::Off => "off",
+            AnnSlot::Building { .. } => "building",
+            AnnSlot::Ready { .. } => "ready",
+        }
+    }
+}
+
+/// The top `k` hits by score (ties: lower segment id first).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<MinByScore>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn offer(&mut self, e: &SegmentView<'_>, s: f32) {
+        if !s.is_finite() || self.k == 0 {
+            return;
+        }
+        let hit = SearchHit {
+            segment_id: e.segment_id,
+            video_id: e.video_id,
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            score: s,
+        };
+        if self.heap.len() < self.k {
+            self.heap.push(MinByScore(hit));
+        } else if let Some(worst) = self.heap.peek() {
+            if MinByScore(hit) < *worst {
+                self.heap.pop();
+                self.heap.push(MinByScore(hit));
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<SearchHit> {
+        let mut out: Vec<SearchHit> = self.heap.into_iter().map(|m| m.0).collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.segment_id.cmp(&b.segment_id)));
+        out
+    }
 }
 
 impl VectorIndex {
-    /// Adds a segment (its vectors are normalised).
-    pub fn insert(&mut self, mut s: IndexedSegment) {
-        normalize(&mut s.fused);
-        if let Some(t) = s.text.as_mut() {
-            normalize(t);
+    /// An empty index keeping its vectors in files in `dir` (created).
+    pub(crate) fn in_folder(dir: PathBuf) -> Result<VectorIndex> {
+        std::fs::create_dir_all(&dir).map_err(|source| crate::StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(VectorIndex {
+            rows_dir: Some(dir),
+            ..VectorIndex::default()
+        })
+    }
+
+    /// Appends one field's vectors (all of width `dim`) to its row store;
+    /// returns the store and the first row.
+    fn append_rows(&mut self, field: usize, dim: usize, flat: &[f32]) -> Result<(u16, u32)> {
+        let at = match self.stores.iter().position(|s| s.field == field && s.rows.dim() == dim) {
+            Some(i) => i,
+            None => {
+                let rows = match &self.rows_dir {
+                    Some(dir) => Rows::file(&dir.join(format!("{}-{dim}.f32", FIELD_NAMES[field])), dim, 0)?,
+                    None => Rows::heap(),
+                };
+                self.stores.push(RowStore { field, rows });
+                self.stores.len() - 1
+            }
+        };
+        let first = self.stores[at].rows.append(flat, dim)?;
+        Ok((at as u16, first))
+    }
+
+    /// Puts segments' vectors into row stores (one append per field and
+    /// width); returns their slots.
+    fn store_segments(&mut self, entries: Vec<IndexedSegment>) -> Result<Vec<Slot>> {
+        let entries: Vec<IndexedSegment> = entries.into_iter().map(normalized).collect();
+        let mut slots: Vec<Slot> = entries
+            .iter()
+            .map(|e| Slot {
+                segment_id: e.segment_id,
+                video_id: e.video_id,
+                start_ms: e.start_ms,
+                end_ms: e.end_ms,
+                rows: [(0, NONE); 3],
+            })
+            .collect();
+        for (field, kind) in [EmbeddingField::Fused, EmbeddingField::Text, EmbeddingField::Visual]
+            .into_iter()
+            .enumerate()
+        {
+            // Grouped by width (a model change mixes widths for a while).
+            let mut widths: Vec<usize> = entries.iter().filter_map(|e| e.field(kind).map(<[f32]>::len)).collect();
+            widths.sort_unstable();
+            widths.dedup();
+            for dim in widths.into_iter().filter(|d| *d > 0) {
+                let which: Vec<usize> = (0..entries.len())
+                    .filter(|i| entries[*i].field(kind).is_some_and(|v| v.len() == dim))
+                    .collect();
+                let flat: Vec<f32> = which
+                    .iter()
+                    .flat_map(|i| entries[*i].field(kind).unwrap_or_default().iter().copied())
+                    .collect();
+                let (store, first) = self.append_rows(field, dim, &flat)?;
+                for (n, i) in which.into_iter().enumerate() {
+                    slots[i].rows[field] = (store, first + n as u32);
+                }
+            }
         }
-        if let Some(v) = s.visual.as_mut() {
-            normalize(v);
+        Ok(slots)
+    }
+
+    /// A slot's vectors.
+    pub(crate) fn view_of(&self, s: &Slot) -> SegmentView<'_> {
+        let get = |field: usize| {
+            let (store, row) = s.rows[field];
+            (row != NONE)
+                .then(|| self.stores.get(store as usize).map(|st| st.rows.get(row)))
+                .flatten()
+        };
+        SegmentView {
+            segment_id: s.segment_id,
+            video_id: s.video_id,
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            fused: get(0).unwrap_or_default(),
+            text: get(1),
+            visual: get(2),
         }
-        self.entries.push(s);
+    }
+
+    /// Adds a segment (its vectors are normalised; an entry with the same
+    /// segment id is replaced).
+    pub fn insert(&mut self, s: IndexedSegment) -> Result<()> {
+        let video = s.video_id;
+        let mut list = self.videos.get(&video).cloned().unwrap_or_default();
+        list.retain(|e| e.segment_id != s.segment_id);
+        list.extend(self.store_segments(vec![s])?);
+        self.install(video, list);
+        Ok(())
     }
 
     /// Replaces all entries of a video.
-    pub fn replace_video(&mut self, video_id: i64, entries: Vec<IndexedSegment>) {
-        self.remove_video(video_id);
-        for e in entries {
-            self.insert(e);
+    pub fn replace_video(&mut self, video_id: i64, entries: Vec<IndexedSegment>) -> Result<()> {
+        let list = self.store_segments(entries)?;
+        self.install(video_id, list);
+        Ok(())
+    }
+
+    /// Makes `list` the video's entries (its old ones become garbage).
+    fn install(&mut self, video_id: i64, list: Vec<Slot>) {
+        if let Some(old) = self.videos.remove(&video_id) {
+            for e in &old {
+                self.positions.remove(&e.segment_id);
+            }
+            self.len -= old.len();
         }
+        for (i, e) in list.iter().enumerate() {
+            if let Some((other, pos)) = self.positions.insert(e.segment_id, (video_id, i)) {
+                // An id held by another video moves here.
+                if other != video_id {
+                    if let Some(l) = self.videos.get_mut(&other) {
+                        if pos < l.len() {
+                            l.swap_remove(pos);
+                            self.len -= 1;
+                            if let Some(moved) = l.get(pos) {
+                                self.positions.insert(moved.segment_id, (other, pos));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.len += list.len();
+        if !list.is_empty() {
+            self.videos.insert(video_id, list);
+        }
+        self.dirty.store(true, AtomicOrdering::SeqCst);
+        self.changed(video_id);
     }
 
     /// Removes all entries of a video.
     pub fn remove_video(&mut self, video_id: i64) {
-        self.entries.retain(|e| e.video_id != video_id);
+        self.install(video_id, Vec::new());
+    }
+
+    /// Keeps the shortlists in step with a changed video.
+    fn changed(&mut self, video_id: i64) {
+        match &self.ann {
+            AnnSlot::Off => {}
+            AnnSlot::Building { .. } => {
+                if let AnnSlot::Building { pending } = &mut self.ann {
+                    pending.insert(video_id);
+                }
+            }
+            AnnSlot::Ready { .. } => {
+                let owned: Vec<IndexedSegment> = self.video(video_id).map(|v| v.to_owned()).collect();
+                if let AnnSlot::Ready { lists, .. } = &mut self.ann {
+                    let views: Vec<SegmentView<'_>> = owned.iter().map(IndexedSegment::view).collect();
+                    if let Err(e) = lists.replace_video(video_id, &views) {
+                        tracing::warn!(error = %e, video_id, "approximate index not updated; searching exactly from now on");
+                        self.ann = AnnSlot::Off;
+                    }
+                }
+            }
+        }
     }
 
     /// Number of indexed segments.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    /// All entries (normalised vectors).
-    pub fn entries(&self) -> &[IndexedSegment] {
-        &self.entries
+    /// Every entry (normalised vectors), video by video.
+    pub fn iter(&self) -> impl Iterator<Item = SegmentView<'_>> {
+        self.videos.values().flatten().map(|s| self.view_of(s))
+    }
+
+    /// One video's entries.
+    pub fn video(&self, video_id: i64) -> impl Iterator<Item = SegmentView<'_>> {
+        self.videos
+            .get(&video_id)
+            .into_iter()
+            .flatten()
+            .map(|s| self.view_of(s))
+    }
+
+    /// The ids of the videos held.
+    pub fn video_ids(&self) -> Vec<i64> {
+        self.videos.keys().copied().collect()
+    }
+
+    /// One segment's entry.
+    pub fn get(&self, segment_id: i64) -> Option<SegmentView<'_>> {
+        let (video, pos) = self.positions.get(&segment_id)?;
+        self.videos.get(video)?.get(*pos).map(|s| self.view_of(s))
+    }
+
+    /// Every slot, for saving.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.videos.values().flatten()
+    }
+
+    /// Installs saved slots (their rows already in `stores`).
+    pub(crate) fn restore(&mut self, slots: Vec<Slot>) {
+        let mut by_video: HashMap<i64, Vec<Slot>> = HashMap::new();
+        for s in slots {
+            by_video.entry(s.video_id).or_default().push(s);
+        }
+        for (video, list) in by_video {
+            self.install(video, list);
+        }
+    }
+
+    /// Whether searches use the approximate shortlists now.
+    pub fn approximate(&self) -> bool {
+        matches!(&self.ann, AnnSlot::Ready { min_segments, .. } if self.len >= *min_segments)
     }
 
     /// Exact top-k by cosine similarity of `field` to `query`, optionally
@@ -173,39 +552,56 @@ impl VectorIndex {
         &self,
         k: usize,
         video: Option<i64>,
-        mut score: impl FnMut(&IndexedSegment) -> Option<f32>,
+        mut score: impl FnMut(&SegmentView<'_>) -> Option<f32>,
     ) -> Vec<SearchHit> {
+        let mut top = TopK::new(k);
         if k == 0 {
             return Vec::new();
         }
-        let mut heap: BinaryHeap<MinByScore> = BinaryHeap::with_capacity(k + 1);
-        for e in &self.entries {
-            if video.map(|v| v != e.video_id).unwrap_or(false) {
-                continue;
+        let mut offer = |e: SegmentView<'_>| {
+            if let Some(s) = score(&e) {
+                top.offer(&e, s);
             }
-            let Some(s) = score(e) else { continue };
-            if !s.is_finite() {
-                continue;
-            }
-            let hit = SearchHit {
-                segment_id: e.segment_id,
-                video_id: e.video_id,
-                start_ms: e.start_ms,
-                end_ms: e.end_ms,
-                score: s,
-            };
-            if heap.len() < k {
-                heap.push(MinByScore(hit));
-            } else if let Some(worst) = heap.peek() {
-                if s > worst.0.score {
-                    heap.pop();
-                    heap.push(MinByScore(hit));
+        };
+        match video {
+            Some(v) => self.video(v).for_each(&mut offer),
+            None => self.iter().for_each(&mut offer),
+        }
+        top.into_sorted()
+    }
+
+    /// Top-k by `score` like [`VectorIndex::search_by`], for a query whose
+    /// scores grow with its cosine similarity to the segments' vectors
+    /// (`query`, any length). On a library large enough for the approximate
+    /// shortlists, only the union of the `k` nearest segments by each kind
+    /// of vector is scored (a segment strong on one side only is still
+    /// shortlisted); otherwise, and for one video, every entry is.
+    pub fn search_shortlisted(
+        &self,
+        query: &[f32],
+        k: usize,
+        video: Option<i64>,
+        mut score: impl FnMut(&SegmentView<'_>) -> Option<f32>,
+    ) -> Vec<SearchHit> {
+        if video.is_none() && self.approximate() {
+            if let AnnSlot::Ready { lists, .. } = &self.ann {
+                let mut q = query.to_vec();
+                normalize(&mut q);
+                match lists.candidates(&q, k) {
+                    Ok(ids) => {
+                        let mut top = TopK::new(k);
+                        for e in ids.iter().filter_map(|id| self.get(*id)) {
+                            if let Some(s) = score(&e) {
+                                top.offer(&e, s);
+                            }
+                        }
+                        return top.into_sorted();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "approximate search failed; scanning exactly"),
                 }
             }
         }
-        let mut out: Vec<SearchHit> = heap.into_iter().map(|m| m.0).collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.segment_id.cmp(&b.segment_id)));
-        out
+        self.search_by(k, video, score)
     }
 }
 
@@ -240,7 +636,7 @@ mod tests {
         for i in 0..500 {
             let v: Vec<f32> = (0..16).map(|_| rnd()).collect();
             raw.push((i, v.clone()));
-            idx.insert(seg(i, i % 7, v));
+            idx.insert(seg(i, i % 7, v)).unwrap();
         }
         let q: Vec<f32> = (0..16).map(|_| rnd()).collect();
         let hits = idx.search(EmbeddingField::Fused, &q, 10, None);
@@ -265,9 +661,9 @@ mod tests {
     #[test]
     fn replace_and_remove_video() {
         let mut idx = VectorIndex::default();
-        idx.insert(seg(1, 1, vec![1.0, 0.0]));
-        idx.insert(seg(2, 2, vec![0.0, 1.0]));
-        idx.replace_video(1, vec![seg(3, 1, vec![1.0, 1.0])]);
+        idx.insert(seg(1, 1, vec![1.0, 0.0])).unwrap();
+        idx.insert(seg(2, 2, vec![0.0, 1.0])).unwrap();
+        idx.replace_video(1, vec![seg(3, 1, vec![1.0, 1.0])]).unwrap();
         assert_eq!(idx.len(), 2);
         idx.remove_video(2);
         let hits = idx.search(EmbeddingField::Fused, &[0.0, 1.0], 5, None);

@@ -25,10 +25,15 @@ mod index;
 mod jobs;
 mod live;
 pub use live::{SyncReport, CHANNEL as CHANGES_CHANNEL};
+mod index_file;
 mod queries;
+mod rows;
 mod segments;
 mod sessions;
+mod shortlist;
+mod shortlist_live;
 pub use segments::{IndexVersions, CUE_SOURCE_SPANS_PER_QUERY};
+pub use shortlist::{ShortlistConfig, ShortlistStatus};
 mod types;
 mod url;
 mod videos;
@@ -47,7 +52,9 @@ pub use documents::{
 };
 pub use embedding::{decode_f32, encode_f32};
 pub use error::StoreError;
-pub use index::{dot, normalize as normalize_vector, EmbeddingField, IndexedSegment, SearchHit, VectorIndex};
+pub use index::{
+    dot, normalize as normalize_vector, EmbeddingField, IndexedSegment, SearchHit, SegmentView, VectorIndex,
+};
 pub use types::*;
 pub use url::{parse_db_url, Backend, DbUrl};
 
@@ -69,6 +76,8 @@ pub struct Store {
     /// The database URL (a second connection listens for changes).
     url: Arc<str>,
     live: Arc<live::Live>,
+    /// How the index is kept (shortlists, folder), when set.
+    index_setup: Arc<std::sync::Mutex<Option<shortlist_live::IndexSetup>>>,
 }
 
 /// Current time in Unix milliseconds.
@@ -135,6 +144,7 @@ impl Store {
             documents: Arc::new(RwLock::new(None)),
             url: Arc::from(parsed.url.as_str()),
             live: Arc::new(live::Live::default()),
+            index_setup: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 

@@ -248,15 +248,27 @@ impl Store {
         document: Option<Option<IndexedDocument>>,
     ) {
         if let Some(entries) = segments {
-            if let Ok(mut guard) = self.index.write() {
-                if let Some(index) = guard.as_mut() {
-                    index.replace_video(video_id, entries);
-                }
-            }
+            self.install_segments(video_id, entries);
         }
         if let Some(doc) = document {
             self.documents_replace(video_id, doc);
         }
+    }
+
+    /// Puts one video's segments into the loaded segment index (if loaded).
+    pub(crate) fn install_segments(&self, video_id: i64, entries: Vec<IndexedSegment>) {
+        if let Ok(mut guard) = self.index.write() {
+            if let Some(index) = guard.as_mut() {
+                if let Err(e) = index.replace_video(video_id, entries) {
+                    // Only a failing disk gets here: drop the index, so the
+                    // next search reloads it from the database.
+                    tracing::warn!(error = %e, video_id, "index not updated; it will be reloaded");
+                    *guard = None;
+                }
+            }
+        }
+        // The library may have grown past the shortlists' threshold.
+        self.prepare_shortlists();
     }
 
     /// Keeps the loaded indexes in step with the database until `stop`

@@ -9,6 +9,7 @@ use crate::index::IndexedSegment;
 use crate::{
     decode_f32, encode_f32, now_ms, CueRecord, NewDocument, NewSegment, Result, Segment, Store, StoreError, VectorIndex,
 };
+use futures_util::TryStreamExt;
 
 /// Most spans [`Store::cue_sources`] looks up in one query (4 parameters
 /// each, well under SQLite's and Postgres's parameter limits).
@@ -16,10 +17,6 @@ pub const CUE_SOURCE_SPANS_PER_QUERY: usize = 500;
 
 const SEG_COLS: &str =
     "id, video_id, start_ms, end_ms, text, tags, dim, fused, text_emb, visual_emb, model_version, thumbnail";
-
-/// [`SEG_COLS`] of `segments s` joined with `videos v`.
-const SEG_COLS_S: &str = "s.id, s.video_id, s.start_ms, s.end_ms, s.text, s.tags, s.dim, s.fused, s.text_emb, \
-     s.visual_emb, s.model_version, s.thumbnail";
 
 /// Versions of what produced a video's index, per pipeline stage.
 ///
@@ -45,6 +42,26 @@ impl IndexVersions {
     pub fn get(&self, stage: &str) -> Option<&str> {
         self.stages.get(stage).map(String::as_str)
     }
+}
+
+/// What the in-process index reads of `segments s`.
+const INDEX_COLS: &str = "s.id, s.video_id, s.start_ms, s.end_ms, s.dim, s.fused, s.text_emb, s.visual_emb";
+
+fn indexed_from_row(r: &AnyRow) -> Result<IndexedSegment> {
+    let dim = r.try_get::<i64, _>("dim")? as usize;
+    let opt = |name: &str| -> Result<Option<Vec<f32>>> {
+        let b: Option<Vec<u8>> = r.try_get(name)?;
+        b.map(|b| decode_f32(&b, None)).transpose()
+    };
+    Ok(IndexedSegment {
+        segment_id: r.try_get("id")?,
+        video_id: r.try_get("video_id")?,
+        start_ms: r.try_get("start_ms")?,
+        end_ms: r.try_get("end_ms")?,
+        fused: decode_f32(&r.try_get::<Vec<u8>, _>("fused")?, Some(dim))?,
+        text: opt("text_emb")?,
+        visual: opt("visual_emb")?,
+    })
 }
 
 fn segment_from_row(r: &AnyRow) -> Result<Segment> {
@@ -393,35 +410,74 @@ impl Store {
     }
 
     pub(crate) async fn load_index_unlocked(&self) -> Result<()> {
-        let generation = self.current_generation().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {SEG_COLS_S} FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.status <> 'missing' ORDER BY s.id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut index = VectorIndex::default();
-        for r in &rows {
-            index.insert(IndexedSegment::from(segment_from_row(r)?));
+        if self.open_saved_index().await? {
+            return Ok(());
         }
+        let started = std::time::Instant::now();
+        let generation = self.current_generation().await?;
+        let index = match self.empty_index() {
+            Ok(index) => self.read_index(index).await,
+            Err(e) => Err(e),
+        };
+        let index = match index {
+            Ok(index) => index,
+            Err(e @ StoreError::Io { .. }) => {
+                // The index folder cannot be written (a full disk, say):
+                // search still works from the heap.
+                tracing::warn!(error = %e, "index folder unusable; keeping the index in memory");
+                let mut heap = VectorIndex::default();
+                heap.epoch = crate::index::next_epoch();
+                self.read_index(heap).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let segments = index.len();
         if let Ok(mut guard) = self.index.write() {
             *guard = Some(index);
         }
         self.loaded_at(generation);
+        tracing::debug!(
+            segments,
+            secs = started.elapsed().as_secs_f32(),
+            "index read from the database"
+        );
+        self.prepare_shortlists();
         Ok(())
+    }
+
+    /// Reads every visible segment into `index`, streamed video by video:
+    /// a million segments' vectors never sit in memory at once.
+    async fn read_index(&self, mut index: VectorIndex) -> Result<VectorIndex> {
+        let sql = format!(
+            "SELECT {INDEX_COLS} FROM segments s JOIN videos v ON v.id = s.video_id \
+             WHERE v.status <> 'missing' ORDER BY s.video_id, s.id"
+        );
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        let mut batch: Vec<IndexedSegment> = Vec::new();
+        while let Some(r) = rows.try_next().await? {
+            let s = indexed_from_row(&r)?;
+            if batch.last().is_some_and(|b| b.video_id != s.video_id) {
+                let video = batch[0].video_id;
+                index.replace_video(video, std::mem::take(&mut batch))?;
+            }
+            batch.push(s);
+        }
+        if let Some(video) = batch.first().map(|b| b.video_id) {
+            index.replace_video(video, batch)?;
+        }
+        Ok(index)
     }
 
     /// One video's segments as search sees them: none when it is missing or gone.
     pub(crate) async fn visible_segments(&self, video_id: i64) -> Result<Vec<IndexedSegment>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SEG_COLS_S} FROM segments s JOIN videos v ON v.id = s.video_id \
+            "SELECT {INDEX_COLS} FROM segments s JOIN videos v ON v.id = s.video_id \
              WHERE v.id = $1 AND v.status <> 'missing' ORDER BY s.id"
         ))
         .bind(video_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok(IndexedSegment::from(segment_from_row(r)?)))
-            .collect()
+        rows.iter().map(indexed_from_row).collect()
     }
 
     /// Runs `f` on the in-process index, loading it first if needed.

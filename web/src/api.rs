@@ -297,7 +297,7 @@ pub(crate) async fn spans_by_video(st: &AppState) -> ApiResult<HashMap<i64, Vec<
         .store
         .with_index(|idx| {
             let mut m: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-            for e in idx.entries() {
+            for e in idx.iter() {
                 m.entry(e.video_id).or_default().push((e.start_ms, e.end_ms));
             }
             m.values_mut().for_each(|v| v.sort_unstable());
@@ -669,6 +669,12 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Health>>
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")))]
 pub async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    // The search index as it stands now.
+    let shortlists = st.store.shortlist_status();
+    metrics::gauge!("kino_index_segments").set(st.store.loaded_segments().unwrap_or(0) as f64);
+    metrics::gauge!("kino_index_approximate").set(if shortlists.in_use { 1.0 } else { 0.0 });
+    metrics::gauge!("kino_index_shortlisted_segments").set(shortlists.segments as f64);
+    metrics::gauge!("kino_index_shortlists_loaded").set(if shortlists.source == Some("loaded") { 1.0 } else { 0.0 });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         st.metrics.render(),

@@ -79,7 +79,9 @@ impl Engine {
     ) -> Result<(Vec<FusionMoment>, HashMap<i64, Option<String>>)> {
         let w = self.weights;
         let unit = kino_fusion::vecmath::normalized(q);
-        let hits = self
+        // The candidates' vectors come from the index (memory-mapped), only
+        // their words from the database.
+        let found: Vec<kino_store::IndexedSegment> = self
             .store
             .with_index(|idx| {
                 idx.search_shortlisted(&unit, PRESELECT.max(k * 4), video, |e| {
@@ -90,23 +92,36 @@ impl Engine {
                     };
                     score::score_unit_vectors(&unit, &v, (e.segment_id, e.video_id), &w).ok()
                 })
+                .iter()
+                .filter_map(|h| idx.get(h.segment_id).map(|e| e.to_owned()))
+                .collect()
             })
             .await?;
-        let ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
-        let segs = self.store.segments_by_id(&ids).await?;
-        let thumbs: HashMap<i64, Option<String>> = segs.iter().map(|s| (s.id, s.thumbnail.clone())).collect();
-        let candidates: Vec<Candidate> = segs
+        let ids: Vec<i64> = found.iter().map(|e| e.segment_id).collect();
+        let mut words: HashMap<i64, kino_store::SegmentWords> = self
+            .store
+            .segment_words_by_id(&ids)
+            .await?
             .into_iter()
-            .map(|s| Candidate {
-                segment_id: s.id,
-                video_id: s.video_id,
-                start_ms: s.start_ms,
-                end_ms: s.end_ms,
-                fused: s.fused,
-                text: s.text_emb,
-                visual: s.visual_emb,
-                transcript: s.text,
-                tags: s.tags,
+            .map(|w| (w.id, w))
+            .collect();
+        let thumbs: HashMap<i64, Option<String>> = words.values().map(|w| (w.id, w.thumbnail.clone())).collect();
+        let candidates: Vec<Candidate> = found
+            .into_iter()
+            .filter_map(|e| {
+                // A segment deleted since the search is left out.
+                let w = words.remove(&e.segment_id)?;
+                Some(Candidate {
+                    segment_id: e.segment_id,
+                    video_id: e.video_id,
+                    start_ms: e.start_ms,
+                    end_ms: e.end_ms,
+                    fused: e.fused,
+                    text: e.text,
+                    visual: e.visual,
+                    transcript: w.text,
+                    tags: w.tags,
+                })
             })
             .collect();
         Ok((score::rank(q, &candidates, k)?, thumbs))

@@ -7,7 +7,8 @@ use sqlx::Row;
 
 use crate::index::IndexedSegment;
 use crate::{
-    decode_f32, encode_f32, now_ms, CueRecord, NewDocument, NewSegment, Result, Segment, Store, StoreError, VectorIndex,
+    decode_f32, encode_f32, now_ms, CueRecord, NewDocument, NewSegment, Result, Segment, SegmentWords, Store,
+    StoreError, VectorIndex,
 };
 use futures_util::TryStreamExt;
 
@@ -366,6 +367,33 @@ impl Store {
         let sql = format!("SELECT {SEG_COLS} FROM segments WHERE video_id = $1 ORDER BY start_ms, id");
         let rows = sqlx::query(&sql).bind(video_id).fetch_all(&self.pool).await?;
         rows.iter().map(segment_from_row).collect()
+    }
+
+    /// The words of segments by id (text, tags, thumbnail; no vectors: a
+    /// search takes those from the in-process index). Unknown ids are skipped.
+    pub async fn segment_words_by_id(&self, ids: &[i64]) -> Result<Vec<SegmentWords>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, text, tags, thumbnail FROM segments WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let tags: String = r.try_get("tags")?;
+                out.push(SegmentWords {
+                    id: r.try_get("id")?,
+                    text: r.try_get("text")?,
+                    tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(format!("segment tags: {e}")))?,
+                    thumbnail: r.try_get("thumbnail")?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Segments by id (any order; unknown ids are skipped), in one query per 500 ids.

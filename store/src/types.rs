@@ -237,6 +237,19 @@ pub struct NewSegment {
     pub thumbnail: Option<String>,
 }
 
+/// A segment's words, without its vectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentWords {
+    /// Row id.
+    pub id: i64,
+    /// Transcript text inside the segment.
+    pub text: String,
+    /// Visual tags.
+    pub tags: Vec<String>,
+    /// Thumbnail reference.
+    pub thumbnail: Option<String>,
+}
+
 /// A stored segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {

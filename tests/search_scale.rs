@@ -91,3 +91,47 @@ fn bench_search_reports_recall_latency_memory_and_a_mapped_cold_start() {
         assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
     }
 }
+
+#[test]
+fn bench_index_measures_the_served_index_and_its_cold_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().join("run");
+    let out = kino()
+        .args([
+            "bench",
+            "index",
+            "--segments",
+            "2160",
+            "--queries",
+            "20",
+            "--dim",
+            "64",
+            "--json",
+            "--dir",
+        ])
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["segments"], 2160);
+    let cold = &r["reopened"];
+    // The second process answered from the saved index and shortlists.
+    assert_eq!(cold["first_answer_hits"], 200, "{r}");
+    assert!(cold["recall_at_10"].as_f64().unwrap() >= 0.9, "{r}");
+    assert!(cold["cold_start_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(cold["searches"], 100);
+    assert!(at.join("index").is_dir() && at.join("kino.db").is_file());
+    // A folder that holds a store already is refused (exit code 2).
+    let again = kino()
+        .args(["bench", "index", "--segments", "360", "--dir"])
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -22,13 +22,15 @@ rm -rf "$dir" && mkdir -p "$dir"
 echo "index: $(cat "$dir/index.json")"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-KINO_OCR=off KINO_SPEECH=off "$KINO_BIN" --home "$dir" --db "$dir/kino.db" serve --bind "127.0.0.1:$port" \
+models="${KINO_MODELS:-${XDG_DATA_HOME:-$HOME/.local/share}/kino/models}"
+KINO_OCR=off KINO_SPEECH=off "$KINO_BIN" --home "$dir" --models "$models" --db "$dir/kino.db" serve --bind "127.0.0.1:$port" \
   >"$dir/serve.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 started=$(date +%s.%N)
 for _ in $(seq 1 600); do
   curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null | grep -q '^kino_index_approximate 1' && break
+  kill -0 "$pid" 2>/dev/null || { tail -5 "$dir/serve.log" >&2; echo "serve_scale: kino serve exited" >&2; exit 1; }
   sleep 0.1
 done
 curl -sf "http://127.0.0.1:$port/api/search?q=warm+up&k=10" >/dev/null

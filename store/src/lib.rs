@@ -200,8 +200,10 @@ impl Store {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pool, waiting for connections to finish; background
+    /// work on the index (a shortlist build) stops at its next step.
     pub async fn close(&self) {
+        self.live.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         self.pool.close().await;
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct Live {
     applied: Mutex<HashMap<i64, i64>>,
     /// Loads and syncs run one at a time.
     lock: tokio::sync::Mutex<()>,
+    /// Set by [`Store::close`]: background index work stops.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Live {
@@ -54,6 +56,7 @@ impl Default for Live {
             watermark: AtomicI64::new(-1),
             applied: Mutex::new(HashMap::new()),
             lock: tokio::sync::Mutex::new(()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

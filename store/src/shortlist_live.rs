@@ -16,7 +16,7 @@ use crate::{Result, Store, StoreError};
 
 /// Videos copied out of the exact index at a time while building (the
 /// index is locked only while copying).
-const BUILD_CHUNK: usize = 64;
+const BUILD_CHUNK: usize = 8;
 
 /// FNV-1a: a name for a database that stays the same across builds.
 fn stable_hash(s: &str) -> u64 {
@@ -44,8 +44,14 @@ impl Store {
     /// not shared: this one keeps its index in the heap and says so.
     pub fn enable_shortlists(&self, cfg: ShortlistConfig) {
         let folder = cfg.dir.as_ref().and_then(|dir| {
-            let url = self.url.split('?').next().unwrap_or_default();
-            let root = dir.join(format!("db-{:016x}", stable_hash(url)));
+            // The same database under another spelling (a relative SQLite
+            // path, say) gets the same folder.
+            let url = crate::parse_db_url(&self.url)
+                .ok()
+                .and_then(|p| p.sqlite_path().and_then(|p| std::fs::canonicalize(p).ok()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| self.url.split('?').next().unwrap_or_default().to_string());
+            let root = dir.join(format!("db-{:016x}", stable_hash(&url)));
             match IndexFolder::open(&root) {
                 Ok(Some(f)) => Some(Arc::new(f)),
                 Ok(None) => {
@@ -265,6 +271,9 @@ impl Store {
         let mut lists = Shortlists::new(cfg.options);
         let mut next_report = 0.1;
         for (i, chunk) in videos.chunks(BUILD_CHUNK).enumerate() {
+            if self.live.closing.load(Ordering::SeqCst) {
+                return Err(StoreError::Ann("the store is closing".into()));
+            }
             let entries: Vec<IndexedSegment> = {
                 let guard = self
                     .index

@@ -109,6 +109,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Learn the fusion weights from the library: frames paired with the
+    /// text said and shown at that moment; adopted when held-out recall is
+    /// at least the current weights'.
+    Train {
+        /// Passes over the training pairs at most (training stops early
+        /// when held-out recall stops improving).
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Stop after this many minutes, keeping the best weights so far.
+        #[arg(long, value_name = "MINUTES")]
+        max_minutes: Option<f64>,
+        /// Where to train (`cpu`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Go back to the previous version of the weights instead.
+        #[arg(long, conflicts_with_all = ["epochs", "max_minutes"])]
+        rollback: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run pipeline workers only (scale-out against one Postgres).
     Worker {
         /// Export this worker's Prometheus metrics at http://ADDR/metrics

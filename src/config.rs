@@ -25,6 +25,7 @@ use crate::error::usage;
 /// speech_model = "Systran/faster-whisper-base"
 /// ocr = "auto"               # "auto" | "off": read the text shown on screen
 /// ocr_model = "rapidocr/PP-OCRv6"
+/// features_max_gb = 20        # cap of KINO_HOME/features (the kept visual features)
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +51,8 @@ pub struct FileConfig {
     pub ocr: Option<OcrMode>,
     /// On-screen text models (a folder under the models directory).
     pub ocr_model: Option<String>,
+    /// Cap of the kept visual features, in GB.
+    pub features_max_gb: Option<f64>,
 }
 
 /// Whether the on-screen text stage reads the frames (`ocr` in `kino.toml`,
@@ -141,7 +144,14 @@ pub struct Config {
     pub ocr: OcrMode,
     /// On-screen text models' folder name under `models`.
     pub ocr_model: String,
+    /// Cap of `features_dir()` in bytes (`KINO_FEATURES_MAX_GB`, else the
+    /// file's `features_max_gb`, else 20 GB): past it a video keeps its
+    /// pooled vectors only.
+    pub features_max_bytes: u64,
 }
+
+/// Default cap of the kept visual features, GB.
+const DEFAULT_FEATURES_MAX_GB: f64 = 20.0;
 
 /// The default text model.
 pub const DEFAULT_TEXT_MODEL: &str = kino_models::catalog::DEFAULT_TEXT;
@@ -191,7 +201,33 @@ impl Config {
             Some(s) => OcrMode::parse(&s).ok_or_else(|| usage(format!("KINO_OCR={s:?}: expected auto or off")))?,
             None => file.ocr.unwrap_or_default(),
         };
+        let features_gb = match std::env::var("KINO_FEATURES_MAX_GB")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|g| g.is_finite() && *g >= 0.0)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "KINO_FEATURES_MAX_GB={s:?}: expected a number of GB (0 or more)"
+                    ))
+                })?,
+            None => match file.features_max_gb {
+                Some(g) if !g.is_finite() || g < 0.0 => {
+                    return Err(usage(format!(
+                        "{}: features_max_gb = {g}: expected a number of GB (0 or more)",
+                        home.join("kino.toml").display()
+                    )))
+                }
+                Some(g) => g,
+                None => DEFAULT_FEATURES_MAX_GB,
+            },
+        };
         Ok(Config {
+            features_max_bytes: (features_gb * 1e9) as u64,
             home,
             db,
             models,
@@ -216,6 +252,17 @@ impl Config {
                 .ocr_model
                 .unwrap_or_else(|| kino_models::catalog::DEFAULT_OCR.into()),
         })
+    }
+
+    /// Where the kept visual features live (`KINO_HOME/features`).
+    pub fn features_dir(&self) -> PathBuf {
+        self.home.join("features")
+    }
+
+    /// Where `kino train` keeps the fusion weights' versions
+    /// (`<models>/fusion`).
+    pub fn fusion_dir(&self) -> PathBuf {
+        self.models.join("fusion")
     }
 
     /// Directory of the configured text model.

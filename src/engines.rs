@@ -1,7 +1,7 @@
 //! The models, loaded at start and shared by every pipeline stage and request
 //! (`kino serve` can swap the vision model in later: [`Engines::with_vision`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -18,6 +18,16 @@ use crate::error::usage;
 const DEFAULT_VISUAL_DIM: usize = 768;
 /// Attention heads of the default fusion module (divides 384).
 const FUSION_HEADS: usize = 6;
+/// The format of the kept visual features; part of the vision stage's
+/// version, so videos indexed before features were kept are stale for
+/// vision (one decoding pass adds them).
+pub const FEATURES_FORMAT: &str = "features-v1";
+
+/// The vision stage's version for `swin`: its weights and the features
+/// format the pipeline keeps.
+pub fn vision_version(swin: &Swin) -> String {
+    format!("{}+{FEATURES_FORMAT}", swin.version())
+}
 
 /// The loaded models.
 pub struct Engines {
@@ -39,6 +49,8 @@ pub struct Engines {
     pub screen: Option<Arc<Screen>>,
     /// Why on-screen text is off, when it is.
     pub screen_off_reason: Option<String>,
+    /// Where `kino train` keeps the fusion weights' versions.
+    pub fusion_dir: PathBuf,
 }
 
 /// The on-screen text models (detection, angle, recognition) and their
@@ -240,11 +252,33 @@ pub fn screen_for(config: &Config, threads: usize) -> Result<std::result::Result
     }
 }
 
-/// The fusion module for a text encoder of width `text_dim` and `vision`
-/// (its visual width is the Swin's hidden size, or Swin-T's without one).
-fn fusion_for(text_dim: usize, vision: Option<&Swin>) -> Result<FusionModel> {
-    let visual_dim = vision.map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM);
-    Ok(FusionModel::identity(text_dim, visual_dim, FUSION_HEADS)?)
+/// The shapes of the fusion module for a text encoder of width `text_dim`
+/// and `vision` (its visual width is the Swin's hidden size, or Swin-T's
+/// without one).
+pub fn fusion_config(text_dim: usize, vision: Option<&Swin>) -> kino_fusion::FusionConfig {
+    kino_fusion::FusionConfig {
+        text_dim,
+        visual_dim: vision.map(|s| s.hidden_size()).unwrap_or(DEFAULT_VISUAL_DIM),
+        heads: FUSION_HEADS,
+    }
+}
+
+/// The fusion module: the weights `kino train` installed in `fusion_dir`
+/// when they fit `text_dim` and `vision`, else the default weights.
+pub fn fusion_for(text_dim: usize, vision: Option<&Swin>, fusion_dir: &Path) -> Result<FusionModel> {
+    let config = fusion_config(text_dim, vision);
+    match crate::fusion_weights::load_current(fusion_dir, config) {
+        Ok(Some((name, model))) => {
+            tracing::debug!(version = %name, "trained fusion weights");
+            return Ok(model);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            error = %format!("{e:#}"),
+            "the trained fusion weights do not fit these models; using the default weights              (`kino train` makes new ones)"
+        ),
+    }
+    Ok(FusionModel::identity(config.text_dim, config.visual_dim, config.heads)?)
 }
 
 fn vision_off_reason(vdir: &Path) -> String {
@@ -285,8 +319,10 @@ impl Engines {
             Ok(s) => (Some(Arc::new(s)), None),
             Err(why) => (None, Some(why)),
         };
-        let fusion = fusion_for(text.dim(), vision.as_deref())?;
+        let fusion_dir = config.fusion_dir();
+        let fusion = fusion_for(text.dim(), vision.as_deref(), &fusion_dir)?;
         Ok(Engines {
+            fusion_dir,
             text: Arc::new(text),
             vision_off_reason: vision.is_none().then(|| vision_off_reason(&vdir)),
             vision,
@@ -306,9 +342,10 @@ impl Engines {
         let fusion = if self.fusion.config().visual_dim == visual_dim {
             self.fusion.clone()
         } else {
-            Arc::new(fusion_for(self.text.dim(), vision.as_deref())?)
+            Arc::new(fusion_for(self.text.dim(), vision.as_deref(), &self.fusion_dir)?)
         };
         Ok(Engines {
+            fusion_dir: self.fusion_dir.clone(),
             text: self.text.clone(),
             vision_off_reason: match &vision {
                 Some(_) => None,
@@ -327,9 +364,25 @@ impl Engines {
         })
     }
 
+    /// These engines with `fusion` as the fusion weights.
+    pub fn with_fusion(&self, fusion: Arc<FusionModel>) -> Engines {
+        Engines {
+            fusion_dir: self.fusion_dir.clone(),
+            text: self.text.clone(),
+            vision: self.vision.clone(),
+            fusion,
+            vision_off_reason: self.vision_off_reason.clone(),
+            speech: self.speech.clone(),
+            speech_off_reason: self.speech_off_reason.clone(),
+            screen: self.screen.clone(),
+            screen_off_reason: self.screen_off_reason.clone(),
+        }
+    }
+
     /// These engines with `speech` as the speech model (`None`: off).
     pub fn with_speech(&self, speech: Option<Arc<Speech>>) -> Engines {
         Engines {
+            fusion_dir: self.fusion_dir.clone(),
             text: self.text.clone(),
             vision: self.vision.clone(),
             fusion: self.fusion.clone(),
@@ -347,6 +400,7 @@ impl Engines {
     /// These engines with `screen` as the on-screen text stage (`None`: off).
     pub fn with_screen(&self, screen: Option<Arc<Screen>>) -> Engines {
         Engines {
+            fusion_dir: self.fusion_dir.clone(),
             text: self.text.clone(),
             vision: self.vision.clone(),
             fusion: self.fusion.clone(),
@@ -366,7 +420,7 @@ impl Engines {
     pub fn versions(&self, decode: &str) -> Versions {
         Versions {
             decode: decode.to_string(),
-            vision: self.vision.as_ref().map(|v| v.version()),
+            vision: self.vision.as_deref().map(vision_version),
             speech: self.speech.as_ref().map(|s| s.version.clone()),
             ocr: self.screen.as_ref().map(|s| s.version.clone()),
             text: self.text.version(),

@@ -13,9 +13,9 @@
 //! A video stale for speech alone ([`only_speech_stale`]) is refreshed from
 //! its stored segments without decoding (`pipeline/refresh.rs`), one stale
 //! for its document alone ([`only_document_stale`]) from its stored cues;
-//! for any
-//! other stale stage the pipeline reruns the whole video (rerunning only
-//! the stale stages from stored frame features is future work). The stage
+//! one stale for its fusion weights alone and with kept visual features is
+//! re-fused from them (`pipeline/refuse.rs`); for any other stale stage the
+//! pipeline reruns the whole video. The stage
 //! returned tells what changed first; callers use it for "needs indexing or
 //! not" and for logging.
 

@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             text_weights: vec![1.0, 1.0, 0.5, 0.5],
             grids: vec![],
             labels: Some(rng.unit(d)),
+            pooled: None,
         })
         .collect();
     let t = Instant::now();

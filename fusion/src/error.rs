@@ -44,6 +44,17 @@ pub enum FusionError {
         /// What is wrong with it.
         message: String,
     },
+    /// A kept-features file is unreadable or malformed.
+    #[error("features file {path}: {message}")]
+    Features {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Training cannot go on (too little data, a bad checkpoint, …).
+    #[error("training: {0}")]
+    Train(String),
     /// The text embedder failed.
     #[error("text embedder failed: {0}")]
     Embedder(#[source] anyhow::Error),

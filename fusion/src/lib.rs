@@ -19,9 +19,11 @@
 
 pub mod align;
 pub mod answer;
+pub mod features;
 pub mod model;
 pub mod score;
 pub mod tags;
+pub mod train;
 
 mod error;
 pub mod vecmath;

@@ -23,7 +23,17 @@
 //! * `grid_proj` is the identity on the first `min(text_dim, visual_dim)` dimensions, but `grid_gate` is 0: raw
 //!   Swin grid features do not live in the text encoder's space, so until a trained head supplies a projection
 //!   (and a non-zero gate) the grid tokens are left out and the visual concepts enter through the label text;
-//! * `blend = [1, 1]`: the pooled text side and the pooled visual side (each unit length) weigh the same.
+//! * `blend = [1, 1]`: the pooled text side and the pooled visual side (each unit length) weigh the same;
+//! * `pool_proj` is zero and `pool_gate` 0, `label_gate` 1: the frames' pooled Swin vector is not used, the label
+//!   embedding is the visual side.
+//!
+//! # Trained weights
+//!
+//! `kino train` learns `pool_proj` (the pooled Swin vector of a segment's frames → the text space) from the time
+//! alignment of frames with the text said and shown at that moment, opens `pool_gate` and sets `label_gate` to what
+//! worked best on held-out videos (see [`crate::train`]). The projected pooled vector is then one more visual token:
+//! it takes part in the cross-attention and in the visual-only vector, weighted by its gate, so a segment with no
+//! words at all is found by what it shows.
 //!
 //! Under these weights the fused vector is a relevance-weighted blend of what is said and what is seen: each cue
 //! moves towards the visual concepts related to it, the label embedding towards the cues related to it.
@@ -31,13 +41,15 @@
 //! # Weights file
 //!
 //! [`FusionModel::load`] reads a safetensors file with the tensors below (`D` = text_dim, `V` = visual_dim); a
-//! trained head replaces the default without code changes. `grid_gate`, `blend` and the `logit_scale`s may be left
-//! out and then take the defaults above.
+//! trained head replaces the default without code changes. `grid_gate`, `blend`, the `logit_scale`s and the
+//! `pool_*`/`label_gate` tensors may be left out and then take the defaults above.
 //!
 //! | tensor | shape |
 //! | --- | --- |
 //! | `grid_proj.weight`, `grid_proj.bias` | `[D, V]`, `[D]` |
 //! | `grid_gate` | `[1]` |
+//! | `pool_proj.weight`, `pool_proj.bias` | `[D, V]`, `[D]` |
+//! | `pool_gate`, `label_gate` | `[1]`, `[1]` |
 //! | `blend` | `[2]` (text side, visual side) |
 //! | `{t2v,v2t}.{q,k,v,o}_proj.weight`, `….bias` | `[D, D]`, `[D]` |
 //! | `{t2v,v2t}.norm.weight`, `….bias` | `[D]` |
@@ -100,6 +112,8 @@ pub struct SegmentInputs {
     pub grids: Vec<VisualGrid>,
     /// Embedding of the segment's label text (text space), when it has tags.
     pub labels: Option<Vec<f32>>,
+    /// Mean of the frames' pooled visual vectors (width `visual_dim`), when the segment has frames with features.
+    pub pooled: Option<Vec<f32>>,
 }
 
 /// The vectors of one segment, all unit length, in the text encoder's space.
@@ -148,6 +162,9 @@ pub struct FusionModel {
     config: FusionConfig,
     grid_proj: Linear,
     grid_gate: f32,
+    pool_proj: Linear,
+    pool_gate: f32,
+    label_gate: f32,
     blend: [f32; 2],
     t2v: CrossAttention,
     v2t: CrossAttention,
@@ -175,6 +192,10 @@ fn identity_weights(cfg: &FusionConfig) -> candle_core::Result<HashMap<String, T
     t.insert("grid_proj.weight".to_string(), Tensor::from_vec(proj, (d, v), &dev)?);
     t.insert("grid_proj.bias".to_string(), Tensor::zeros(d, DType::F32, &dev)?);
     t.insert("grid_gate".to_string(), Tensor::new(&[0f32], &dev)?);
+    t.insert("pool_proj.weight".to_string(), Tensor::zeros((d, v), DType::F32, &dev)?);
+    t.insert("pool_proj.bias".to_string(), Tensor::zeros(d, DType::F32, &dev)?);
+    t.insert("pool_gate".to_string(), Tensor::new(&[0f32], &dev)?);
+    t.insert("label_gate".to_string(), Tensor::new(&[1f32], &dev)?);
     t.insert("blend".to_string(), Tensor::new(&[1f32, 1.0], &dev)?);
     for side in ["t2v", "v2t"] {
         for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
@@ -219,7 +240,11 @@ impl FusionModel {
         let defaults = identity_weights(&config)?;
         let mut tensors = HashMap::new();
         for (name, default) in defaults {
-            let optional = name == "grid_gate" || name == "blend" || name.ends_with("logit_scale");
+            let optional = name == "grid_gate"
+                || name == "blend"
+                || name.ends_with("logit_scale")
+                || name.starts_with("pool_")
+                || name == "label_gate";
             let t = match loaded.get(&name) {
                 Some(t) => t.to_dtype(DType::F32).map_err(|e| err(format!("tensor {name}: {e}")))?,
                 None if optional => default.clone(),
@@ -238,7 +263,7 @@ impl FusionModel {
             }
             tensors.insert(name, t);
         }
-        let version = format!("{VERSION_PREFIX}:file:{:016x}", fnv1a(&bytes));
+        let version = content_version(&tensors)?;
         Self::from_tensors(config, tensors, version, path)
     }
 
@@ -281,6 +306,9 @@ impl FusionModel {
             config,
             grid_proj: linear("grid_proj")?,
             grid_gate: scalar("grid_gate")?[0],
+            pool_proj: linear("pool_proj")?,
+            pool_gate: scalar("pool_gate")?[0],
+            label_gate: scalar("label_gate")?[0],
             blend: [blend[0], blend[1]],
             t2v: attention("t2v")?,
             v2t: attention("v2t")?,
@@ -303,7 +331,9 @@ impl FusionModel {
     }
 
     /// Identifies the weights: `kino-fusion-xattn-v1:identity:d384-v768-h4` for the defaults, or
-    /// `kino-fusion-xattn-v1:file:<hash of the file>`; stored with each segment so stale ones can be re-fused.
+    /// `kino-fusion-xattn-v1:weights:<hash of the tensors>` (the same whether loaded from a file or made in memory
+    /// by [`with_pool_projection`](Self::with_pool_projection)); stored with each segment so stale ones can be
+    /// re-fused.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -314,6 +344,68 @@ impl FusionModel {
     /// would from the frames.
     pub fn reads_grids(&self) -> bool {
         self.grid_gate > 0.0
+    }
+
+    /// Whether the fused vectors depend on the frames' pooled visual vectors (a trained projection with its gate
+    /// open): a segment can then only be re-fused from its kept features.
+    pub fn reads_pooled(&self) -> bool {
+        self.pool_gate > 0.0
+    }
+
+    /// The gates: `(pool_gate, label_gate, grid_gate)`.
+    pub fn gates(&self) -> (f32, f32, f32) {
+        (self.pool_gate, self.label_gate, self.grid_gate)
+    }
+
+    /// The pooled projection `(weight [D×V row-major], bias [D])`.
+    pub fn pool_projection(&self) -> Result<(Vec<f32>, Vec<f32>), FusionError> {
+        let w = self.pool_proj.weight().flatten_all()?.to_vec1::<f32>()?;
+        let b = match self.pool_proj.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; self.config.text_dim],
+        };
+        Ok((w, b))
+    }
+
+    /// These weights with a new pooled projection (`weight`: `D×V` row-major, `bias`: `D`) and gates; the version
+    /// names the new tensors.
+    pub fn with_pool_projection(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        pool_gate: f32,
+        label_gate: f32,
+    ) -> Result<Self, FusionError> {
+        let (d, v) = (self.config.text_dim, self.config.visual_dim);
+        check_dim("pool_proj.weight", d * v, weight.len())?;
+        check_dim("pool_proj.bias", d, bias.len())?;
+        if weight.iter().chain(bias).any(|x| !x.is_finite()) || !pool_gate.is_finite() || !label_gate.is_finite() {
+            return Err(FusionError::Config("a pooled projection with non-finite values".into()));
+        }
+        let dev = Device::Cpu;
+        let mut tensors = self.tensors.clone();
+        tensors.insert(
+            "pool_proj.weight".into(),
+            Tensor::from_vec(weight.to_vec(), (d, v), &dev)?,
+        );
+        tensors.insert("pool_proj.bias".into(), Tensor::from_vec(bias.to_vec(), d, &dev)?);
+        tensors.insert("pool_gate".into(), Tensor::new(&[pool_gate.max(0.0)], &dev)?);
+        tensors.insert("label_gate".into(), Tensor::new(&[label_gate.max(0.0)], &dev)?);
+        let version = content_version(&tensors)?;
+        Self::from_tensors(self.config, tensors, version, Path::new("(trained weights)"))
+    }
+
+    /// The projection of a pooled visual vector into the text space, unit length (`None` while the gate is shut or
+    /// the result is zero).
+    pub fn project_pooled(&self, pooled: &[f32]) -> Result<Option<Vec<f32>>, FusionError> {
+        if self.pool_gate <= 0.0 {
+            return Ok(None);
+        }
+        check_dim("pooled visual vector", self.config.visual_dim, pooled.len())?;
+        let t = Tensor::from_vec(pooled.to_vec(), (1, pooled.len()), &Device::Cpu)?;
+        let mut r = rows(&self.pool_proj.forward(&t)?)?.remove(0);
+        normalize(&mut r);
+        Ok(r.iter().any(|x| *x != 0.0).then_some(r))
     }
 
     /// Fuses one segment. Fails on vectors of the wrong width, on grids of different shapes, and on a segment
@@ -343,22 +435,28 @@ impl FusionModel {
         // Text tokens, unit length.
         let text_tokens: Vec<Vec<f32>> = inputs.text.iter().map(|t| crate::vecmath::normalized(t)).collect();
 
-        // Visual tokens: the label embedding, then (when the gate is open) the projected mean grid.
-        let mut visual_tokens: Vec<Vec<f32>> = Vec::new();
+        // Visual tokens, each with its weight on the visual side: the label embedding, the projected pooled
+        // vector (trained weights), then (when the gate is open) the projected mean grid.
+        let mut visual: Vec<(Vec<f32>, f32)> = Vec::new();
         if let Some(l) = &inputs.labels {
             check_dim("label embedding", d, l.len())?;
-            visual_tokens.push(crate::vecmath::normalized(l));
+            if self.label_gate > 0.0 {
+                visual.push((crate::vecmath::normalized(l), self.label_gate));
+            }
+        }
+        if let Some(p) = &inputs.pooled {
+            if let Some(t) = self.project_pooled(p)? {
+                visual.push((t, self.pool_gate));
+            }
         }
         if self.grid_gate > 0.0 && !inputs.grids.is_empty() {
-            visual_tokens.extend(self.grid_tokens(&inputs.grids)?);
+            visual.extend(self.grid_tokens(&inputs.grids)?.into_iter().map(|t| (t, 1.0)));
         }
-        let visual_tokens: Vec<Vec<f32>> = visual_tokens
-            .into_iter()
-            .filter(|t| t.iter().any(|x| *x != 0.0))
-            .collect();
+        let (visual_tokens, visual_weights): (Vec<Vec<f32>>, Vec<f32>) =
+            visual.into_iter().filter(|(t, _)| t.iter().any(|x| *x != 0.0)).unzip();
 
         let text_only = weighted_mean(&text_tokens, &weights);
-        let visual_only = weighted_mean(&visual_tokens, &vec![1.0; visual_tokens.len()]);
+        let visual_only = weighted_mean(&visual_tokens, &visual_weights);
 
         let fused = match (&text_only, &visual_only) {
             (None, None) => return Err(FusionError::NothingToFuse),
@@ -373,7 +471,7 @@ impl FusionModel {
                 let t_norm: Vec<Vec<f32>> = t_att.iter().map(|r| crate::vecmath::normalized(r)).collect();
                 let v_norm: Vec<Vec<f32>> = v_att.iter().map(|r| crate::vecmath::normalized(r)).collect();
                 let t_pool = weighted_mean(&t_norm, &weights).unwrap_or_else(|| vec![0.0; d]);
-                let v_pool = weighted_mean(&v_norm, &vec![1.0; v_norm.len()]).unwrap_or_else(|| vec![0.0; d]);
+                let v_pool = weighted_mean(&v_norm, &visual_weights).unwrap_or_else(|| vec![0.0; d]);
                 let mut f: Vec<f32> = t_pool
                     .iter()
                     .zip(&v_pool)
@@ -458,12 +556,22 @@ fn weighted_mean(rows: &[Vec<f32>], weights: &[f32]) -> Option<Vec<f32>> {
     Some(out)
 }
 
-/// 64-bit FNV-1a, to name a weights file in [`FusionModel::version`].
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// The version of a set of tensors: 64-bit FNV-1a over their sorted names and f32 values.
+fn content_version(tensors: &HashMap<String, Tensor>) -> Result<String, FusionError> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        eat(name.as_bytes());
+        for x in tensors[name].flatten_all()?.to_vec1::<f32>()? {
+            eat(&x.to_le_bytes());
+        }
     }
-    h
+    Ok(format!("{VERSION_PREFIX}:weights:{h:016x}"))
 }

@@ -122,7 +122,11 @@ fn relevant_visual_tokens_draw_the_text_more_than_irrelevant_ones() {
         heads: 1,
     };
     let m = FusionModel::load(&path, cfg).unwrap();
-    assert!(m.version().starts_with("kino-fusion-xattn-v1:file:"), "{}", m.version());
+    assert!(
+        m.version().starts_with("kino-fusion-xattn-v1:weights:"),
+        "{}",
+        m.version()
+    );
 
     let text = normalized(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     let close = normalized(&[0.8, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]); // label, near the text
@@ -245,4 +249,57 @@ fn bad_segment_inputs_are_errors_not_panics() {
             ..Default::default()
         })
         .is_err());
+}
+
+#[test]
+fn a_trained_pooled_projection_opens_its_gate_and_names_new_weights() {
+    let base = FusionModel::identity(D, V, 2).unwrap();
+    assert!(!base.reads_pooled());
+    let pooled: Vec<f32> = (0..V).map(|i| if i == 7 { 2.0 } else { 0.0 }).collect();
+    let inputs = SegmentInputs {
+        labels: Some(unit(0)),
+        pooled: Some(pooled.clone()),
+        ..Default::default()
+    };
+    // The default weights ignore the pooled vector: the label is the visual side.
+    let f = base.fuse(&inputs).unwrap();
+    assert!(approx(f.visual.as_ref().unwrap(), &unit(0)));
+
+    // A projection sending visual dimension 7 to text dimension 3.
+    let mut w = vec![0f32; D * V];
+    w[3 * V + 7] = 1.0;
+    let trained = base.with_pool_projection(&w, &[0.0; D], 1.0, 0.0).unwrap();
+    assert!(trained.reads_pooled());
+    assert_ne!(trained.version(), base.version(), "new weights, new version");
+    assert!(trained.version().starts_with("kino-fusion-xattn-v1:weights:"));
+    assert_eq!(trained.gates(), (1.0, 0.0, 0.0));
+    let f = trained.fuse(&inputs).unwrap();
+    assert!(approx(f.visual.as_ref().unwrap(), &unit(3)), "{:?}", f.visual);
+    assert!(approx(&f.fused, &unit(3)), "a wordless segment is what it shows");
+    assert!(approx(&trained.project_pooled(&pooled).unwrap().unwrap(), &unit(3)));
+
+    // With the label gate at 1 both count; with text, the text side is blended in.
+    let both = base.with_pool_projection(&w, &[0.0; D], 1.0, 1.0).unwrap();
+    let v = both.fuse(&inputs).unwrap().visual.unwrap();
+    assert!(v[0] > 0.6 && v[3] > 0.6, "{v:?}");
+    let with_text = SegmentInputs {
+        text: vec![unit(5)],
+        ..inputs.clone()
+    };
+    let f = both.fuse(&with_text).unwrap();
+    assert!(f.fused[5] > 0.3 && f.fused[3] > 0.1, "{:?}", f.fused);
+
+    // Saved and loaded: the same version and the same vectors.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    trained.save(&path).unwrap();
+    let loaded = FusionModel::load(&path, trained.config()).unwrap();
+    assert_eq!(loaded.version(), trained.version());
+    assert_eq!(loaded.fuse(&inputs).unwrap(), trained.fuse(&inputs).unwrap());
+
+    // Wrong shapes and non-finite values are refused.
+    assert!(base.with_pool_projection(&w[1..], &[0.0; D], 1.0, 1.0).is_err());
+    let mut nan = w.clone();
+    nan[0] = f32::NAN;
+    assert!(base.with_pool_projection(&nan, &[0.0; D], 1.0, 1.0).is_err());
 }

@@ -38,7 +38,9 @@ pub fn start_pipeline(config: &Config, rt: &tokio::runtime::Runtime) -> Result<(
     kino_ingest::init();
     let store = rt.block_on(Store::open(&config.db))?;
     let engines = Arc::new(Engines::load(config)?);
-    let opts = PipelineOptions::new(config.home.join("thumbnails"));
+    let mut opts = PipelineOptions::new(config.home.join("thumbnails"));
+    opts.features = Some(config.features_dir());
+    opts.features_max_bytes = config.features_max_bytes;
     let pipeline = Arc::new(Pipeline::new(store.clone(), rt.handle().clone(), engines, opts));
     Ok((store, pipeline))
 }

@@ -11,6 +11,7 @@ mod query;
 mod serve;
 mod speech;
 mod text;
+mod train;
 mod vision;
 
 use anyhow::Result;
@@ -113,6 +114,23 @@ pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
             video,
             json,
         } => index::reindex(config, all, stale, video, json),
+        Command::Train {
+            epochs,
+            max_minutes,
+            device,
+            rollback,
+            json,
+        } => train::train(
+            config,
+            &train::TrainArgs {
+                epochs,
+                max_minutes,
+                device,
+                rollback,
+                json,
+            },
+            quiet,
+        ),
         Command::Worker { metrics } => index::worker(config, metrics.as_deref()),
         Command::Search { query, k, by, json } => match by {
             crate::cli::SearchBy::Moment => query::search(config, &query, k, json),

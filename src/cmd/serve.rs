@@ -137,6 +137,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     let speech_dir = config.speech_model_dir();
     let speech_files = ModelFingerprint::of(&speech_dir);
     let ocr_files = ModelFingerprint::of_ocr(config);
+    let fusion_dir = config.fusion_dir();
+    let fusion_files = ModelFingerprint::of_paths(std::iter::once(crate::fusion_weights::current_file(&fusion_dir)));
     let (store, pipeline) = super::index::start_pipeline(config, &rt)?;
     let stop = super::index::install_shutdown_flag();
     rt.block_on(worker::reclaim_dead_local_leases(&store))?;
@@ -266,6 +268,20 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
                     poll,
                     stop,
                     || screen_changed(pipeline, &store, &handle, config),
+                )
+            });
+        }
+        // `kino train` (or its --rollback) installed other fusion weights.
+        {
+            let (pipeline, store, handle, stop) = (&pipeline, store.clone(), rt.handle().clone(), &stop);
+            let dir = fusion_dir.clone();
+            s.spawn(move || {
+                watch_model(
+                    || ModelFingerprint::of_paths(std::iter::once(crate::fusion_weights::current_file(&dir))),
+                    fusion_files,
+                    poll,
+                    stop,
+                    || fusion_changed(pipeline, &store, &handle, &dir),
                 )
             });
         }
@@ -489,7 +505,7 @@ fn requeue(store: &Store, rt: &tokio::runtime::Handle, current: &Versions, what:
 /// `pipeline`, queue the videos it makes stale.
 fn vision_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, dir: &Path) {
     match engines::load_vision(dir) {
-        Ok(Some(swin)) if pipeline.versions().vision == Some(swin.version()) => {
+        Ok(Some(swin)) if pipeline.versions().vision == Some(engines::vision_version(&swin)) => {
             tracing::debug!("the vision model's files were touched but its weights are the same");
         }
         Ok(Some(swin)) => {
@@ -518,6 +534,29 @@ fn vision_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handl
             tracing::warn!(error = %format!("{e:#}"), "the vision model does not load; keeping the current models")
         }
     }
+}
+
+/// The fusion weights in use changed (`kino train`, `kino train
+/// --rollback`): load them, swap them into `pipeline`, queue the videos
+/// fused with other weights (re-fused from their kept features).
+fn fusion_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, dir: &Path) {
+    let config = pipeline.fusion().config();
+    let model = match crate::fusion_weights::load_current(dir, config) {
+        Ok(Some((_, m))) => m,
+        Ok(None) => match kino_fusion::FusionModel::identity(config.text_dim, config.visual_dim, config.heads) {
+            Ok(m) => m,
+            Err(e) => return tracing::warn!(error = %e, "default fusion weights"),
+        },
+        Err(e) => {
+            return tracing::warn!(error = %format!("{e:#}"), "the new fusion weights do not load; keeping the current ones")
+        }
+    };
+    if model.version() == pipeline.fusion().version() {
+        return;
+    }
+    let version = model.version().to_string();
+    let current = pipeline.set_fusion(Arc::new(model));
+    requeue(store, rt, &current, &format!("fusion weights loaded ({version})"));
 }
 
 /// The speech model's folder changed: check and load the model, swap it

@@ -78,6 +78,11 @@ pub struct PipelineOptions {
     /// A running job checkpoints its finished segments every this many ms
     /// of video, so a crash does not redo a whole film (`KINO_CHECKPOINT_SECS`).
     pub checkpoint_every_ms: i64,
+    /// Where the visual features of each video are kept for `kino train`
+    /// and re-fusion (`None`: not kept; see [`features`]).
+    pub features: Option<PathBuf>,
+    /// Cap of the `features` folder, bytes.
+    pub features_max_bytes: u64,
 }
 
 impl PipelineOptions {
@@ -98,6 +103,8 @@ impl PipelineOptions {
                 .and_then(|s| s.parse::<i64>().ok())
                 .map(|s| s.max(1) * 1000)
                 .unwrap_or(300_000),
+            features: None,
+            features_max_bytes: 20_000_000_000,
         }
     }
 }
@@ -164,8 +171,10 @@ pub struct IndexOutcome {
 mod cues;
 mod decode;
 pub(crate) mod document;
+pub(crate) mod features;
 mod feed;
 mod refresh;
+mod refuse;
 pub(crate) mod screen;
 pub(crate) mod speech;
 mod vision;
@@ -304,6 +313,19 @@ impl Pipeline {
         self.swap(engines)
     }
 
+    /// Swaps in `fusion` as the fusion weights (`kino train` installed new
+    /// ones); returns the new versions. Jobs already running finish with the
+    /// weights they started with.
+    pub fn set_fusion(&self, fusion: Arc<kino_fusion::FusionModel>) -> Versions {
+        let engines = Arc::new(self.snapshot().engines.with_fusion(fusion));
+        self.swap(engines)
+    }
+
+    /// The fusion weights now.
+    pub fn fusion(&self) -> Arc<kino_fusion::FusionModel> {
+        self.snapshot().engines.fusion.clone()
+    }
+
     fn swap(&self, engines: Arc<Engines>) -> Versions {
         let loaded = Arc::new(Self::load(engines, &self.opts));
         let versions = loaded.versions.clone();
@@ -399,6 +421,10 @@ impl Pipeline {
         if resume_from == 0 && staleness::only_document_stale(video, &loaded.versions) {
             return self.refresh_document(video, &loaded);
         }
+        // Stale for its fusion weights alone: re-fused from the kept features.
+        if resume_from == 0 && self.can_refuse(video, &loaded) {
+            return self.refuse(video, &loaded, started);
+        }
         // Refresh only what speech changes, when nothing else is stale.
         if resume_from == 0 && self.can_refresh_speech(video, &loaded) {
             return self.refresh_speech(video, &path, &info, &loaded, cancel, progress, started);
@@ -444,6 +470,15 @@ impl Pipeline {
             engines: engines.clone(),
         };
         self.finish_segments(&mut state, finished, &timed)?;
+        // The frames' features are kept for training and re-fusion (a
+        // resumed job does not see its first frames again: it keeps none).
+        let mut sink = match (&self.opts.features, &loaded.vision) {
+            (Some(dir), Some(_)) if resume_from == 0 && info.has_video => {
+                Some(features::FeatureSink::new(dir, video.id, self.opts.features_max_bytes))
+            }
+            _ => None,
+        };
+        let expected_frames = (info.duration_ms.max(0) as f64 / 1000.0 * self.opts.fps).ceil() as u64;
 
         let mut frames_seen = 0u64;
         let mut last_pts = resume_from;
@@ -503,6 +538,9 @@ impl Pipeline {
                             metrics::counter!("kino_frames_decoded_total").increment(1);
                             if f.features.is_none() {
                                 state.needs_vision = true;
+                            }
+                            if let Some(sink) = sink.as_mut() {
+                                sink.push(f.pts_ms, f.features.as_ref(), expected_frames)?;
                             }
                             let fv = frame_visual(&f);
                             let mut done = builder.push_frame_with_index(index, &fv).map_err(bad)?;
@@ -572,6 +610,10 @@ impl Pipeline {
         let versions: IndexVersions = loaded
             .versions
             .recorded_for(!state.needs_vision, video.language.as_deref());
+        if let Some(sink) = sink.take() {
+            let kept = sink.finish()?;
+            tracing::debug!(video = %path.display(), kept, "visual features");
+        }
         let t = Instant::now();
         // Everything checkpointed (this run's and earlier runs') plus the rest.
         let mut all: Vec<NewSegment> = if state.checkpointed_ms > 0 {
@@ -694,11 +736,18 @@ impl Pipeline {
         } else {
             Some(self.embed_label(&state.engines, &seg.label_text)?)
         };
+        let pooled = mean_pooled(
+            frames
+                .iter()
+                .filter_map(|f| f.features.as_ref())
+                .map(|f| f.pooled.as_slice()),
+        );
         let fused = match state.engines.fusion.fuse(&SegmentInputs {
             text,
             text_weights,
             grids,
             labels,
+            pooled,
         }) {
             Ok(f) => f,
             // Nothing searchable: no cue here, and no label (the vision branch
@@ -764,6 +813,24 @@ pub(super) struct VideoState {
     model_version: String,
     /// The models of this run.
     engines: Arc<Engines>,
+}
+
+/// The mean of a segment's frames' pooled vectors (`None` without any).
+pub(crate) fn mean_pooled<'a>(vectors: impl Iterator<Item = &'a [f32]>) -> Option<Vec<f32>> {
+    let mut sum: Option<Vec<f32>> = None;
+    let mut n = 0usize;
+    for v in vectors {
+        match sum.as_mut() {
+            Some(s) if s.len() == v.len() => s.iter_mut().zip(v).for_each(|(a, b)| *a += b),
+            Some(_) => continue,
+            None => sum = Some(v.to_vec()),
+        }
+        n += 1;
+    }
+    sum.map(|mut s| {
+        s.iter_mut().for_each(|x| *x /= n as f32);
+        s
+    })
 }
 
 fn frame_visual(f: &ProcessedFrame) -> FrameVisual {

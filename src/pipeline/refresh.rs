@@ -32,6 +32,7 @@ impl Pipeline {
         video.status == kino_store::VideoStatus::Done
             && !self.opts.segmenter.snap_to_shots
             && !loaded.engines.fusion.reads_grids()
+            && !loaded.engines.fusion.reads_pooled()
             && staleness::only_speech_stale(video, &loaded.versions)
     }
 
@@ -76,6 +77,7 @@ impl Pipeline {
                 text_weights: seg.cues.iter().map(|(_, w)| *w).collect(),
                 grids: Vec::new(),
                 labels: before.and_then(|s| s.visual_emb.clone()),
+                pooled: None,
             };
             let fused = match engines.fusion.fuse(&inputs) {
                 Ok(f) => f,

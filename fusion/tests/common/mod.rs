@@ -56,6 +56,7 @@ pub fn index_video(
             text_weights: seg.cues.iter().map(|&(_, w)| w).collect(),
             grids: vec![],
             labels,
+            pooled: None,
         };
         let fused = model.fuse(&inputs).unwrap();
         out.push(Candidate {

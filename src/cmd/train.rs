@@ -1,0 +1,513 @@
+//! `kino train`: learns the fusion weights from the library itself.
+//!
+//! The supervision is the time alignment: a frame is paired with the text
+//! said or shown around it (subtitles, speech, on-screen text), other
+//! videos' text is the negatives ([`kino_fusion::train`]). In: the kept
+//! visual features of every indexed video and its stored cues. Out: a new
+//! version of the fusion weights under `<models>/fusion`
+//! ([`crate::fusion_weights`]), adopted only when its held-out text→video
+//! recall is at least that of the weights in use; videos fused with other
+//! weights are then stale and re-fused from their features.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use kino_fusion::align::Segmenter;
+use kino_fusion::features::FrameRecord;
+use kino_fusion::train::{self, Projection, TrainCue, TrainFrame, TrainOptions, TrainVideo};
+use kino_fusion::{FusionModel, SegmentInputs};
+use kino_language::SentenceEncoder;
+use kino_store::{ModelRecord, Store, VideoStatus};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::engines;
+use crate::error::usage;
+use crate::fusion_weights;
+use crate::pipeline::features::{embed_stored_cues, features_path, frame_visual};
+
+/// What `kino train` was asked.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    /// Passes over the training pairs at most.
+    pub epochs: usize,
+    /// Stop after this long (the best weights so far are kept).
+    pub max_minutes: Option<f64>,
+    /// `cpu` (the only device of this build).
+    pub device: String,
+    /// Go back to the previous version instead of training.
+    pub rollback: bool,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// Label gates tried on the held-out videos: how much the ImageNet label
+/// text still counts beside the trained projection.
+const LABEL_GATES: [f32; 3] = [0.0, 0.5, 1.0];
+
+/// One library video as training reads it.
+struct LibraryVideo {
+    path: String,
+    duration_ms: Option<i64>,
+    features: std::path::PathBuf,
+    train: TrainVideo,
+}
+
+/// `kino train`.
+pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
+    let dir = config.fusion_dir();
+    let rt = super::runtime()?;
+    if args.rollback {
+        return rollback(config, &rt, &dir, args.json);
+    }
+    if args.device != "cpu" {
+        return Err(usage(format!(
+            "--device {}: this build trains on the CPU only (--device cpu)",
+            args.device
+        )));
+    }
+    let started = Instant::now();
+    let text = engines::load_text(&config.text_model_dir())?;
+    let Some(swin) = engines::load_vision(&config.vision_model_dir())? else {
+        return Err(usage(format!(
+            "no vision model at {}: there are no visual features to train on; \
+             run `kino models fetch vision`, then `kino reindex --stale`",
+            config.vision_model_dir().display()
+        )));
+    };
+    let current = engines::fusion_for(text.dim(), Some(&swin), &dir)?;
+    let current_name = fusion_weights::current(&dir);
+    let store = rt.block_on(Store::open(&config.db))?;
+
+    // What there is to learn from, and whether it changed since the last run.
+    let (library, fingerprint) = read_library(&rt, &store, config, &text, &engines::vision_version(&swin))?;
+    let stamp = |version: &str| format!("{fingerprint:016x}:{version}:{}", args.epochs);
+    let fingerprint = stamp(current.version());
+    let last_run = dir.join("last-run.json");
+    let last: Option<serde_json::Value> = std::fs::read_to_string(&last_run)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    if last.as_ref().and_then(|l| l["fingerprint"].as_str()) == Some(fingerprint.as_str()) {
+        let out = json!({
+            "adopted": false,
+            "current": current_name,
+            "reason": "nothing new since the last run: the same videos, features, text and weights",
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        return print(&out, args.json, quiet);
+    }
+    // Videos without any text teach nothing (and cannot be held out).
+    let library: Vec<LibraryVideo> = library.into_iter().filter(|v| !v.train.cues.is_empty()).collect();
+    let videos: Vec<TrainVideo> = library.iter().map(|v| clone_video(&v.train)).collect();
+    let pairs = train::count_pairs(&videos, TrainOptions::default().window_ms);
+    let opts = options_for(pairs, videos.len(), args);
+    if pairs < opts.min_pairs || videos.len() < 2 {
+        return Err(usage(format!(
+            "only {pairs} frames have text aligned with them in {} videos with kept features \
+             (training needs at least {} in 2 videos or more): the fusion weights stay as they are; \
+             index more videos with subtitles, speech or on-screen text first",
+            videos.len(),
+            opts.min_pairs
+        )));
+    }
+    let (trained_on, held) = train::split(&videos, opts.holdout);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let checkpoint = dir.join("train-checkpoint");
+    let mut progress = |p: &train::Progress| {
+        if quiet || args.json {
+            return;
+        }
+        match p.recall_at_1 {
+            Some(r) => eprintln!(
+                "epoch {} step {}: loss {:.3}, held-out recall@1 {r:.3}",
+                p.epoch, p.step, p.loss
+            ),
+            None => tracing::debug!(epoch = p.epoch, step = p.step, loss = p.loss, "training"),
+        }
+    };
+    let (projection, report) = train::train_projection(&videos, None, &opts, Some(&checkpoint), &mut progress)?;
+
+    // The held-out videos through the whole fusion module: the weights in
+    // use against the new projection with each label gate.
+    let segmenter = Segmenter::default();
+    let mut label_cache: HashMap<String, Vec<f32>> = HashMap::new();
+    // Held-out videos first (their cues are the queries), the training
+    // videos' segments compete with theirs.
+    let held_videos: Vec<HeldOut> = held
+        .iter()
+        .chain(trained_on.iter())
+        .map(|&i| HeldOut::read(&library[i], held.contains(&i)))
+        .collect::<Result<_>>()?;
+    let before = visual_recall(&current, &segmenter, &held_videos, &text, &mut label_cache)?;
+    let mut best: Option<(f32, FusionModel, (f64, f64))> = None;
+    for gate in LABEL_GATES {
+        let candidate = with_projection(&current, &projection, gate)?;
+        let r = visual_recall(&candidate, &segmenter, &held_videos, &text, &mut label_cache)?;
+        if best.as_ref().is_none_or(|(_, _, b)| r.0 > b.0 + 1e-9) {
+            best = Some((gate, candidate, r));
+        }
+    }
+    let Some((gate, model, after)) = best else {
+        anyhow::bail!("no candidate weights were evaluated");
+    };
+    let adopt = after.0 > 0.0 && after.0 + 1e-9 >= before.0;
+    let mut out = json!({
+        "adopted": adopt,
+        "previous": current_name,
+        "current": current_name,
+        "recall_at_1_before": before.0,
+        "recall_at_5_before": before.1,
+        "recall_at_1": after.0,
+        "recall_at_5": after.1,
+        "label_gate": gate,
+        "projection_recall_at_1": report.recall_at_1,
+        "projection_recall_at_1_start": report.recall_at_1_start,
+        "videos_train": report.videos_train,
+        "videos_holdout": report.videos_holdout,
+        "pairs_train": report.pairs_train,
+        "pairs_holdout": report.pairs_holdout,
+        "epochs_run": report.epochs_run,
+        "steps": report.steps,
+        "stopped_early": report.stopped_early,
+        "stopped_by_time": report.stopped_by_time,
+        "resumed_from_step": report.resumed_from_step,
+        "final_loss": report.final_loss,
+        "train_seconds": report.seconds,
+        "fusion_version": current.version(),
+    });
+    if adopt {
+        let name = fusion_weights::install(&dir, &model, &out)?;
+        out["current"] = json!(name);
+        out["fusion_version"] = json!(model.version());
+        record(&rt, &store, &dir, &name, &model);
+    } else {
+        out["reason"] = json!(format!(
+            "held-out recall@1 {:.3} is below the weights in use ({:.3}): they stay",
+            after.0, before.0
+        ));
+    }
+    out["seconds"] = json!(started.elapsed().as_secs_f64());
+    // The next run with nothing new (and these weights in use) stops early.
+    let now_in_use = if adopt { model.version() } else { current.version() };
+    let last = json!({ "fingerprint": stamp(now_in_use) });
+    std::fs::write(&last_run, serde_json::to_string(&last)?)
+        .with_context(|| format!("writing {}", last_run.display()))?;
+    rt.block_on(store.close());
+    print(&out, args.json, quiet)
+}
+
+/// The training options for `pairs` aligned pairs: at least about eight
+/// optimiser steps per epoch (fewer micro-batches accumulated on small
+/// libraries), a warm-up of at most a tenth of the run.
+fn options_for(pairs: usize, videos: usize, args: &TrainArgs) -> TrainOptions {
+    let d = TrainOptions::default();
+    let accumulate = (pairs / (d.batch * 8)).clamp(1, d.accumulate);
+    let epochs = args.epochs.max(1);
+    let total_steps = epochs * pairs.div_ceil(d.batch * accumulate).max(1);
+    // At least three held-out videos where there are enough (a quarter at most).
+    let holdout = (3.0 / videos.max(1) as f64).clamp(d.holdout, 0.25);
+    TrainOptions {
+        holdout,
+        epochs,
+        max_seconds: args.max_minutes.map(|m| m * 60.0),
+        accumulate,
+        warmup_steps: d.warmup_steps.min(total_steps / 10),
+        patience: 10,
+        ..d
+    }
+}
+
+/// `kino train --rollback`.
+fn rollback(config: &Config, rt: &tokio::runtime::Runtime, dir: &Path, json_out: bool) -> Result<()> {
+    let Some((from, to)) = fusion_weights::rollback(dir)? else {
+        return Err(usage(
+            "the default fusion weights are in use: there is no earlier version to go back to",
+        ));
+    };
+    let _ = std::fs::remove_file(dir.join("last-run.json"));
+    let store = rt.block_on(Store::open(&config.db))?;
+    let text = engines::load_text(&config.text_model_dir())?;
+    let vision = engines::load_vision(&config.vision_model_dir())?;
+    let model = engines::fusion_for(text.dim(), vision.as_ref(), dir)?;
+    record(rt, &store, dir, to.as_deref().unwrap_or("default"), &model);
+    rt.block_on(store.close());
+    // What the version now in use measured when it was made.
+    let measured = to
+        .as_deref()
+        .and_then(|v| fusion_weights::report(dir, v))
+        .map(|r| r["recall_at_1"].clone());
+    let out = json!({ "rolled_back": from, "current": to, "recall_at_1": measured });
+    if json_out {
+        println!("{out}");
+    } else {
+        println!(
+            "fusion weights: {from} → {}; `kino reindex --stale` re-fuses the library (a running `kino serve` does it by itself)",
+            to.as_deref().unwrap_or("the default weights")
+        );
+    }
+    Ok(())
+}
+
+fn print(out: &serde_json::Value, json_out: bool, quiet: bool) -> Result<()> {
+    if json_out {
+        println!("{out}");
+        return Ok(());
+    }
+    if quiet {
+        return Ok(());
+    }
+    if let Some(reason) = out["reason"].as_str().filter(|_| out["recall_at_1"].is_null()) {
+        println!(
+            "{reason}; fusion weights unchanged ({})",
+            out["current"].as_str().unwrap_or("default")
+        );
+        return Ok(());
+    }
+    println!(
+        "held-out text→video recall@1: {:.3} with the weights in use, {:.3} with the new ones (recall@5 {:.3} → {:.3})",
+        out["recall_at_1_before"].as_f64().unwrap_or(0.0),
+        out["recall_at_1"].as_f64().unwrap_or(0.0),
+        out["recall_at_5_before"].as_f64().unwrap_or(0.0),
+        out["recall_at_5"].as_f64().unwrap_or(0.0),
+    );
+    println!(
+        "trained on {} frame–text pairs from {} videos ({} held out), {} epochs, {} steps, {:.0} s",
+        out["pairs_train"],
+        out["videos_train"],
+        out["videos_holdout"],
+        out["epochs_run"],
+        out["steps"],
+        out["train_seconds"].as_f64().unwrap_or(0.0)
+    );
+    if out["adopted"].as_bool() == Some(true) {
+        println!(
+            "adopted as {}; `kino reindex --stale` re-fuses the library from its kept features \
+             (a running `kino serve` does it by itself); `kino train --rollback` goes back",
+            out["current"].as_str().unwrap_or("?")
+        );
+    } else if let Some(reason) = out["reason"].as_str() {
+        println!("not adopted: {reason}");
+    }
+    Ok(())
+}
+
+/// Records the weights in use in the store's models table.
+fn record(rt: &tokio::runtime::Runtime, store: &Store, dir: &Path, name: &str, model: &FusionModel) {
+    let rec = ModelRecord {
+        name: "kino/fusion".into(),
+        kind: "fusion".into(),
+        version: model.version().into(),
+        checksum: model.version().rsplit(':').next().unwrap_or_default().into(),
+        source: format!("kino train ({name})"),
+        path: fusion_weights::weights_path(dir, name).display().to_string(),
+        updated_ms: 0,
+    };
+    if let Err(e) = rt.block_on(store.upsert_model(&rec)) {
+        tracing::warn!("the fusion weights were not recorded in the store: {e:#}");
+    }
+}
+
+fn clone_video(v: &TrainVideo) -> TrainVideo {
+    TrainVideo {
+        id: v.id.clone(),
+        frames: v
+            .frames
+            .iter()
+            .map(|f| TrainFrame {
+                pts_ms: f.pts_ms,
+                pooled: f.pooled.clone(),
+            })
+            .collect(),
+        cues: v
+            .cues
+            .iter()
+            .map(|c| TrainCue {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                embedding: c.embedding.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Every indexed video with kept features (made with the current vision
+/// model), its pooled vectors and its embedded cues; and a fingerprint of
+/// all of it.
+fn read_library(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    config: &Config,
+    text: &SentenceEncoder,
+    vision_version: &str,
+) -> Result<(Vec<LibraryVideo>, u64)> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut out = Vec::new();
+    let dir = config.features_dir();
+    for v in rt.block_on(store.videos())? {
+        if v.status != VideoStatus::Done || v.stage_versions.get("vision").map(String::as_str) != Some(vision_version) {
+            continue;
+        }
+        let features = features_path(&dir, v.id);
+        let Ok(meta) = std::fs::metadata(&features) else {
+            continue;
+        };
+        let cues = rt.block_on(store.cues(v.id))?;
+        (v.id, meta.len(), &v.path).hash(&mut hasher);
+        for c in &cues {
+            (c.start_ms, c.end_ms, &c.text).hash(&mut hasher);
+        }
+        let frames = kino_fusion::features::read_pooled(&features)?;
+        let cues = embed_stored_cues(text, cues)?;
+        out.push(LibraryVideo {
+            path: v.path.clone(),
+            duration_ms: v.facts.duration_ms,
+            features,
+            train: TrainVideo {
+                id: v.content_hash.clone().unwrap_or_else(|| v.path.clone()),
+                frames: frames
+                    .into_iter()
+                    .map(|(pts_ms, pooled)| TrainFrame { pts_ms, pooled })
+                    .collect(),
+                cues: cues
+                    .iter()
+                    .map(|c| TrainCue {
+                        start_ms: c.start_ms,
+                        end_ms: c.end_ms,
+                        embedding: c.embedding.clone(),
+                    })
+                    .collect(),
+            },
+        });
+    }
+    Ok((out, hasher.finish()))
+}
+
+/// A video of the recall evaluation: its frames (with labels), its cues,
+/// and whether those are queries (a held-out video) or only mark what
+/// counts as the same text (a training video, a distractor).
+struct HeldOut {
+    frames: Vec<FrameRecord>,
+    duration_ms: Option<i64>,
+    cues: Vec<TrainCue>,
+    queries: bool,
+}
+
+impl HeldOut {
+    fn read(v: &LibraryVideo, queries: bool) -> Result<HeldOut> {
+        let frames = kino_fusion::features::read_without_grids(&v.features).with_context(|| v.path.clone())?;
+        Ok(HeldOut {
+            frames,
+            duration_ms: v.duration_ms,
+            queries,
+            cues: v
+                .train
+                .cues
+                .iter()
+                .map(|c| TrainCue {
+                    start_ms: c.start_ms,
+                    end_ms: c.end_ms,
+                    embedding: c.embedding.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The current weights with the trained projection and label gate `gate`.
+fn with_projection(current: &FusionModel, p: &Projection, gate: f32) -> Result<FusionModel> {
+    Ok(current.with_pool_projection(&p.weight, &p.bias, 1.0, gate)?)
+}
+
+/// Text→video recall@1 and @5 of `model` on the held-out videos searched
+/// by what they show alone: each segment (of every video given) is fused
+/// from its frames (labels and pooled vectors, no text) as a video without
+/// any words would be, and a video scores as its best segment; each
+/// held-out cue is a query; a hit is its own video or one where a cue with
+/// the same text falls on a segment.
+fn visual_recall(
+    model: &FusionModel,
+    segmenter: &Segmenter,
+    videos: &[HeldOut],
+    text: &SentenceEncoder,
+    labels: &mut HashMap<String, Vec<f32>>,
+) -> Result<(f64, f64)> {
+    // (video, start, end, vector)
+    let mut segments: Vec<(usize, i64, i64, Vec<f32>)> = Vec::new();
+    for (vi, v) in videos.iter().enumerate() {
+        let mut builder = segmenter.builder(v.duration_ms.filter(|d| *d > 0))?;
+        let mut aligned = builder.end_cues();
+        for (i, f) in v.frames.iter().enumerate() {
+            let fv = frame_visual(f);
+            aligned.extend(builder.push_frame_with_index(i, &fv)?);
+        }
+        aligned.extend(builder.finish());
+        for seg in aligned {
+            let label = if seg.label_text.is_empty() {
+                None
+            } else if let Some(e) = labels.get(&seg.label_text) {
+                Some(e.clone())
+            } else {
+                let e = text.encode_one(&seg.label_text)?;
+                labels.insert(seg.label_text.clone(), e.clone());
+                Some(e)
+            };
+            let pooled = crate::pipeline::mean_pooled(
+                seg.frame_indices
+                    .iter()
+                    .filter_map(|i| v.frames.get(*i))
+                    .map(|f| f.pooled.as_slice()),
+            );
+            match model.fuse(&SegmentInputs {
+                labels: label,
+                pooled,
+                ..Default::default()
+            }) {
+                Ok(f) => segments.push((vi, seg.start_ms, seg.end_ms, f.fused)),
+                Err(kino_fusion::FusionError::NothingToFuse) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let all_cues: Vec<(usize, &TrainCue)> = videos
+        .iter()
+        .enumerate()
+        .flat_map(|(vi, v)| v.cues.iter().map(move |c| (vi, c)))
+        .collect();
+    let queries: Vec<(usize, &TrainCue)> = all_cues.iter().filter(|(vi, _)| videos[*vi].queries).copied().collect();
+    if queries.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let overlaps = |c: &TrainCue, s: i64, e: i64| c.start_ms < e && c.end_ms.max(c.start_ms + 1) > s;
+    let (mut hit1, mut hit5) = (0usize, 0usize);
+    for (vi, q) in &queries {
+        // The query's cue and every cue with the same text, in any video.
+        let same: Vec<(usize, &TrainCue)> = std::iter::once((*vi, *q))
+            .chain(
+                all_cues
+                    .iter()
+                    .filter(|(_, o)| kino_fusion::vecmath::dot(&o.embedding, &q.embedding) > 0.99)
+                    .copied(),
+            )
+            .collect();
+        // Videos score as their best segment; a video is a hit where the
+        // query's cue or one with the same text falls on one of its segments.
+        let mut best = vec![f32::NEG_INFINITY; videos.len()];
+        let mut hit = vec![false; videos.len()];
+        for (svi, s, e, vector) in &segments {
+            best[*svi] = best[*svi].max(kino_fusion::vecmath::dot(&q.embedding, vector));
+            hit[*svi] |= same.iter().any(|(ovi, o)| ovi == svi && overlaps(o, *s, *e));
+        }
+        let Some(best_hit) = (0..videos.len()).filter(|&v| hit[v]).map(|v| best[v]).reduce(f32::max) else {
+            continue;
+        };
+        // Ties count against the query.
+        let rank = 1 + (0..videos.len()).filter(|&v| !hit[v] && best[v] >= best_hit).count();
+        hit1 += usize::from(rank == 1);
+        hit5 += usize::from(rank <= 5);
+    }
+    let n = queries.len() as f64;
+    Ok((hit1 as f64 / n, hit5 as f64 / n))
+}

@@ -4,8 +4,9 @@
 //! videos (other seeds, shades, sizes) with no text at all, queried with
 //! paraphrases that appear in no subtitle. Before training, text→held-out
 //! video recall@1 is near chance (the small random Swin's ImageNet labels say
-//! nothing about the scenes); after `kino train` and `kino reindex --stale`
-//! (re-fused from the kept features, no decoding) it is at least 0.8. A
+//! nothing about the scenes); after `kino train`, which a running `kino
+//! serve` picks up and re-fuses the library for from the kept features
+//! (nothing decoded), it is at least 0.8. A
 //! second run with nothing new changes nothing; `--rollback` goes back; too
 //! little aligned text is refused with the current weights left in place.
 
@@ -14,7 +15,8 @@ mod common;
 use common::{json_of, rt, text_model};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use kino_store::Store;
 
@@ -152,6 +154,16 @@ const CLASSES: [Class; 10] = [
         queries: ["nested square holes repeating", "a self-similar carpet of squares"],
     },
 ];
+
+/// A `kino serve` stopped when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 fn models(dir: &Path) -> PathBuf {
     let m = dir.join("models");
@@ -311,6 +323,32 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         "before training the held-out videos are found by chance: {before}"
     );
 
+    // A running `kino serve` picks the new weights up and re-fuses the
+    // library from the kept features, decoding nothing.
+    let port = common::free_port();
+    let log = dir.path().join("serve.log");
+    let mut serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_kino"))
+            .env_remove("KINO_DATABASE_URL")
+            .env("KINO_SPEECH", "off")
+            .env("KINO_OCR", "off")
+            .env("KINO_MODEL_POLL_MS", "200")
+            .arg("--home")
+            .arg(&home)
+            .arg("--models")
+            .arg(&models)
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_until("kino serve", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
     let out = kino(&home, &models, &db).args(["train", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out);
@@ -332,12 +370,36 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         "{recorded:?}"
     );
 
-    // The whole library is stale for fusion and re-fused from its features.
-    let out = kino(&home, &models, &db)
-        .args(["reindex", "--stale", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fused_with = |version: &str| {
+        rt().block_on(async {
+            let s = Store::open(&db).await.unwrap();
+            let n = s
+                .videos()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|v| v.stage_versions.get("fusion").map(String::as_str) == Some(version))
+                .count();
+            s.close().await;
+            n
+        })
+    };
+    let version = report["fusion_version"].as_str().unwrap().to_string();
+    common::wait_until("serve re-fusing the library", Duration::from_secs(180), || {
+        fused_with(&version) == 40
+    });
+    let served = std::fs::read_to_string(&log).unwrap();
+    assert!(served.contains("fusion weights loaded"), "{served}");
+    assert_eq!(
+        served
+            .matches("re-fused from the kept features (no frame decoded)")
+            .count(),
+        40,
+        "{served}"
+    );
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+
     let (after, misses) = held_out_recall(&home, &models, &db);
     eprintln!("text→held-out-video recall@1: {before:.2} before training, {after:.2} after; misses: {misses:?}");
     assert!(
@@ -364,11 +426,16 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     let back = json_of(&out);
     assert_eq!(back["rolled_back"], "v1", "{back}");
     assert!(back["current"].is_null(), "{back}");
+    let t = std::time::Instant::now();
     let out = kino(&home, &models, &db)
         .args(["reindex", "--stale", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "kino reindex --stale re-fused 40 videos (1,100 s of video) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let reindexed = json_of(&out);
     assert!(reindexed.to_string().contains("40"), "{reindexed}");
     let out = kino(&home, &models, &db)

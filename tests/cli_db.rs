@@ -30,7 +30,7 @@ fn db_migrate_on_postgres_creates_and_migrates_the_database() {
     let url = format!("{}/{name}", pg_base());
     let out = kino().args(["db", "migrate", "--db", &url]).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 6"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 7"));
     let tables = Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &name, "-tAc"])
         .arg("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")

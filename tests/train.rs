@@ -7,7 +7,9 @@
 //! nothing about the scenes); after `kino train`, which a running `kino
 //! serve` picks up and re-fuses the library for from the kept features
 //! (nothing decoded), it is at least 0.8. A
-//! second run with nothing new changes nothing; `--rollback` goes back; too
+//! second run with nothing new changes nothing; marks on search results
+//! (right, wrong) make the next run train again with them; `--rollback` goes
+//! back step by step; too
 //! little aligned text is refused with the current weights left in place.
 
 mod common;
@@ -417,15 +419,56 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
     assert!(!models.join("fusion/v2").exists());
 
-    // Rollback: the default weights again, and the videos are stale again.
-    let out = kino(&home, &models, &db)
-        .args(["train", "--rollback", "--json"])
-        .output()
-        .unwrap();
+    // Marks from the web UI (stored as the page stores them) change the
+    // next run's pairs: a right one is an extra positive, a wrong one a hard
+    // negative.
+    rt().block_on(async {
+        let s = Store::open(&db).await.unwrap();
+        let videos = s.videos().await.unwrap();
+        let id = |name: &str| videos.iter().find(|v| v.path.ends_with(name)).unwrap().id;
+        for (name, right) in [("held-red.mp4", true), ("blue-0.mp4", false)] {
+            s.record_feedback(&kino_store::Feedback {
+                id: 0,
+                query: "a scarlet picture".into(),
+                video_id: id(name),
+                start_ms: 0,
+                end_ms: 10_000,
+                right,
+                created_ms: 0,
+            })
+            .await
+            .unwrap();
+        }
+        s.close().await;
+    });
+    let out = kino(&home, &models, &db).args(["train", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let back = json_of(&out);
-    assert_eq!(back["rolled_back"], "v1", "{back}");
-    assert!(back["current"].is_null(), "{back}");
+    let marked = json_of(&out);
+    eprintln!("kino train with marks: {marked}");
+    assert_eq!(marked["feedback_positives"], 1, "{marked}");
+    assert_eq!(marked["feedback_negatives"], 1, "{marked}");
+    assert!(marked["recall_at_1"].is_number(), "it trained again: {marked}");
+    let latest = marked["current"].as_str().unwrap().to_string();
+
+    // Rollback, step by step, to the default weights; the videos are then
+    // stale again and re-fused.
+    let mut rolled = Vec::new();
+    loop {
+        let out = kino(&home, &models, &db)
+            .args(["train", "--rollback", "--json"])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(2) {
+            break;
+        }
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let back = json_of(&out);
+        rolled.push(back["rolled_back"].as_str().unwrap().to_string());
+        assert!(rolled.len() <= 2, "{rolled:?}");
+    }
+    assert_eq!(rolled.first(), Some(&latest));
+    assert_eq!(rolled.last().map(String::as_str), Some("v1"));
+    assert!(!models.join("fusion/current").exists());
     let t = std::time::Instant::now();
     let out = kino(&home, &models, &db)
         .args(["reindex", "--stale", "--json"])
@@ -438,11 +481,6 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     );
     let reindexed = json_of(&out);
     assert!(reindexed.to_string().contains("40"), "{reindexed}");
-    let out = kino(&home, &models, &db)
-        .args(["train", "--rollback"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "nothing to roll back to");
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     let visual: Vec<Vec<f32>> = (0..classes).map(|_| normalized(&rng.vector(v))).collect();
     let videos: Vec<TrainVideo> = (0..120)
         .map(|i| TrainVideo {
+            negatives: Vec::new(),
             id: format!("video-{i}"),
             frames: (0..30)
                 .map(|f| TrainFrame {

@@ -70,6 +70,9 @@ pub struct TrainVideo {
     pub frames: Vec<TrainFrame>,
     /// Its cues, in any order.
     pub cues: Vec<TrainCue>,
+    /// Hard negatives: text its frames in that span must not match (a user marked the moment wrong for it). They
+    /// join the candidates of those frames as negatives; they are never queries nor positives.
+    pub negatives: Vec<TrainCue>,
 }
 
 /// A learnt linear map from raw pooled visual vectors into the text space.

@@ -51,6 +51,8 @@ const LABEL_GATES: [f32; 3] = [0.0, 0.5, 1.0];
 /// One library video as training reads it.
 struct LibraryVideo {
     path: String,
+    /// Marks from users: (right, wrong).
+    marked: (usize, usize),
     duration_ms: Option<i64>,
     features: std::path::PathBuf,
     train: TrainVideo,
@@ -101,7 +103,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
     }
     // Videos without any text teach nothing (and cannot be held out).
     let library: Vec<LibraryVideo> = library.into_iter().filter(|v| !v.train.cues.is_empty()).collect();
-    let videos: Vec<TrainVideo> = library.iter().map(|v| clone_video(&v.train)).collect();
+    let videos: Vec<TrainVideo> = library.iter().map(|v| v.train.clone()).collect();
     let pairs = train::count_pairs(&videos, TrainOptions::default().window_ms);
     let opts = options_for(pairs, videos.len(), args);
     if pairs < opts.min_pairs || videos.len() < 2 {
@@ -165,6 +167,8 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         "label_gate": gate,
         "projection_recall_at_1": report.recall_at_1,
         "projection_recall_at_1_start": report.recall_at_1_start,
+        "feedback_positives": library.iter().map(|v| v.marked.0).sum::<usize>(),
+        "feedback_negatives": library.iter().map(|v| v.marked.1).sum::<usize>(),
         "videos_train": report.videos_train,
         "videos_holdout": report.videos_holdout,
         "pairs_train": report.pairs_train,
@@ -282,6 +286,13 @@ fn print(out: &serde_json::Value, json_out: bool, quiet: bool) -> Result<()> {
         out["steps"],
         out["train_seconds"].as_f64().unwrap_or(0.0)
     );
+    let (right, wrong) = (
+        out["feedback_positives"].as_u64().unwrap_or(0),
+        out["feedback_negatives"].as_u64().unwrap_or(0),
+    );
+    if right + wrong > 0 {
+        println!("with the web UI's marks: {right} right (extra positives), {wrong} wrong (hard negatives)");
+    }
     if out["adopted"].as_bool() == Some(true) {
         println!(
             "adopted as {}; `kino reindex --stale` re-fuses the library from its kept features \
@@ -310,32 +321,9 @@ fn record(rt: &tokio::runtime::Runtime, store: &Store, dir: &Path, name: &str, m
     }
 }
 
-fn clone_video(v: &TrainVideo) -> TrainVideo {
-    TrainVideo {
-        id: v.id.clone(),
-        frames: v
-            .frames
-            .iter()
-            .map(|f| TrainFrame {
-                pts_ms: f.pts_ms,
-                pooled: f.pooled.clone(),
-            })
-            .collect(),
-        cues: v
-            .cues
-            .iter()
-            .map(|c| TrainCue {
-                start_ms: c.start_ms,
-                end_ms: c.end_ms,
-                embedding: c.embedding.clone(),
-            })
-            .collect(),
-    }
-}
-
 /// Every indexed video with kept features (made with the current vision
-/// model), its pooled vectors and its embedded cues; and a fingerprint of
-/// all of it.
+/// model), its pooled vectors, its embedded cues and the marks users put on
+/// its search results; and a fingerprint of all of it.
 fn read_library(
     rt: &tokio::runtime::Runtime,
     store: &Store,
@@ -345,6 +333,8 @@ fn read_library(
 ) -> Result<(Vec<LibraryVideo>, u64)> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut out = Vec::new();
+    let marks = rt.block_on(store.feedback())?;
+    let mut embedded: HashMap<String, Vec<f32>> = HashMap::new();
     let dir = config.features_dir();
     for v in rt.block_on(store.videos())? {
         if v.status != VideoStatus::Done || v.stage_versions.get("vision").map(String::as_str) != Some(vision_version) {
@@ -361,11 +351,37 @@ fn read_library(
         }
         let frames = kino_fusion::features::read_pooled(&features)?;
         let cues = embed_stored_cues(text, cues)?;
+        // Marks users put on this video's search results: the query's text
+        // as an extra positive (right) or a hard negative (wrong).
+        let (mut positives, mut negatives) = (Vec::new(), Vec::new());
+        for m in marks.iter().filter(|m| m.video_id == v.id) {
+            (m.id, m.right, m.start_ms, m.end_ms, &m.query).hash(&mut hasher);
+            let embedding = match embedded.get(&m.query) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = text.encode_one(&m.query).context("encoding a marked query")?;
+                    embedded.insert(m.query.clone(), e.clone());
+                    e
+                }
+            };
+            let cue = TrainCue {
+                start_ms: m.start_ms,
+                end_ms: m.end_ms,
+                embedding,
+            };
+            if m.right {
+                positives.push(cue);
+            } else {
+                negatives.push(cue);
+            }
+        }
         out.push(LibraryVideo {
+            marked: (positives.len(), negatives.len()),
             path: v.path.clone(),
             duration_ms: v.facts.duration_ms,
             features,
             train: TrainVideo {
+                negatives,
                 id: v.content_hash.clone().unwrap_or_else(|| v.path.clone()),
                 frames: frames
                     .into_iter()
@@ -378,6 +394,7 @@ fn read_library(
                         end_ms: c.end_ms,
                         embedding: c.embedding.clone(),
                     })
+                    .chain(positives)
                     .collect(),
             },
         });

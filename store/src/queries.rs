@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{now_ms, ModelRecord, NewQuery, QueryRecord, Result, Store};
+use crate::{now_ms, Feedback, ModelRecord, NewQuery, QueryRecord, Result, Store};
 
 /// Inserts one query row; returns its id.
 async fn insert_query(tx: &mut sqlx::Transaction<'static, sqlx::Any>, q: &NewQuery, now: i64) -> Result<i64> {
@@ -100,6 +100,46 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stores a mark on a search result; returns its id.
+    pub async fn record_feedback(&self, f: &Feedback) -> Result<i64> {
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO feedback (query, video_id, start_ms, end_ms, verdict, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&f.query)
+        .bind(f.video_id)
+        .bind(f.start_ms)
+        .bind(f.end_ms)
+        .bind(if f.right { 1i64 } else { -1 })
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every mark, oldest first.
+    pub async fn feedback(&self) -> Result<Vec<Feedback>> {
+        let rows =
+            sqlx::query("SELECT id, query, video_id, start_ms, end_ms, verdict, created_ms FROM feedback ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Feedback {
+                    id: r.try_get("id")?,
+                    query: r.try_get("query")?,
+                    video_id: r.try_get("video_id")?,
+                    start_ms: r.try_get("start_ms")?,
+                    end_ms: r.try_get("end_ms")?,
+                    right: r.try_get::<i64, _>("verdict")? > 0,
+                    created_ms: r.try_get("created_ms")?,
+                })
+            })
+            .collect()
     }
 
     /// All recorded models, by name.

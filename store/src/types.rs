@@ -290,6 +290,25 @@ pub struct NewQuery {
     pub model_version: String,
 }
 
+/// A mark a user put on a search result: right or wrong for the query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Its id (0 before it is stored).
+    pub id: i64,
+    /// The query's text.
+    pub query: String,
+    /// The marked moment's video.
+    pub video_id: i64,
+    /// The marked moment's start, ms.
+    pub start_ms: i64,
+    /// The marked moment's end, ms.
+    pub end_ms: i64,
+    /// Whether the moment was right for the query.
+    pub right: bool,
+    /// When it was marked, Unix ms (set by the store).
+    pub created_ms: i64,
+}
+
 /// A recorded question with its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryRecord {

@@ -16,7 +16,7 @@ both_backends!(
     migrations_are_idempotent_and_newer_schema_is_refused,
     |store: Store, url: String| async move {
         store.migrate().await.unwrap();
-        assert_eq!(store.schema_version(), 6);
+        assert_eq!(store.schema_version(), 7);
         // Pretend a newer kino migrated this database.
         let sql = match store.backend() {
             Backend::Postgres => {
@@ -31,7 +31,7 @@ both_backends!(
         sqlx::query(sql).execute(store.pool()).await.unwrap();
         let err = Store::open(&url).await.err().expect("a newer schema must be refused");
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 6 }),
+            matches!(err, StoreError::SchemaTooNew { found: 9999, known: 7 }),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this kino"), "{err}");
@@ -462,6 +462,27 @@ both_backends!(
         assert_eq!(recent[0].id, qid);
         assert_eq!(recent[0].answer.as_deref(), Some("Hello there"));
         assert_eq!(recent[0].citations, citations);
+
+        // Marks on search results, kept by video and span.
+        let mark = |right: bool| kino_store::Feedback {
+            id: 0,
+            query: "who says hello?".into(),
+            video_id: vid,
+            start_ms: 0,
+            end_ms: 10_000,
+            right,
+            created_ms: 0,
+        };
+        let first = store.record_feedback(&mark(true)).await.unwrap();
+        let second = store.record_feedback(&mark(false)).await.unwrap();
+        let marks = store.feedback().await.unwrap();
+        assert_eq!(
+            marks.iter().map(|m| (m.id, m.right)).collect::<Vec<_>>(),
+            [(first, true), (second, false)]
+        );
+        assert!(marks
+            .iter()
+            .all(|m| m.created_ms > 0 && m.query == "who says hello?" && m.end_ms == 10_000));
 
         let m = ModelRecord {
             name: "sentence-transformers/all-MiniLM-L6-v2".into(),

@@ -63,6 +63,18 @@ try {
   check(badges.includes('on screen') && badges.includes('picture'), `the first moment shows where its words came from (${badges.join(', ')})`);
   await page.screenshot({ path: join(out, 'search.png'), fullPage: true });
 
+  // Mark the first result right and the second wrong: each is stored and says so.
+  const marks = page.locator('ol.moments > li .marks');
+  await marks.nth(0).locator('button[data-mark="right"]').click();
+  await marks.nth(0).locator('.mark-status', { hasText: 'Marked right' }).waitFor();
+  check(await marks.nth(0).locator('button[data-mark="wrong"]').isDisabled(), 'a marked result cannot be marked twice');
+  if ((await marks.count()) > 1) {
+    await marks.nth(1).locator('button[data-mark="wrong"]').click();
+    await marks.nth(1).locator('.mark-status', { hasText: 'Marked wrong' }).waitFor();
+  }
+  check(true, `marked ${Math.min(2, await marks.count())} results (right, wrong)`);
+  await page.screenshot({ path: join(out, 'marked.png'), fullPage: true });
+
   // Click it: the <video> plays from the moment's start.
   await first.click();
   await page.waitForFunction(() => {

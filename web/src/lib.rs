@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod engine;
 pub mod error;
+pub mod feedback;
 pub mod files;
 pub mod history;
 pub mod pages;
@@ -304,6 +305,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/search", get(api::search))
         .route("/api/ask", post(api::ask))
+        .route("/api/feedback", post(feedback::feedback))
         .route("/api/videos", get(api::videos))
         .route("/api/videos/{id}", get(api::video))
         .route("/api/videos/{id}/language", post(api::set_language))

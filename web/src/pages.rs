@@ -204,7 +204,7 @@ fn moment_html(m: &Moment, query: &str) -> String {
         "<li><a class=\"moment\" {}>{thumb}<div class=\"body\"><div class=\"meta\"><span class=\"video-name\">{}</span>\
          <span class=\"range\">{}–{}</span>{}<span class=\"score\" title=\"score\">{:.3}</span></div>\
          <p class=\"snippet\">{}</p>{tags}</div></a>\
-         <a class=\"video-link\" href=\"{}\">Video page and transcript</a></li>",
+         <a class=\"video-link\" href=\"{}\">Video page and transcript</a>{}</li>",
         play_attrs(m.video_id, m.start_ms, m.end_ms, &name),
         esc(&name),
         fmt_time(m.start_ms),
@@ -213,6 +213,20 @@ fn moment_html(m: &Moment, query: &str) -> String {
         m.score,
         highlight(&m.text, query),
         esc(&video_page_url(m.video_id, m.start_ms)),
+        marks_html(m.segment_id, query),
+    )
+}
+
+/// "Right" / "Wrong" buttons under a result: the marks `kino train` learns from.
+fn marks_html(segment_id: Option<i64>, query: &str) -> String {
+    let Some(id) = segment_id else {
+        return String::new();
+    };
+    format!(
+        "<div class=\"marks\" data-segment=\"{id}\" data-query=\"{}\"><span class=\"marks-label\">Is this right?</span>\
+         <button type=\"button\" data-mark=\"right\">Right</button><button type=\"button\" data-mark=\"wrong\">Wrong</button>\
+         <span class=\"mark-status\" role=\"status\"></span></div>",
+        esc(query)
     )
 }
 

@@ -107,6 +107,36 @@
     });
   });
 
+  // Search results: mark a moment right or wrong for the query (kino train learns from the marks).
+  document.querySelectorAll('.marks[data-segment]').forEach(function (box) {
+    box.querySelectorAll('button[data-mark]').forEach(function (b) {
+      b.addEventListener('click', function () {
+        var right = b.getAttribute('data-mark') === 'right';
+        var status = box.querySelector('.mark-status');
+        box.querySelectorAll('button').forEach(function (x) { x.disabled = true; });
+        fetch('/api/feedback', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          credentials: 'same-origin',
+          body: JSON.stringify({
+            query: box.getAttribute('data-query'),
+            segment_id: Number(box.getAttribute('data-segment')),
+            right: right
+          })
+        }).then(function (r) {
+          return r.json().then(function (j) { return { ok: r.ok, j: j }; });
+        }).then(function (res) {
+          if (!res.ok) throw new Error(res.j.error || 'unknown error');
+          box.classList.add(right ? 'marked-right' : 'marked-wrong');
+          if (status) status.textContent = right ? 'Marked right. Thanks!' : 'Marked wrong. Thanks!';
+        }).catch(function (err) {
+          if (status) status.textContent = 'Not saved: ' + err.message;
+          box.querySelectorAll('button').forEach(function (x) { x.disabled = false; });
+        });
+      });
+    });
+  });
+
   function reindex(body, button) {
     var status = document.getElementById('reindex-status');
     button.disabled = true;

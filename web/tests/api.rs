@@ -782,3 +782,44 @@ async fn slow_and_failing_engines_answer_json_errors() {
     assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
     db.finish(store).await;
 }
+
+both_backends!(
+    feedback_marks_a_result_and_refuses_bad_input,
+    |app: Router, store: Store, fx: Fixture| async move {
+        let seg = store.segments(fx.kitchen).await.unwrap().remove(0);
+        let body = format!(r#"{{"query":" red bicycle ","segment_id":{},"right":false}}"#, seg.id);
+        let r = post_json(&app, "/api/feedback", &body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        assert_eq!(
+            (j["video_id"].as_i64(), j["right"].as_bool()),
+            (Some(fx.kitchen), Some(false))
+        );
+        assert_eq!(
+            (j["start_ms"].as_i64(), j["end_ms"].as_i64()),
+            (Some(seg.start_ms), Some(seg.end_ms))
+        );
+        let marks = store.feedback().await.unwrap();
+        assert_eq!(marks.len(), 1);
+        assert_eq!(
+            (marks[0].id, marks[0].query.as_str()),
+            (j["id"].as_i64().unwrap(), "red bicycle")
+        );
+
+        let empty = format!(r#"{{"query":"  ","segment_id":{},"right":true}}"#, seg.id);
+        let r = post_json(&app, "/api/feedback", &empty).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert!(r.text().contains("query is empty"), "{}", r.text());
+        let r = post_json(
+            &app,
+            "/api/feedback",
+            r#"{"query":"x","segment_id":999999,"right":true}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+        let r = post_json(&app, "/api/feedback", r#"{"query":"x"}"#).await;
+        assert!(r.status.is_client_error(), "{}", r.text());
+        assert!(r.text().contains("segment_id"), "{}", r.text());
+        assert_eq!(store.feedback().await.unwrap().len(), 1, "nothing stored for bad input");
+    }
+);

@@ -94,8 +94,19 @@ async fn search_play_ask_video_page_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    // The marks the page sent are stored with the query and the moment.
+    let marks = store.feedback().await.unwrap();
+    assert!(!marks.is_empty() && marks.len() <= 2, "{marks:?}");
+    assert_eq!(marks[0].query, "red bicycle against a stone wall");
+    assert!(marks[0].right, "{marks:?}");
+    assert_eq!(marks[0].video_id.to_string(), fx.kitchen.to_string());
+    assert_eq!(marks[0].start_ms, BICYCLE_START_MS);
+    if let Some(second) = marks.get(1) {
+        assert!(!second.right, "{marks:?}");
+    }
     for shot in [
         "search.png",
+        "marked.png",
         "playing.png",
         "ask.png",
         "xss.png",

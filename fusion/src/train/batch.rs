@@ -69,6 +69,8 @@ pub(super) struct Sample {
     pub video: u32,
     /// Global indices (into [`Prepared::cues`]) of the cues in its window, ascending.
     pub bag: Vec<u32>,
+    /// Global indices of the hard negatives in its window.
+    pub hard: Vec<u32>,
 }
 
 /// Everything the trainer needs, computed once.
@@ -81,9 +83,12 @@ pub(super) struct Prepared {
     pub samples: Vec<Sample>,
     /// All cue embeddings of the training videos, `M × D`.
     pub cues: Tensor,
-    /// The training-video index of each global cue.
+    /// The training-video index of each global cue ([`HARD`] for a hard negative).
     pub cue_video: Vec<u32>,
 }
+
+/// The video index of a hard negative: no video's, so it is never masked as "the same video's other text".
+const HARD: u32 = u32::MAX;
 
 impl Prepared {
     pub fn new(videos: &[&TrainVideo], window_ms: i64, v: usize, d: usize) -> Result<Self, FusionError> {
@@ -105,14 +110,20 @@ impl Prepared {
             .collect();
 
         let (mut xs, mut samples, mut cue_rows, mut cue_video) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut bag = Vec::new();
+        let (mut bag, mut hard) = (Vec::new(), Vec::new());
         for (vi, video) in videos.iter().enumerate() {
             let base = cue_video.len() as u32;
             for c in &video.cues {
                 cue_rows.extend_from_slice(&c.embedding);
                 cue_video.push(vi as u32);
             }
+            let hard_base = cue_video.len() as u32;
+            for c in &video.negatives {
+                cue_rows.extend_from_slice(&c.embedding);
+                cue_video.push(HARD);
+            }
             let index = CueIndex::new(&video.cues);
+            let hard_index = CueIndex::new(&video.negatives);
             for f in &video.frames {
                 let (lo, hi) = window(f.pts_ms, window_ms);
                 index.overlapping(lo, hi, &mut bag);
@@ -125,9 +136,11 @@ impl Prepared {
                         .zip(mean.iter().zip(&std))
                         .map(|(x, (m, s))| (x - m) / s),
                 );
+                hard_index.overlapping(lo, hi, &mut hard);
                 samples.push(Sample {
                     video: vi as u32,
                     bag: bag.iter().map(|&i| base + i as u32).collect(),
+                    hard: hard.iter().map(|&i| hard_base + i as u32).collect(),
                 });
             }
         }
@@ -180,6 +193,16 @@ pub(super) fn loss_and_grads(
             });
         }
     }
+    // Hard negatives after the bags' cues: negatives for every frame, never a text→frame query.
+    let nk_bags = cands.len();
+    for &s in batch {
+        for &c in &prep.samples[s].hard {
+            column.entry(c).or_insert_with(|| {
+                cands.push(c);
+                cands.len() - 1
+            });
+        }
+    }
     let (nb, nk) = (batch.len(), cands.len());
     let mut pos = vec![MASKED; nb * nk];
     let mut allowed = vec![0f32; nb * nk];
@@ -208,8 +231,8 @@ pub(super) fn loss_and_grads(
     let frame_to_text = logsumexp(&with_allowed, 1)?
         .sub(&logsumexp(&with_pos, 1)?)?
         .mean_all()?;
-    let text_to_frame = logsumexp(&with_allowed, 0)?
-        .sub(&logsumexp(&with_pos, 0)?)?
+    let text_to_frame = logsumexp(&with_allowed.narrow(1, 0, nk_bags)?, 0)?
+        .sub(&logsumexp(&with_pos.narrow(1, 0, nk_bags)?, 0)?)?
         .mean_all()?;
     let loss = frame_to_text.add(&text_to_frame)?.affine(0.5, 0.0)?;
     let grads = loss.backward()?;

@@ -137,6 +137,10 @@ pub(super) fn fingerprint(videos: &[TrainVideo], opts: &TrainOptions, init: Opti
         for c in &v.cues {
             h.u64(c.start_ms as u64).u64(c.end_ms as u64);
         }
+        h.u64(v.negatives.len() as u64);
+        for c in &v.negatives {
+            h.u64(c.start_ms as u64).u64(c.end_ms as u64);
+        }
         frames += v.frames.len();
         cues += v.cues.len();
     }

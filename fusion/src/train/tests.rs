@@ -51,6 +51,7 @@ fn video(w: &World, id: &str, class: usize, rng: &mut Rng) -> TrainVideo {
         })
         .collect();
     TrainVideo {
+        negatives: Vec::new(),
         id: id.into(),
         frames,
         cues,
@@ -303,4 +304,47 @@ fn learning_rate_warms_up_then_decays_to_a_tenth() {
     assert!((learning_rate(1.0, 10, 10, 100) - 1.0).abs() < 1e-12);
     assert!((learning_rate(1.0, 100, 10, 100) - 0.1).abs() < 1e-12);
     assert!(learning_rate(1.0, 55, 10, 100) < 1.0 && learning_rate(1.0, 55, 10, 100) > 0.1);
+}
+
+#[test]
+fn hard_negatives_push_the_marked_text_away() {
+    let w = world(1);
+    let mut lib = library(&w, 2);
+    // A near miss: text close to class 0's but not what its videos show (a user marked it wrong on them).
+    let mut rng = Rng(99);
+    let near: Vec<f32> = normalized(
+        &w.text[0]
+            .iter()
+            .zip(gaussian(&mut rng, D))
+            .map(|(t, n)| t + 0.08 * n)
+            .collect::<Vec<_>>(),
+    );
+    let test = test_set(&w);
+    let class0: Vec<&TrainFrame> = test[0].frames.iter().collect();
+    let similarity = |p: &Projection| -> f32 {
+        class0
+            .iter()
+            .map(|f| crate::vecmath::dot(&p.apply(&f.pooled), &near))
+            .sum::<f32>()
+            / class0.len() as f32
+    };
+    let opts = TrainOptions {
+        patience: 0,
+        ..options()
+    };
+    let (plain, _) = train_projection(&lib, None, &opts, None, &mut |_| {}).unwrap();
+    for v in lib.iter_mut().step_by(CLASSES) {
+        v.negatives.push(TrainCue {
+            start_ms: 0,
+            end_ms: 30_000,
+            embedding: near.clone(),
+        });
+    }
+    let (marked, report) = train_projection(&lib, None, &opts, None, &mut |_| {}).unwrap();
+    let (before, after) = (similarity(&plain), similarity(&marked));
+    eprintln!("class-0 frames against the near-miss text: {before:.3} without marks, {after:.3} with");
+    assert!(after < before - 0.05, "{before} -> {after}");
+    // The class is still found by its own text.
+    let refs: Vec<&TrainVideo> = test.iter().collect();
+    assert!(recall(&marked, &refs, 30_000).0 >= 0.8, "{report:?}");
 }

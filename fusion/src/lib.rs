@@ -24,6 +24,7 @@ pub mod model;
 pub mod score;
 pub mod tags;
 pub mod train;
+pub mod train_fusion;
 
 mod error;
 pub mod vecmath;

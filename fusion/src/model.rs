@@ -395,6 +395,36 @@ impl FusionModel {
         Self::from_tensors(self.config, tensors, version, Path::new("(trained weights)"))
     }
 
+    /// One weight tensor by its name in the weights file (see the module docs), `None` for an unknown name.
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// These weights with some tensors replaced (names and shapes as in the weights file); the version names the
+    /// new tensors. Fails on an unknown name, a wrong shape or a non-finite value.
+    pub fn with_tensors(&self, updates: HashMap<String, Tensor>) -> Result<Self, FusionError> {
+        let mut tensors = self.tensors.clone();
+        for (name, t) in updates {
+            let Some(old) = tensors.get(&name) else {
+                return Err(FusionError::Config(format!("no fusion tensor is named {name}")));
+            };
+            if old.dims() != t.dims() {
+                return Err(FusionError::Config(format!(
+                    "tensor {name} has shape {:?}, expected {:?}",
+                    t.dims(),
+                    old.dims()
+                )));
+            }
+            let t = t.to_dtype(DType::F32)?;
+            if t.flatten_all()?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
+                return Err(FusionError::Config(format!("tensor {name} holds a non-finite value")));
+            }
+            tensors.insert(name, t);
+        }
+        let version = content_version(&tensors)?;
+        Self::from_tensors(self.config, tensors, version, Path::new("(trained weights)"))
+    }
+
     /// The projection of a pooled visual vector into the text space, unit length (`None` while the gate is shut or
     /// the result is zero).
     pub fn project_pooled(&self, pooled: &[f32]) -> Result<Option<Vec<f32>>, FusionError> {

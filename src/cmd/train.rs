@@ -194,11 +194,17 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         ));
     }
     out["seconds"] = json!(started.elapsed().as_secs_f64());
-    // The next run with nothing new (and these weights in use) stops early.
-    let now_in_use = if adopt { model.version() } else { current.version() };
-    let last = json!({ "fingerprint": stamp(now_in_use) });
-    std::fs::write(&last_run, serde_json::to_string(&last)?)
-        .with_context(|| format!("writing {}", last_run.display()))?;
+    // The next run with nothing new (and these weights in use) stops early;
+    // unless this one stopped for --max-minutes: the next one resumes it
+    // from its checkpoint.
+    if report.stopped_by_time {
+        let _ = std::fs::remove_file(&last_run);
+    } else {
+        let now_in_use = if adopt { model.version() } else { current.version() };
+        let last = json!({ "fingerprint": stamp(now_in_use) });
+        std::fs::write(&last_run, serde_json::to_string(&last)?)
+            .with_context(|| format!("writing {}", last_run.display()))?;
+    }
     rt.block_on(store.close());
     print(&out, args.json, quiet)
 }

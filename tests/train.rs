@@ -362,6 +362,34 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         report["recall_at_1"].as_f64().unwrap() >= report["recall_at_1_before"].as_f64().unwrap(),
         "{report}"
     );
+    // The ablation: the pooled projection alone, with the trained grid, and
+    // with the trained cross-attention too, each measured on the held-out
+    // videos; the weights adopted are the best of them.
+    let ablation = report["ablation"].as_object().expect("an ablation");
+    for name in ["pooled", "pooled+grid", "pooled+grid+cross_attention"] {
+        let r = &ablation[name];
+        for key in ["recall_at_1", "cue_recall_at_1"] {
+            let x = r[key].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&x), "{name}.{key}: {report}");
+        }
+    }
+    assert!(
+        ablation["pooled+grid"]["grid_gate"].as_f64().unwrap() > 0.0,
+        "the grid was trained: {report}"
+    );
+    let stage2 = &report["stage2"];
+    assert!(
+        stage2["final_loss"].as_f64().unwrap() < stage2["first_loss"].as_f64().unwrap(),
+        "stage 2 learnt: {report}"
+    );
+    let chosen = &ablation[report["chosen"].as_str().unwrap()];
+    for r in ablation.values() {
+        assert!(
+            chosen["recall_at_1"].as_f64().unwrap() >= r["recall_at_1"].as_f64().unwrap(),
+            "{report}"
+        );
+    }
+    assert_eq!(chosen["recall_at_1"], report["recall_at_1"], "{report}");
     assert!(models.join("fusion/v1/fusion.safetensors").is_file());
     let recorded = rt().block_on(async {
         let s = Store::open(&db).await.unwrap();

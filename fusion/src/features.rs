@@ -409,6 +409,20 @@ pub fn read_without_grids(path: &Path) -> Result<Vec<FrameRecord>, FusionError> 
     Ok(frames)
 }
 
+/// Calls `f(index, grid)` with the grid of every record that has one, in file order (`index` counts every record,
+/// as the other readers list them); one grid is decoded at a time, nothing else is. Returns the file's shape.
+pub fn for_each_grid(path: &Path, mut f: impl FnMut(usize, &[f32])) -> Result<FeatureShape, FusionError> {
+    let mut r = Reader::open(path)?;
+    let mut index = 0;
+    while let Some(rec) = r.next(true, false)? {
+        if !rec.grid.is_empty() {
+            f(index, &rec.grid);
+        }
+        index += 1;
+    }
+    Ok(r.shape)
+}
+
 /// Reads only the header of a features file.
 pub fn read_shape(path: &Path) -> Result<FeatureShape, FusionError> {
     Ok(Reader::open(path)?.shape)

@@ -17,8 +17,8 @@
 //!   (near-)duplicate of a row's own (cosine > 0.99) is masked out of that row's negatives.
 //! * **Optimiser.** AdamW; the grid projection and gate at `lr`, the cross-attention projections, layer norms and
 //!   blend at the lower `lr_attention`; linear warm-up then cosine decay; gradients clipped by global norm.
-//! * **Selection.** The caller's held-out score after every epoch; the best weights are returned, the starting
-//!   ones when no epoch beat them.
+//! * **Selection.** The caller's held-out score after every epoch; the weights of the best epoch are returned with
+//!   their score and the starting weights' score: whether they replace the starting ones is the caller's choice.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -128,7 +128,7 @@ pub struct FusionTrainReport {
     pub steps: usize,
     /// Epochs run.
     pub epochs_run: usize,
-    /// The epoch of the returned weights (0: the starting ones).
+    /// The epoch of the returned weights (1-based; 0 only when no epoch ran).
     pub best_epoch: usize,
     /// The held-out score of the starting weights.
     pub score_start: f64,
@@ -500,7 +500,8 @@ fn grid_shape(base: &FusionModel, segments: &[FusionSegment]) -> Option<(usize, 
 
 /// Trains the grid projection and gate and the cross-attention of `base` on `segments` (the training videos'
 /// segments); see the [module documentation](self). `evaluate` scores a candidate on held-out data (higher is
-/// better); it is called for `base` first and after every epoch. Fails with [`FusionError::Train`] when no segment
+/// better); it is called for `base` first and after every epoch, and the best epoch's weights are returned (even
+/// when `base` scored higher: compare [`FusionTrainReport::score_start`] and [`FusionTrainReport::score`]). Fails with [`FusionError::Train`] when no segment
 /// has both a cue and a visual token.
 pub fn train_fusion(
     base: &FusionModel,
@@ -626,8 +627,8 @@ pub fn train_fusion(
         }
     }
     let (model, score, best_epoch) = match best {
-        Some((m, s, e)) if s > score_start => (m, s, e),
-        _ => (base.with_tensors(HashMap::new())?, score_start, 0),
+        Some(b) => b,
+        None => (base.with_tensors(HashMap::new())?, score_start, 0),
     };
     Ok((
         model,

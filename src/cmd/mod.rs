@@ -12,6 +12,7 @@ mod serve;
 mod speech;
 mod text;
 mod train;
+mod train_eval;
 mod vision;
 
 use anyhow::Result;

@@ -16,18 +16,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use kino_fusion::align::Segmenter;
-use kino_fusion::features::FrameRecord;
 use kino_fusion::train::{self, Projection, TrainCue, TrainFrame, TrainOptions, TrainVideo};
-use kino_fusion::{FusionModel, SegmentInputs};
+use kino_fusion::train_fusion::{train_fusion, FusionTrainOptions};
+use kino_fusion::{FusionError, FusionModel};
 use kino_language::SentenceEncoder;
 use kino_store::{ModelRecord, Store, VideoStatus};
 use serde_json::json;
 
+use super::train_eval::{cue_recall, training_segments, visual_recall, EvalVideo, LabelCache};
 use crate::config::Config;
 use crate::engines;
 use crate::error::usage;
 use crate::fusion_weights;
-use crate::pipeline::features::{embed_stored_cues, features_path, frame_visual};
+use crate::pipeline::features::{embed_stored_cues, features_path};
 
 /// What `kino train` was asked.
 #[derive(Debug, Clone)]
@@ -133,28 +134,99 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
     let (projection, report) = train::train_projection(&videos, None, &opts, Some(&checkpoint), &mut progress)?;
 
     // The held-out videos through the whole fusion module: the weights in
-    // use against the new projection with each label gate.
+    // use against the new projection with each label gate. Held-out videos
+    // first (their cues are the queries), the training videos' segments
+    // compete with theirs.
     let segmenter = Segmenter::default();
-    let mut label_cache: HashMap<String, Vec<f32>> = HashMap::new();
-    // Held-out videos first (their cues are the queries), the training
-    // videos' segments compete with theirs.
-    let held_videos: Vec<HeldOut> = held
+    let mut labels = LabelCache::new();
+    let eval: Vec<EvalVideo> = held
         .iter()
         .chain(trained_on.iter())
-        .map(|&i| HeldOut::read(&library[i], held.contains(&i)))
+        .map(|&i| {
+            let v = &library[i];
+            EvalVideo::read(
+                &v.features,
+                v.duration_ms,
+                &v.train.cues,
+                held.contains(&i),
+                &segmenter,
+                &text,
+                &mut labels,
+            )
+            .with_context(|| v.path.clone())
+        })
         .collect::<Result<_>>()?;
-    let before = visual_recall(&current, &segmenter, &held_videos, &text, &mut label_cache)?;
+    let before = visual_recall(&current, &eval)?;
+    let before_cues = cue_recall(&current, &eval)?;
     let mut best: Option<(f32, FusionModel, (f64, f64))> = None;
     for gate in LABEL_GATES {
         let candidate = with_projection(&current, &projection, gate)?;
-        let r = visual_recall(&candidate, &segmenter, &held_videos, &text, &mut label_cache)?;
+        let r = visual_recall(&candidate, &eval)?;
         if best.as_ref().is_none_or(|(_, _, b)| r.0 > b.0 + 1e-9) {
             best = Some((gate, candidate, r));
         }
     }
-    let Some((gate, model, after)) = best else {
+    let Some((gate, pooled_model, pooled_recall)) = best else {
         anyhow::bail!("no candidate weights were evaluated");
     };
+
+    // Stage 2: the grid and the cross-attention, on the training videos'
+    // segments with the target cue held out; then the ablation.
+    let left = args.max_minutes.map(|m| m * 60.0 - started.elapsed().as_secs_f64());
+    let stage2 = if report.stopped_by_time || left.is_some_and(|s| s <= 0.0) {
+        None
+    } else {
+        let segments = training_segments(&eval);
+        let opts2 = FusionTrainOptions {
+            max_seconds: left,
+            ..FusionTrainOptions::default()
+        };
+        let mut evaluate = |m: &FusionModel| -> Result<f64, FusionError> {
+            let score = || -> Result<f64> { Ok(visual_recall(m, &eval)?.0 + 0.01 * cue_recall(m, &eval)?.0) };
+            score().map_err(|e| FusionError::Train(format!("{e:#}")))
+        };
+        let mut progress2 = |epoch: usize, step: usize, loss: f64| {
+            tracing::debug!(epoch, step, loss, "training the grid and the cross-attention");
+        };
+        match train_fusion(&pooled_model, &segments, &opts2, &mut evaluate, &mut progress2) {
+            Ok(r) => Some(r),
+            Err(FusionError::Train(why)) => {
+                tracing::warn!("the grid and the cross-attention were not trained: {why}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut ablation = serde_json::Map::new();
+    let mut candidates: Vec<(&str, FusionModel)> = Vec::new();
+    if let Some((full, _)) = &stage2 {
+        let grid_only: HashMap<String, candle_core::Tensor> = ["grid_proj.weight", "grid_proj.bias", "grid_gate"]
+            .iter()
+            .filter_map(|n| full.tensor(n).map(|t| (n.to_string(), t.clone())))
+            .collect();
+        candidates.push(("pooled+grid", pooled_model.with_tensors(grid_only)?));
+        candidates.push(("pooled+grid+cross_attention", full.with_tensors(HashMap::new())?));
+    }
+    // The best by wordless recall; at equal recall, by held-out cue recall.
+    let pooled_cues = cue_recall(&pooled_model, &eval)?;
+    ablation.insert(
+        "pooled".into(),
+        json!({ "recall_at_1": pooled_recall.0, "recall_at_5": pooled_recall.1, "cue_recall_at_1": pooled_cues.0 }),
+    );
+    let mut chosen = ("pooled", pooled_model, pooled_recall, pooled_cues);
+    for (name, m) in candidates {
+        let r = visual_recall(&m, &eval)?;
+        let c = cue_recall(&m, &eval)?;
+        ablation.insert(
+            name.into(),
+            json!({ "recall_at_1": r.0, "recall_at_5": r.1, "cue_recall_at_1": c.0, "grid_gate": m.gates().2 }),
+        );
+        let better = r.0 > chosen.2 .0 + 1e-9 || (r.0 >= chosen.2 .0 - 1e-9 && c.0 > chosen.3 .0 + 1e-9);
+        if better {
+            chosen = (name, m, r, c);
+        }
+    }
+    let (chosen_name, model, after, after_cues) = chosen;
     let adopt = after.0 > 0.0 && after.0 + 1e-9 >= before.0;
     let mut out = json!({
         "adopted": adopt,
@@ -165,6 +237,12 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         "recall_at_1": after.0,
         "recall_at_5": after.1,
         "label_gate": gate,
+        "cue_recall_at_1_before": before_cues.0,
+        "cue_recall_at_1": after_cues.0,
+        "cue_queries": after_cues.1,
+        "chosen": chosen_name,
+        "ablation": ablation,
+        "stage2": stage2.as_ref().map(|(_, r)| json!(r)),
         "projection_recall_at_1": report.recall_at_1,
         "projection_recall_at_1_start": report.recall_at_1_start,
         "feedback_positives": library.iter().map(|v| v.marked.0).sum::<usize>(),
@@ -292,6 +370,19 @@ fn print(out: &serde_json::Value, json_out: bool, quiet: bool) -> Result<()> {
         out["steps"],
         out["train_seconds"].as_f64().unwrap_or(0.0)
     );
+    if let Some(ablation) = out["ablation"].as_object() {
+        for (name, r) in ablation {
+            println!(
+                "  {name:<28} wordless recall@1 {:.3}, held-out cue recall@1 {:.3}",
+                r["recall_at_1"].as_f64().unwrap_or(0.0),
+                r["cue_recall_at_1"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!(
+            "  in use from now if adopted: {}",
+            out["chosen"].as_str().unwrap_or("?")
+        );
+    }
     let (right, wrong) = (
         out["feedback_positives"].as_u64().unwrap_or(0),
         out["feedback_negatives"].as_u64().unwrap_or(0),
@@ -408,129 +499,7 @@ fn read_library(
     Ok((out, hasher.finish()))
 }
 
-/// A video of the recall evaluation: its frames (with labels), its cues,
-/// and whether those are queries (a held-out video) or only mark what
-/// counts as the same text (a training video, a distractor).
-struct HeldOut {
-    frames: Vec<FrameRecord>,
-    duration_ms: Option<i64>,
-    cues: Vec<TrainCue>,
-    queries: bool,
-}
-
-impl HeldOut {
-    fn read(v: &LibraryVideo, queries: bool) -> Result<HeldOut> {
-        let frames = kino_fusion::features::read_without_grids(&v.features).with_context(|| v.path.clone())?;
-        Ok(HeldOut {
-            frames,
-            duration_ms: v.duration_ms,
-            queries,
-            cues: v
-                .train
-                .cues
-                .iter()
-                .map(|c| TrainCue {
-                    start_ms: c.start_ms,
-                    end_ms: c.end_ms,
-                    embedding: c.embedding.clone(),
-                })
-                .collect(),
-        })
-    }
-}
-
 /// The current weights with the trained projection and label gate `gate`.
 fn with_projection(current: &FusionModel, p: &Projection, gate: f32) -> Result<FusionModel> {
     Ok(current.with_pool_projection(&p.weight, &p.bias, 1.0, gate)?)
-}
-
-/// Text→video recall@1 and @5 of `model` on the held-out videos searched
-/// by what they show alone: each segment (of every video given) is fused
-/// from its frames (labels and pooled vectors, no text) as a video without
-/// any words would be, and a video scores as its best segment; each
-/// held-out cue is a query; a hit is its own video or one where a cue with
-/// the same text falls on a segment.
-fn visual_recall(
-    model: &FusionModel,
-    segmenter: &Segmenter,
-    videos: &[HeldOut],
-    text: &SentenceEncoder,
-    labels: &mut HashMap<String, Vec<f32>>,
-) -> Result<(f64, f64)> {
-    // (video, start, end, vector)
-    let mut segments: Vec<(usize, i64, i64, Vec<f32>)> = Vec::new();
-    for (vi, v) in videos.iter().enumerate() {
-        let mut builder = segmenter.builder(v.duration_ms.filter(|d| *d > 0))?;
-        let mut aligned = builder.end_cues();
-        for (i, f) in v.frames.iter().enumerate() {
-            let fv = frame_visual(f);
-            aligned.extend(builder.push_frame_with_index(i, &fv)?);
-        }
-        aligned.extend(builder.finish());
-        for seg in aligned {
-            let label = if seg.label_text.is_empty() {
-                None
-            } else if let Some(e) = labels.get(&seg.label_text) {
-                Some(e.clone())
-            } else {
-                let e = text.encode_one(&seg.label_text)?;
-                labels.insert(seg.label_text.clone(), e.clone());
-                Some(e)
-            };
-            let pooled = crate::pipeline::mean_pooled(
-                seg.frame_indices
-                    .iter()
-                    .filter_map(|i| v.frames.get(*i))
-                    .map(|f| f.pooled.as_slice()),
-            );
-            match model.fuse(&SegmentInputs {
-                labels: label,
-                pooled,
-                ..Default::default()
-            }) {
-                Ok(f) => segments.push((vi, seg.start_ms, seg.end_ms, f.fused)),
-                Err(kino_fusion::FusionError::NothingToFuse) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let all_cues: Vec<(usize, &TrainCue)> = videos
-        .iter()
-        .enumerate()
-        .flat_map(|(vi, v)| v.cues.iter().map(move |c| (vi, c)))
-        .collect();
-    let queries: Vec<(usize, &TrainCue)> = all_cues.iter().filter(|(vi, _)| videos[*vi].queries).copied().collect();
-    if queries.is_empty() {
-        return Ok((0.0, 0.0));
-    }
-    let overlaps = |c: &TrainCue, s: i64, e: i64| c.start_ms < e && c.end_ms.max(c.start_ms + 1) > s;
-    let (mut hit1, mut hit5) = (0usize, 0usize);
-    for (vi, q) in &queries {
-        // The query's cue and every cue with the same text, in any video.
-        let same: Vec<(usize, &TrainCue)> = std::iter::once((*vi, *q))
-            .chain(
-                all_cues
-                    .iter()
-                    .filter(|(_, o)| kino_fusion::vecmath::dot(&o.embedding, &q.embedding) > 0.99)
-                    .copied(),
-            )
-            .collect();
-        // Videos score as their best segment; a video is a hit where the
-        // query's cue or one with the same text falls on one of its segments.
-        let mut best = vec![f32::NEG_INFINITY; videos.len()];
-        let mut hit = vec![false; videos.len()];
-        for (svi, s, e, vector) in &segments {
-            best[*svi] = best[*svi].max(kino_fusion::vecmath::dot(&q.embedding, vector));
-            hit[*svi] |= same.iter().any(|(ovi, o)| ovi == svi && overlaps(o, *s, *e));
-        }
-        let Some(best_hit) = (0..videos.len()).filter(|&v| hit[v]).map(|v| best[v]).reduce(f32::max) else {
-            continue;
-        };
-        // Ties count against the query.
-        let rank = 1 + (0..videos.len()).filter(|&v| !hit[v] && best[v] >= best_hit).count();
-        hit1 += usize::from(rank == 1);
-        hit5 += usize::from(rank <= 5);
-    }
-    let n = queries.len() as f64;
-    Ok((hit1 as f64 / n, hit5 as f64 / n))
 }

@@ -169,3 +169,43 @@ pub fn frame_visual(record: &FrameRecord) -> kino_fusion::FrameVisual {
         labels: record.labels.clone(),
     }
 }
+
+/// The mean token grid of each segment (`frames[k]`: the record indices of
+/// segment `k`, as [`kino_fusion::features::read_without_grids`] numbers
+/// them), read from the features file one grid at a time; `None` for a
+/// segment none of whose frames kept a grid.
+pub fn segment_grids(path: &Path, frames: &[Vec<usize>]) -> Result<Vec<Option<kino_fusion::VisualGrid>>> {
+    let mut of_frame: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
+    for (k, indices) in frames.iter().enumerate() {
+        for i in indices {
+            of_frame.entry(*i).or_default().push(k);
+        }
+    }
+    let mut sums: Vec<Option<(Vec<f32>, usize)>> = vec![None; frames.len()];
+    let shape = kino_fusion::features::for_each_grid(path, |i, grid| {
+        for k in of_frame.get(&i).into_iter().flatten() {
+            match &mut sums[*k] {
+                Some((sum, n)) if sum.len() == grid.len() => {
+                    sum.iter_mut().zip(grid).for_each(|(a, b)| *a += b);
+                    *n += 1;
+                }
+                Some(_) => {}
+                slot @ None => *slot = Some((grid.to_vec(), 1)),
+            }
+        }
+    })
+    .with_context(|| format!("reading the grids of {}", path.display()))?;
+    Ok(sums
+        .into_iter()
+        .map(|s| {
+            s.map(|(mut sum, n)| {
+                sum.iter_mut().for_each(|x| *x /= n as f32);
+                kino_fusion::VisualGrid {
+                    tokens: shape.grid_tokens,
+                    hidden: shape.grid_dim,
+                    data: sum,
+                }
+            })
+        })
+        .collect())
+}

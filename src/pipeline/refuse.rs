@@ -70,9 +70,16 @@ impl Pipeline {
             .into_iter()
             .map(|s| ((s.start_ms, s.end_ms), s.thumbnail))
             .collect();
+        // The mean token grid of each segment, when the weights read grids.
+        let grids = if engines.fusion.reads_grids() {
+            let frames: Vec<Vec<usize>> = aligned.iter().map(|s| s.frame_indices.clone()).collect();
+            super::features::segment_grids(&file, &frames).map_err(IndexError::Transient)?
+        } else {
+            vec![None; aligned.len()]
+        };
         let model_version = loaded.versions.combined();
         let mut segments = Vec::with_capacity(aligned.len());
-        for seg in &aligned {
+        for (seg, grid) in aligned.iter().zip(grids) {
             let labels = if seg.label_text.is_empty() {
                 None
             } else {
@@ -87,7 +94,7 @@ impl Pipeline {
             let fused = match engines.fusion.fuse(&SegmentInputs {
                 text: seg.cues.iter().map(|(i, _)| timed[*i].embedding.clone()).collect(),
                 text_weights: seg.cues.iter().map(|(_, w)| *w).collect(),
-                grids: Vec::new(),
+                grids: grid.into_iter().collect(),
                 labels,
                 pooled,
             }) {

@@ -437,6 +437,25 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         "after training: {after} (before {before}); misses: {misses:#?}"
     );
 
+    // Subtitle search still works with the trained weights: each class's
+    // subtitle sentences find a moment of that class's subtitled videos first.
+    for c in &CLASSES {
+        for said in c.says {
+            let out = kino(&home, &models, &db)
+                .args(["search", "--json", "-k", "5", said])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v = json_of(&out);
+            let top = v["results"][0]["path"].as_str().unwrap_or_default().to_string();
+            let name = top.rsplit('/').next().unwrap_or_default().to_string();
+            assert!(
+                name.starts_with(&format!("{}-", c.name)),
+                "{said:?} with trained weights → {top:?}"
+            );
+        }
+    }
+
     // Nothing new: quick, nothing changes.
     let t = std::time::Instant::now();
     let out = kino(&home, &models, &db).args(["train", "--json"]).output().unwrap();

@@ -243,9 +243,21 @@ pub(super) fn save(stem: &Path, state: &State, d: usize, v: usize) -> Result<(),
     Ok(())
 }
 
-/// Reads a checkpoint. `Ok(None)` when there is none or it belongs to other data or options; an error when it
-/// exists for this data but cannot be used (unreadable, inconsistent, wrong shapes).
+/// Reads a checkpoint. `Ok(None)` when there is none, when it belongs to other data or options, and when it cannot
+/// be used (unreadable, its two files from different steps after a kill between their renames, wrong shapes): a
+/// checkpoint only saves time, so a broken one is reported in the log and training starts afresh.
 pub(super) fn load(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<Option<State>, FusionError> {
+    match load_checked(stem, fingerprint, d, v) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::warn!("{e}; training starts afresh");
+            remove(stem);
+            Ok(None)
+        }
+    }
+}
+
+fn load_checked(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<Option<State>, FusionError> {
     let (st_path, json_path) = paths(stem);
     let Ok(text) = std::fs::read(&json_path) else {
         return Ok(None);
@@ -278,7 +290,7 @@ pub(super) fn load(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result
         step_parts.first().copied().unwrap_or(0) as usize | (step_parts.get(1).copied().unwrap_or(0) as usize) << 32;
     if step != meta.step {
         return Err(train_err(
-            "checkpoint halves disagree (interrupted while saving?); delete them to start afresh:",
+            "checkpoint halves disagree (interrupted while saving)",
             &st_path,
             format!("tensors at step {step}, JSON at step {}", meta.step),
         ));

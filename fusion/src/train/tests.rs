@@ -228,6 +228,50 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     assert_eq!(r.resumed_from_step, None);
 }
 
+/// A kill between the renames of the checkpoint's two files leaves tensors of one step beside the JSON of another
+/// (or a damaged file): the next run starts afresh, reaching the uninterrupted run's recall, instead of failing.
+#[test]
+fn a_torn_or_damaged_checkpoint_is_ignored() {
+    let w = world(3);
+    let lib = library(&w, 4);
+    let opts = TrainOptions {
+        epochs: 4,
+        patience: 0,
+        checkpoint_every: 10,
+        ..options()
+    };
+    let (_, full) = train_projection(&lib, None, &opts, None, &mut |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("ckpt");
+    let (st_path, json_path) = state::paths(&stem);
+    let mut saved_json = None;
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_projection(&lib, None, &opts, Some(&stem), &mut |p| {
+            if p.step == 15 {
+                saved_json = std::fs::read(&json_path).ok();
+            }
+            if p.step == 25 {
+                panic!("killed at step 25");
+            }
+        })
+    }));
+    assert!(interrupted.is_err());
+    // The JSON of step 10 beside the tensors of step 20.
+    std::fs::write(&json_path, saved_json.expect("a checkpoint at step 10")).unwrap();
+    let (_, r) = train_projection(&lib, None, &opts, Some(&stem), &mut |_| {}).unwrap();
+    assert_eq!(r.resumed_from_step, None, "{r:?}");
+    assert!((r.recall_at_1 - full.recall_at_1).abs() <= 0.02, "{r:?} vs {full:?}");
+
+    // A damaged tensors file.
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_projection(&lib, None, &opts, Some(&stem), &mut |p| assert!(p.step < 25))
+    }));
+    assert!(interrupted.is_err());
+    std::fs::write(&st_path, b"not a safetensors file").unwrap();
+    let (_, r) = train_projection(&lib, None, &opts, Some(&stem), &mut |_| {}).unwrap();
+    assert_eq!(r.resumed_from_step, None, "{r:?}");
+}
+
 #[test]
 fn a_time_limit_stops_and_keeps_the_checkpoint() {
     let w = world(1);

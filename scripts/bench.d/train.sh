@@ -13,3 +13,4 @@ get() { printf '%s\n' "$1" | sed -n "s/^$2=//p"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "train: $(get "$k" frames) frames, $EPOCHS epochs; $(nproc) cores"
 echo "  kino: $(get "$k" train_seconds) s ($(get "$k" steps) steps, held-out recall@1 $(get "$k" heldout_recall_at_1))   pytorch: $(get "$p" train_seconds) s ($(get "$p" steps) steps)   ratio kino/peer (speed): $(ratio "$(get "$p" train_seconds)" "$(get "$k" train_seconds)")   target: <= 600 s"
+echo "  kino stage 2 (grid and cross-attention, $(get "$k" stage2_examples) segment–cue examples, $(get "$k" stage2_epochs) epochs): $(get "$k" stage2_seconds) s (no peer: the PyTorch script trains the projection only)"

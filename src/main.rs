@@ -23,6 +23,7 @@ mod cmd;
 mod config;
 mod engines;
 mod error;
+mod fault;
 mod fusion_weights;
 mod library;
 mod logging;

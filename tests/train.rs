@@ -351,10 +351,41 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 
+    // kill -9 during training (the named fault point: SIGKILL after step
+    // 100): nothing is adopted, the last checkpoint stays, and the next run
+    // resumes from it.
+    let killed = kino(&home, &models, &db)
+        .args(["train", "--json"])
+        .env("KINO_FAULT", "train-step:100")
+        .output()
+        .unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "killed by SIGKILL at step 100: {:?} {}",
+            killed.status,
+            String::from_utf8_lossy(&killed.stderr)
+        );
+    }
+    assert!(models.join("fusion/train-checkpoint.json").is_file());
+    assert!(models.join("fusion/train-checkpoint.safetensors").is_file());
+    assert!(!models.join("fusion/current").exists(), "nothing adopted");
+
     let out = kino(&home, &models, &db).args(["train", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out);
     eprintln!("kino train: {report}");
+    let resumed = report["resumed_from_step"].as_u64().unwrap_or(0);
+    assert!(
+        (20..100).contains(&resumed),
+        "resumed from the last checkpoint before step 100: {report}"
+    );
+    assert!(
+        !models.join("fusion/train-checkpoint.json").exists(),
+        "checkpoint removed at the end"
+    );
     assert_eq!(report["adopted"], true, "{report}");
     assert_eq!(report["current"], "v1", "{report}");
     assert!(report["recall_at_1"].as_f64().unwrap() >= 0.8, "{report}");

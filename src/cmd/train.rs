@@ -120,6 +120,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let checkpoint = dir.join("train-checkpoint");
     let mut progress = |p: &train::Progress| {
+        crate::fault::point(&format!("train-step:{}", p.step));
         if quiet || args.json {
             return;
         }
@@ -297,7 +298,10 @@ fn options_for(pairs: usize, videos: usize, args: &TrainArgs) -> TrainOptions {
     let total_steps = epochs * pairs.div_ceil(d.batch * accumulate).max(1);
     // At least three held-out videos where there are enough (a quarter at most).
     let holdout = (3.0 / videos.max(1) as f64).clamp(d.holdout, 0.25);
+    // A checkpoint every five epochs on small libraries, every 200 steps at most.
+    let checkpoint_every = (5 * pairs.div_ceil(d.batch * accumulate)).clamp(20, d.checkpoint_every);
     TrainOptions {
+        checkpoint_every,
         holdout,
         epochs,
         max_seconds: args.max_minutes.map(|m| m * 60.0),

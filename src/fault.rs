@@ -1,0 +1,22 @@
+//! Named fault points for the reliability tests: with `KINO_FAULT=<point>`
+//! set, the process kills itself with SIGKILL when it reaches that point,
+//! exactly as `kill -9` from outside would at that moment (no destructor
+//! runs, nothing is flushed), so a test can place a kill where a timer
+//! could not. Without the variable a point costs one environment lookup.
+//!
+//! Points: `train-step:<N>` (`kino train`, after optimiser step N of the
+//! projection, before that step's checkpoint is written).
+
+/// Kills this process with SIGKILL when `KINO_FAULT` names `point`.
+pub fn point(point: &str) {
+    if std::env::var("KINO_FAULT").is_ok_and(|f| f == point) {
+        tracing::warn!(point, "KINO_FAULT: killing this process with SIGKILL");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        // SIGKILL is not handled: this is not reached once it lands.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}

@@ -5,7 +5,9 @@
 //! could not. Without the variable a point costs one environment lookup.
 //!
 //! Points: `train-step:<N>` (`kino train`, after optimiser step N of the
-//! projection, before that step's checkpoint is written).
+//! projection, before that step's checkpoint is written),
+//! `train-stage2-step:<N>` (after step N of stage 2, the grid and the
+//! cross-attention).
 
 /// Kills this process with SIGKILL when `KINO_FAULT` names `point`.
 pub fn point(point: &str) {

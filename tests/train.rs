@@ -373,10 +373,41 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     assert!(models.join("fusion/train-checkpoint.safetensors").is_file());
     assert!(!models.join("fusion/current").exists(), "nothing adopted");
 
+    // Killed again, in stage 2 (after step 20, past two or three of its
+    // epochs): stage 1 finished and is kept, stage 2 has its checkpoint.
+    let killed = kino(&home, &models, &db)
+        .args(["train", "--json"])
+        .env("KINO_FAULT", "train-stage2-step:20")
+        .output()
+        .unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "killed in stage 2: {:?} {}",
+            killed.status,
+            String::from_utf8_lossy(&killed.stderr)
+        );
+    }
+    assert!(models.join("fusion/train-stage1.json").is_file());
+    assert!(models.join("fusion/train-stage2.safetensors").is_file());
+    assert!(!models.join("fusion/current").exists(), "nothing adopted");
+
     let out = kino(&home, &models, &db).args(["train", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out);
     eprintln!("kino train: {report}");
+    assert_eq!(report["stage1_kept"], true, "stage 1 is not trained again: {report}");
+    let epoch = report["stage2"]["resumed_from_epoch"].as_u64().unwrap_or(0);
+    assert!(epoch >= 1, "stage 2 resumed from its checkpoint: {report}");
+    for f in [
+        "train-stage1.json",
+        "train-stage1.safetensors",
+        "train-stage2.safetensors",
+    ] {
+        assert!(!models.join("fusion").join(f).exists(), "{f} removed at the end");
+    }
     let resumed = report["resumed_from_step"].as_u64().unwrap_or(0);
     assert!(
         (20..100).contains(&resumed),

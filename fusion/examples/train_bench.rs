@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             patience: 0,
             ..FusionTrainOptions::default()
         },
+        None,
         &mut |m| Ok(held_out_cue_recall(m, held, &queries)?.0),
         &mut |_, _, _| {},
     )?;

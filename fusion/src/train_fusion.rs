@@ -20,11 +20,15 @@
 //! * **Selection.** The caller's held-out score after every epoch; the weights of the best epoch are returned with
 //!   their score and the starting weights' score: whether they replace the starting ones is the caller's choice.
 
+mod checkpoint;
+
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
+use checkpoint::{Adam, Meta};
+
 use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -138,8 +142,10 @@ pub struct FusionTrainReport {
     pub first_loss: f64,
     /// Mean loss of the last epoch.
     pub final_loss: f64,
-    /// Stopped because `max_seconds` had passed.
+    /// Stopped because `max_seconds` had passed (the checkpoint, if any, is kept to continue later).
     pub stopped_by_time: bool,
+    /// The epoch a checkpoint was resumed at.
+    pub resumed_from_epoch: Option<usize>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -503,10 +509,16 @@ fn grid_shape(base: &FusionModel, segments: &[FusionSegment]) -> Option<(usize, 
 /// better); it is called for `base` first and after every epoch, and the best epoch's weights are returned (even
 /// when `base` scored higher: compare [`FusionTrainReport::score_start`] and [`FusionTrainReport::score`]). Fails with [`FusionError::Train`] when no segment
 /// has both a cue and a visual token.
+///
+/// `checkpoint` is `(stem, fingerprint of the data)`: after every epoch `<stem>.safetensors` is written
+/// (atomically) with the variables, the optimiser's moments, the best epoch's weights and the position; a run with
+/// the same data fingerprint, starting weights and options resumes at the epoch after it. The file is deleted when
+/// the run completes and kept when it stops for `max_seconds`.
 pub fn train_fusion(
     base: &FusionModel,
     segments: &[FusionSegment],
     opts: &FusionTrainOptions,
+    checkpoint: Option<(&Path, &str)>,
     evaluate: &mut dyn FnMut(&FusionModel) -> Result<f64, FusionError>,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<(FusionModel, FusionTrainReport), FusionError> {
@@ -544,31 +556,69 @@ pub fn train_fusion(
         )));
     }
     let params = Params::new(base, opts)?;
-    let adam = |vars: Vec<Var>, lr: f64| {
-        AdamW::new(
-            vars,
-            ParamsAdamW {
-                lr,
-                weight_decay: opts.weight_decay,
-                ..Default::default()
-            },
-        )
-    };
-    let mut grid_opt = adam(params.grid_vars(), opts.lr)?;
-    let mut attention_opt = adam(params.attention_vars(), opts.lr_attention)?;
-    let all_vars: Vec<Var> = params.grid_vars().into_iter().chain(params.attention_vars()).collect();
+    let grid_vars = params.grid_vars();
+    let all_vars: Vec<Var> = grid_vars.iter().cloned().chain(params.attention_vars()).collect();
+    let mut adam = Adam::new(&all_vars)?;
 
-    let score_start = evaluate(base)?;
-    let mut best: Option<(FusionModel, f64, usize)> = None;
+    // A checkpoint of this very run (same data, starting weights and options) is resumed at its epoch.
+    let fingerprint = checkpoint.map(|(_, data)| {
+        format!(
+            "stage2-v1:{data}:{}:{}:{}",
+            base.version(),
+            examples.len(),
+            serde_json::to_string(opts).unwrap_or_default()
+        )
+    });
+    let saved = match (checkpoint, &fingerprint) {
+        (Some((stem, _)), Some(f)) => checkpoint::load(stem, f, &all_vars),
+        _ => None,
+    };
+    let (mut meta, mut best): (Meta, Option<Best>) = match saved {
+        Some(saved) => {
+            for (v, x) in all_vars.iter().zip(&saved.vars) {
+                v.set(x)?;
+            }
+            adam = saved.adam;
+            tracing::info!(epoch = saved.meta.epoch, "stage 2 resumes from its checkpoint");
+            let best = best_from(base, saved.best, &saved.meta)?;
+            (saved.meta, best)
+        }
+        None => (
+            Meta {
+                fingerprint: fingerprint.clone().unwrap_or_default(),
+                epoch: 0,
+                step: 0,
+                best_epoch: None,
+                best_score: f64::NEG_INFINITY,
+                score_start: evaluate(base)?,
+                since_best: 0,
+                first_loss: f64::NAN,
+                final_loss: f64::NAN,
+            },
+            None,
+        ),
+    };
+    let resumed_from_epoch = (meta.epoch > 0).then_some(meta.epoch);
+    let lr_of: Vec<f64> = (0..all_vars.len())
+        .map(|i| {
+            if i < grid_vars.len() {
+                opts.lr
+            } else {
+                opts.lr_attention
+            }
+        })
+        .collect();
     let steps_per_epoch = examples.len().div_ceil(opts.batch);
     let total = (steps_per_epoch * opts.epochs).max(1);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-    let (mut step, mut epochs_run, mut since_best) = (0usize, 0usize, 0usize);
-    let (mut first_loss, mut final_loss, mut stopped_by_time) = (f64::NAN, f64::NAN, false);
-    for epoch in 0..opts.epochs {
+    let mut stopped_by_time = false;
+    let mut epochs_run = meta.epoch;
+    for epoch in meta.epoch..opts.epochs {
         let mut order = examples.clone();
-        order.shuffle(&mut rng);
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+            opts.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9),
+        ));
         let mut losses = Vec::new();
+        let mut step = meta.step;
         for chunk in order.chunks(opts.batch) {
             if chunk.len() < 2 {
                 continue;
@@ -595,10 +645,8 @@ pub fn train_fusion(
             }
             step += 1;
             let factor = schedule(step, opts.warmup_steps, total);
-            grid_opt.set_learning_rate(opts.lr * factor);
-            attention_opt.set_learning_rate(opts.lr_attention * factor);
-            grid_opt.step(&grads)?;
-            attention_opt.step(&grads)?;
+            let lr: Vec<f64> = lr_of.iter().map(|l| l * factor).collect();
+            adam.step(&all_vars, &grads, &lr, opts.weight_decay)?;
             let l = loss.to_scalar::<f32>()? as f64;
             losses.push(l);
             progress(epoch, step, l);
@@ -607,44 +655,71 @@ pub fn train_fusion(
                 break;
             }
         }
+        if stopped_by_time {
+            // The last checkpoint (an epoch's end) stays for the next run.
+            break;
+        }
         epochs_run = epoch + 1;
         let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         if epoch == 0 {
-            first_loss = mean;
+            meta.first_loss = mean;
         }
-        final_loss = mean;
-        let candidate = base.with_tensors(params.export()?)?;
+        meta.final_loss = mean;
+        meta.step = step;
+        meta.epoch = epoch + 1;
+        let tensors = params.export()?;
+        let candidate = base.with_tensors(tensors.clone())?;
         let score = evaluate(&candidate)?;
         tracing::debug!(epoch, score, loss = mean, "fusion stage 2");
-        if best.as_ref().is_none_or(|(_, s, _)| score > *s) {
-            best = Some((candidate, score, epoch + 1));
-            since_best = 0;
+        if meta.best_epoch.is_none() || score > meta.best_score {
+            best = Some((candidate, tensors));
+            meta.best_score = score;
+            meta.best_epoch = Some(epoch + 1);
+            meta.since_best = 0;
         } else {
-            since_best += 1;
+            meta.since_best += 1;
         }
-        if stopped_by_time || (opts.patience > 0 && since_best >= opts.patience) {
+        if let Some((stem, _)) = checkpoint {
+            checkpoint::save(stem, &meta, &all_vars, &adam, best.as_ref().map(|(_, t)| t))?;
+        }
+        if opts.patience > 0 && meta.since_best >= opts.patience {
             break;
         }
     }
+    if let Some((stem, _)) = checkpoint.filter(|_| !stopped_by_time) {
+        checkpoint::remove(stem);
+    }
     let (model, score, best_epoch) = match best {
-        Some(b) => b,
-        None => (base.with_tensors(HashMap::new())?, score_start, 0),
+        Some((m, _)) => (m, meta.best_score, meta.best_epoch.unwrap_or(0)),
+        None => (base.with_tensors(HashMap::new())?, meta.score_start, 0),
     };
     Ok((
         model,
         FusionTrainReport {
             examples: examples.len(),
-            steps: step,
+            steps: meta.step,
             epochs_run,
             best_epoch,
-            score_start,
+            score_start: meta.score_start,
             score,
-            first_loss,
-            final_loss,
+            first_loss: meta.first_loss,
+            final_loss: meta.final_loss,
             stopped_by_time,
+            resumed_from_epoch,
             seconds: started.elapsed().as_secs_f64(),
         },
     ))
+}
+
+/// The best epoch's weights, as a model and as its trained tensors.
+type Best = (FusionModel, HashMap<String, Tensor>);
+
+/// The best epoch's weights of a saved run.
+fn best_from(base: &FusionModel, best: HashMap<String, Tensor>, meta: &Meta) -> Result<Option<Best>, FusionError> {
+    if meta.best_epoch.is_none() || best.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((base.with_tensors(best.clone())?, best)))
 }
 
 /// Linear warm-up, then cosine decay to 10 %.

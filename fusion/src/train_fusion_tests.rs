@@ -156,7 +156,7 @@ fn stage_two_learns_the_grid_projection_from_held_out_cues() {
         patience: 0,
         ..Default::default()
     };
-    let (trained, report) = train_fusion(&base, &train, &opts, &mut evaluate, &mut |_, _, _| {}).unwrap();
+    let (trained, report) = train_fusion(&base, &train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.score_start, 0.0, "the shut grid finds nothing");
     assert!(report.final_loss < report.first_loss, "{report:?}");
     assert!(report.score >= 0.8, "{report:?}");
@@ -168,6 +168,146 @@ fn stage_two_learns_the_grid_projection_from_held_out_cues() {
     trained.save(&path).unwrap();
     let loaded = FusionModel::load(&path, trained.config()).unwrap();
     assert_eq!(loaded.version(), trained.version());
+}
+
+/// Classes each with a direction in the visual space that shows in its grid tokens only at some positions, and a
+/// direction in the text space its cues lie around. The starting weights have the grid and the pooled vector shut:
+/// a wordless segment cannot be found at all. Stage 2 opens the grid and learns its projection.
+#[test]
+fn an_interrupted_stage_two_resumes_from_its_checkpoint() {
+    let (d, v, g, classes) = (32, 48, 4, 6);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let looks: Vec<Vec<f32>> = (0..classes).map(|_| unit_vec(&mut rng, v)).collect();
+    let means: Vec<Vec<f32>> = (0..classes).map(|_| unit_vec(&mut rng, d)).collect();
+    let segment = |rng: &mut rand::rngs::StdRng, class: usize, cues: usize| {
+        let mut data = Vec::with_capacity(g * v);
+        for pos in 0..g {
+            let noise = gaussian(rng, v);
+            let shown = if pos % 2 == 0 { 3.0 } else { 0.0 };
+            data.extend(looks[class].iter().zip(&noise).map(|(l, n)| shown * l + 0.3 * n));
+        }
+        FusionSegment {
+            cues: (0..cues)
+                .map(|_| {
+                    let noise = gaussian(rng, d);
+                    normalized(
+                        &means[class]
+                            .iter()
+                            .zip(&noise)
+                            .map(|(m, n)| m + 0.15 * n)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect(),
+            weights: vec![1.0; cues],
+            labels: None,
+            pooled: None,
+            grid: Some(VisualGrid {
+                tokens: g,
+                hidden: v,
+                data,
+            }),
+        }
+    };
+    let train: Vec<FusionSegment> = (0..120).map(|i| segment(&mut rng, i % classes, 2)).collect();
+    let held: Vec<(usize, FusionSegment)> = (0..30)
+        .map(|i| (i % classes, segment(&mut rng, i % classes, 0)))
+        .collect();
+    // Held-out score: each class's mean text as a query must find a wordless segment of its class first.
+    let mut evaluate = |m: &FusionModel| -> Result<f64, FusionError> {
+        let vectors: Vec<Option<Vec<f32>>> = held
+            .iter()
+            .map(|(_, s)| m.fuse(&s.inputs(None)).ok().map(|f| f.fused))
+            .collect();
+        let mut hits = 0;
+        for (class, q) in means.iter().enumerate() {
+            let best = vectors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_ref().map(|v| (i, dot(q, v))))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            hits += usize::from(best.is_some_and(|(i, _)| held[i].0 == class));
+        }
+        Ok(hits as f64 / classes as f64)
+    };
+    let base = FusionModel::identity(d, v, 4).unwrap();
+    let opts = FusionTrainOptions {
+        epochs: 15,
+        lr: 1e-2,
+        patience: 0,
+        ..Default::default()
+    };
+    let (full, report) = train_fusion(&base, &train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("stage2");
+    let file = dir.path().join("stage2.safetensors");
+    let steps_per_epoch = train.len() * 2 / opts.batch + 1;
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_fusion(
+            &base,
+            &train,
+            &opts,
+            Some((&stem, "data")),
+            &mut evaluate,
+            &mut |epoch, _, _| {
+                assert!(epoch < 6, "killed in epoch 6");
+            },
+        )
+    }));
+    assert!(interrupted.is_err());
+    assert!(file.is_file(), "a checkpoint after each epoch");
+    let mut first = None;
+    let (resumed, r) = train_fusion(
+        &base,
+        &train,
+        &opts,
+        Some((&stem, "data")),
+        &mut evaluate,
+        &mut |epoch, _, _| {
+            first.get_or_insert(epoch);
+        },
+    )
+    .unwrap();
+    assert_eq!(r.resumed_from_epoch, Some(6), "{r:?}");
+    assert_eq!(first, Some(6));
+    assert_eq!(
+        r.steps, report.steps,
+        "{r:?} vs {report:?} ({steps_per_epoch} steps an epoch)"
+    );
+    assert!((r.score - report.score).abs() <= 0.02, "{r:?} vs {report:?}");
+    let diff = (resumed.tensor("grid_proj.weight").unwrap() - full.tensor("grid_proj.weight").unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-3, "resumed weights differ by {diff}");
+    assert!(!file.exists(), "the checkpoint is deleted at the end");
+
+    // Another data fingerprint starts afresh.
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_fusion(
+            &base,
+            &train,
+            &opts,
+            Some((&stem, "data")),
+            &mut evaluate,
+            &mut |epoch, _, _| assert!(epoch < 2),
+        )
+    }));
+    assert!(interrupted.is_err());
+    let (_, r) = train_fusion(
+        &base,
+        &train,
+        &opts,
+        Some((&stem, "other")),
+        &mut evaluate,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.resumed_from_epoch, None);
 }
 
 #[test]
@@ -184,6 +324,7 @@ fn too_few_examples_are_refused() {
         &base,
         &[one],
         &FusionTrainOptions::default(),
+        None,
         &mut |_| Ok(0.0),
         &mut |_, _, _| {},
     )

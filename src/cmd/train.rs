@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use kino_fusion::align::Segmenter;
-use kino_fusion::train::{self, Projection, TrainCue, TrainFrame, TrainOptions, TrainVideo};
+use kino_fusion::train::{self, Projection, TrainCue, TrainFrame, TrainOptions, TrainReport, TrainVideo};
 use kino_fusion::train_fusion::{train_fusion, FusionTrainOptions};
 use kino_fusion::{FusionError, FusionModel};
 use kino_language::SentenceEncoder;
@@ -132,7 +132,20 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
             None => tracing::debug!(epoch = p.epoch, step = p.step, loss = p.loss, "training"),
         }
     };
-    let (projection, report) = train::train_projection(&videos, None, &opts, Some(&checkpoint), &mut progress)?;
+    // Stage 1's result of this very run, kept when a kill came during stage 2.
+    let stage1 = Stage1Files::new(&dir);
+    let kept = stage1.read(&fingerprint, current.config());
+    let stage1_kept = kept.is_some();
+    let trained = match &kept {
+        Some(_) => None,
+        None => Some(train::train_projection(
+            &videos,
+            None,
+            &opts,
+            Some(&checkpoint),
+            &mut progress,
+        )?),
+    };
 
     // The held-out videos through the whole fusion module: the weights in
     // use against the new projection with each label gate. Held-out videos
@@ -159,17 +172,28 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         .collect::<Result<_>>()?;
     let before = visual_recall(&current, &eval)?;
     let before_cues = cue_recall(&current, &eval)?;
-    let mut best: Option<(f32, FusionModel, (f64, f64))> = None;
-    for gate in LABEL_GATES {
-        let candidate = with_projection(&current, &projection, gate)?;
-        let r = visual_recall(&candidate, &eval)?;
-        if best.as_ref().is_none_or(|(_, _, b)| r.0 > b.0 + 1e-9) {
-            best = Some((gate, candidate, r));
+    let (gate, pooled_model, report) = match (kept, trained) {
+        (Some(kept), _) => kept,
+        (None, Some((projection, report))) => {
+            let mut best: Option<(f32, FusionModel, f64)> = None;
+            for gate in LABEL_GATES {
+                let candidate = with_projection(&current, &projection, gate)?;
+                let r = visual_recall(&candidate, &eval)?.0;
+                if best.as_ref().is_none_or(|(_, _, b)| r > b + 1e-9) {
+                    best = Some((gate, candidate, r));
+                }
+            }
+            let Some((gate, model, _)) = best else {
+                anyhow::bail!("no candidate weights were evaluated");
+            };
+            if !report.stopped_by_time {
+                stage1.write(&fingerprint, gate, &model, &report)?;
+            }
+            (gate, model, report)
         }
-    }
-    let Some((gate, pooled_model, pooled_recall)) = best else {
-        anyhow::bail!("no candidate weights were evaluated");
+        (None, None) => unreachable!("stage 1 either ran or was kept"),
     };
+    let pooled_recall = visual_recall(&pooled_model, &eval)?;
 
     // Stage 2: the grid and the cross-attention, on the training videos'
     // segments with the target cue held out; then the ablation.
@@ -187,9 +211,18 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
             score().map_err(|e| FusionError::Train(format!("{e:#}")))
         };
         let mut progress2 = |epoch: usize, step: usize, loss: f64| {
+            crate::fault::point(&format!("train-stage2-step:{step}"));
             tracing::debug!(epoch, step, loss, "training the grid and the cross-attention");
         };
-        match train_fusion(&pooled_model, &segments, &opts2, &mut evaluate, &mut progress2) {
+        let stem = dir.join("train-stage2");
+        match train_fusion(
+            &pooled_model,
+            &segments,
+            &opts2,
+            Some((&stem, &fingerprint)),
+            &mut evaluate,
+            &mut progress2,
+        ) {
             Ok(r) => Some(r),
             Err(FusionError::Train(why)) => {
                 tracing::warn!("the grid and the cross-attention were not trained: {why}");
@@ -222,7 +255,11 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
             name.into(),
             json!({ "recall_at_1": r.0, "recall_at_5": r.1, "cue_recall_at_1": c.0, "grid_gate": m.gates().2 }),
         );
-        let better = r.0 > chosen.2 .0 + 1e-9 || (r.0 >= chosen.2 .0 - 1e-9 && c.0 > chosen.3 .0 + 1e-9);
+        // A richer variant must beat the simpler one by more than noise:
+        // better wordless recall, or the same and held-out cue recall better
+        // by three queries' worth at least.
+        let min_gain = (3.0 / c.1.max(1) as f64).max(0.05);
+        let better = r.0 > chosen.2 .0 + 1e-9 || (r.0 >= chosen.2 .0 - 1e-9 && c.0 >= chosen.3 .0 + min_gain - 1e-9);
         if better {
             chosen = (name, m, r, c);
         }
@@ -244,6 +281,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         "chosen": chosen_name,
         "ablation": ablation,
         "stage2": stage2.as_ref().map(|(_, r)| json!(r)),
+        "stage1_kept": stage1_kept,
         "projection_recall_at_1": report.recall_at_1,
         "projection_recall_at_1_start": report.recall_at_1_start,
         "feedback_positives": library.iter().map(|v| v.marked.0).sum::<usize>(),
@@ -276,7 +314,11 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
     // The next run with nothing new (and these weights in use) stops early;
     // unless this one stopped for --max-minutes: the next one resumes it
     // from its checkpoint.
-    if report.stopped_by_time {
+    let stage2_stopped = stage2.as_ref().is_some_and(|(_, r)| r.stopped_by_time);
+    if !stage2_stopped {
+        stage1.remove();
+    }
+    if report.stopped_by_time || stage2_stopped {
         let _ = std::fs::remove_file(&last_run);
     } else {
         let now_in_use = if adopt { model.version() } else { current.version() };
@@ -501,6 +543,50 @@ fn read_library(
         });
     }
     Ok((out, hasher.finish()))
+}
+
+/// Stage 1's result of a run (the weights with the projection and label
+/// gate, and its report), kept until the run ends so that a kill during
+/// stage 2 does not train stage 1 again: `train-stage1.safetensors`, then
+/// `train-stage1.json` naming the run's fingerprint.
+struct Stage1Files {
+    weights: std::path::PathBuf,
+    meta: std::path::PathBuf,
+}
+
+impl Stage1Files {
+    fn new(dir: &Path) -> Self {
+        Self {
+            weights: dir.join("train-stage1.safetensors"),
+            meta: dir.join("train-stage1.json"),
+        }
+    }
+
+    fn read(&self, fingerprint: &str, config: kino_fusion::FusionConfig) -> Option<(f32, FusionModel, TrainReport)> {
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&self.meta).ok()?).ok()?;
+        if meta["fingerprint"].as_str() != Some(fingerprint) {
+            return None;
+        }
+        let model = FusionModel::load(&self.weights, config)
+            .map_err(|e| tracing::warn!("{e}: stage 1 runs again"))
+            .ok()?;
+        let report: TrainReport = serde_json::from_value(meta["report"].clone()).ok()?;
+        tracing::info!("stage 1 of this run was done before it was interrupted: going on with stage 2");
+        Some((meta["label_gate"].as_f64()? as f32, model, report))
+    }
+
+    fn write(&self, fingerprint: &str, gate: f32, model: &FusionModel, report: &TrainReport) -> Result<()> {
+        model.save(&self.weights)?;
+        let meta = json!({ "fingerprint": fingerprint, "label_gate": gate, "report": report });
+        let tmp = self.meta.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&meta)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.meta).with_context(|| format!("writing {}", self.meta.display()))
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.meta);
+        let _ = std::fs::remove_file(&self.weights);
+    }
 }
 
 /// The current weights with the trained projection and label gate `gate`.

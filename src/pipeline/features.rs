@@ -209,3 +209,47 @@ pub fn segment_grids(path: &Path, frames: &[Vec<usize>]) -> Result<Vec<Option<ki
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_grids_are_the_means_of_their_frames_grids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partial, file) = (dir.path().join("1.kfeat.partial"), dir.path().join("1.kfeat"));
+        let shape = FeatureShape {
+            pooled_dim: 2,
+            grid_tokens: 2,
+            grid_dim: 3,
+        };
+        let mut w = FeatureWriter::create(&partial, shape).unwrap();
+        for k in 0..4 {
+            w.push(&FrameRecord {
+                pts_ms: 1000 * k as i64,
+                pooled: vec![k as f32, 0.0],
+                grid: (0..6).map(|i| (k * 10 + i) as f32).collect(),
+                labels: Vec::new(),
+            })
+            .unwrap();
+        }
+        w.finish(&file).unwrap();
+        let grids = segment_grids(&file, &[vec![0, 1], vec![2], vec![], vec![1, 3]]).unwrap();
+        let data = |g: &Option<kino_fusion::VisualGrid>| g.as_ref().map(|g| (g.tokens, g.hidden, g.data.clone()));
+        assert_eq!(data(&grids[0]), Some((2, 3, vec![5.0, 6.0, 7.0, 8.0, 9.0, 10.0])));
+        assert_eq!(data(&grids[1]), Some((2, 3, vec![20.0, 21.0, 22.0, 23.0, 24.0, 25.0])));
+        assert_eq!(data(&grids[2]), None, "a segment without frames has no grid");
+        assert_eq!(data(&grids[3]), Some((2, 3, vec![20.0, 21.0, 22.0, 23.0, 24.0, 25.0])));
+
+        // A pooled-only file: no segment has a grid.
+        let mut w = FeatureWriter::create(&partial, shape.pooled_only()).unwrap();
+        w.push(&FrameRecord {
+            pts_ms: 0,
+            pooled: vec![1.0, 2.0],
+            ..Default::default()
+        })
+        .unwrap();
+        w.finish(&file).unwrap();
+        assert_eq!(segment_grids(&file, &[vec![0]]).unwrap(), vec![None]);
+    }
+}

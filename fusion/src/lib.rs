@@ -10,6 +10,9 @@
 //!   sofa") that the caller embeds with the text encoder.
 //! * [`model`] is the cross-attention fusion module (candle): text tokens attend over visual tokens and back,
 //!   giving one fused vector per segment in the text encoder's space plus the text-only and visual-only vectors.
+//! * [`train`] learns the pooled projection from the time alignment of frames and cues (MIL-NCE), and
+//!   [`train_fusion`] then the grid projection and gate and the cross-attention, with the target cue held out of
+//!   the segment's input; [`features`] is the file format of the visual features kept for both.
 //! * [`score`] ranks segments against a query embedding and merges neighbouring matches into moments.
 //! * [`answer`] picks the best-supported transcript sentences (and visual tags) of the top moments as an
 //!   extractive answer with citations.

@@ -295,6 +295,24 @@ fn held_out_recall(home: &Path, models: &Path, db: &str) -> (f64, Vec<String>) {
     (hits as f64 / n as f64, misses)
 }
 
+/// Runs `kino train` with the fault point `point` armed: it must die by
+/// SIGKILL there.
+fn train_killed_at(home: &Path, models: &Path, db: &str, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let killed = kino(home, models, db)
+        .args(["train", "--json"])
+        .env("KINO_FAULT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "killed by SIGKILL at {point}: {:?} {}",
+        killed.status,
+        String::from_utf8_lossy(&killed.stderr)
+    );
+}
+
 #[test]
 fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,42 +372,14 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
     // kill -9 during training (the named fault point: SIGKILL after step
     // 100): nothing is adopted, the last checkpoint stays, and the next run
     // resumes from it.
-    let killed = kino(&home, &models, &db)
-        .args(["train", "--json"])
-        .env("KINO_FAULT", "train-step:100")
-        .output()
-        .unwrap();
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "killed by SIGKILL at step 100: {:?} {}",
-            killed.status,
-            String::from_utf8_lossy(&killed.stderr)
-        );
-    }
+    train_killed_at(&home, &models, &db, "train-step:100");
     assert!(models.join("fusion/train-checkpoint.json").is_file());
     assert!(models.join("fusion/train-checkpoint.safetensors").is_file());
     assert!(!models.join("fusion/current").exists(), "nothing adopted");
 
     // Killed again, in stage 2 (after step 20, past two or three of its
     // epochs): stage 1 finished and is kept, stage 2 has its checkpoint.
-    let killed = kino(&home, &models, &db)
-        .args(["train", "--json"])
-        .env("KINO_FAULT", "train-stage2-step:20")
-        .output()
-        .unwrap();
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "killed in stage 2: {:?} {}",
-            killed.status,
-            String::from_utf8_lossy(&killed.stderr)
-        );
-    }
+    train_killed_at(&home, &models, &db, "train-stage2-step:20");
     assert!(models.join("fusion/train-stage1.json").is_file());
     assert!(models.join("fusion/train-stage2.safetensors").is_file());
     assert!(!models.join("fusion/current").exists(), "nothing adopted");

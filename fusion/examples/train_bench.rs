@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let (held, train) = segments.split_at(36);
+    let held: Vec<&FusionSegment> = held.iter().collect();
     let queries = vec![true; held.len()];
     let t = Instant::now();
     let (_, r2) = train_fusion(
@@ -104,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             ..FusionTrainOptions::default()
         },
         None,
-        &mut |m| Ok(held_out_cue_recall(m, held, &queries)?.0),
+        &mut |m| Ok(held_out_cue_recall(m, &held, &queries)?.0),
         &mut |_, _, _| {},
     )?;
     println!("stage2_examples={}", r2.examples);

@@ -737,7 +737,7 @@ fn schedule(step: usize, warmup: usize, total: usize) -> f64 {
 /// (cosine > 0.99; those are left out). Ties count against. Returns (recall@1, recall@5, queries).
 pub fn held_out_cue_recall(
     model: &FusionModel,
-    segments: &[FusionSegment],
+    segments: &[&FusionSegment],
     queries: &[bool],
 ) -> Result<(f64, f64, usize), FusionError> {
     let whole: Vec<Option<Vec<f32>>> = segments

@@ -90,10 +90,16 @@ fn the_batched_training_forward_computes_what_fuse_computes() {
 }
 
 /// Classes each with a direction in the visual space that shows in its grid tokens only at some positions, and a
-/// direction in the text space its cues lie around. The starting weights have the grid and the pooled vector shut:
-/// a wordless segment cannot be found at all. Stage 2 opens the grid and learns its projection.
-#[test]
-fn stage_two_learns_the_grid_projection_from_held_out_cues() {
+/// direction in the text space its cues lie around: 120 training segments with two cues, 30 wordless held-out ones.
+struct Classes {
+    d: usize,
+    v: usize,
+    means: Vec<Vec<f32>>,
+    train: Vec<FusionSegment>,
+    held: Vec<(usize, FusionSegment)>,
+}
+
+fn classes() -> Classes {
     let (d, v, g, classes) = (32, 48, 4, 6);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let looks: Vec<Vec<f32>> = (0..classes).map(|_| unit_vec(&mut rng, v)).collect();
@@ -132,31 +138,50 @@ fn stage_two_learns_the_grid_projection_from_held_out_cues() {
     let held: Vec<(usize, FusionSegment)> = (0..30)
         .map(|i| (i % classes, segment(&mut rng, i % classes, 0)))
         .collect();
-    // Held-out score: each class's mean text as a query must find a wordless segment of its class first.
-    let mut evaluate = |m: &FusionModel| -> Result<f64, FusionError> {
-        let vectors: Vec<Option<Vec<f32>>> = held
+    Classes {
+        d,
+        v,
+        means,
+        train,
+        held,
+    }
+}
+
+impl Classes {
+    /// Held-out score: each class's mean text as a query must find a wordless segment of its class first.
+    fn score(&self, m: &FusionModel) -> Result<f64, FusionError> {
+        let vectors: Vec<Option<Vec<f32>>> = self
+            .held
             .iter()
             .map(|(_, s)| m.fuse(&s.inputs(None)).ok().map(|f| f.fused))
             .collect();
         let mut hits = 0;
-        for (class, q) in means.iter().enumerate() {
+        for (class, q) in self.means.iter().enumerate() {
             let best = vectors
                 .iter()
                 .enumerate()
                 .filter_map(|(i, v)| v.as_ref().map(|v| (i, dot(q, v))))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
-            hits += usize::from(best.is_some_and(|(i, _)| held[i].0 == class));
+            hits += usize::from(best.is_some_and(|(i, _)| self.held[i].0 == class));
         }
-        Ok(hits as f64 / classes as f64)
-    };
-    let base = FusionModel::identity(d, v, 4).unwrap();
+        Ok(hits as f64 / self.means.len() as f64)
+    }
+}
+
+/// The starting weights have the grid and the pooled vector shut: a wordless segment cannot be found at all. Stage 2
+/// opens the grid and learns its projection.
+#[test]
+fn stage_two_learns_the_grid_projection_from_held_out_cues() {
+    let w = classes();
+    let mut evaluate = |m: &FusionModel| w.score(m);
+    let base = FusionModel::identity(w.d, w.v, 4).unwrap();
     let opts = FusionTrainOptions {
         epochs: 15,
         lr: 1e-2,
         patience: 0,
         ..Default::default()
     };
-    let (trained, report) = train_fusion(&base, &train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
+    let (trained, report) = train_fusion(&base, &w.train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.score_start, 0.0, "the shut grid finds nothing");
     assert!(report.final_loss < report.first_loss, "{report:?}");
     assert!(report.score >= 0.8, "{report:?}");
@@ -170,82 +195,28 @@ fn stage_two_learns_the_grid_projection_from_held_out_cues() {
     assert_eq!(loaded.version(), trained.version());
 }
 
-/// Classes each with a direction in the visual space that shows in its grid tokens only at some positions, and a
-/// direction in the text space its cues lie around. The starting weights have the grid and the pooled vector shut:
-/// a wordless segment cannot be found at all. Stage 2 opens the grid and learns its projection.
+/// Stage 2 killed in its sixth epoch resumes from the checkpoint of the fifth and ends where an uninterrupted run
+/// ends.
 #[test]
 fn an_interrupted_stage_two_resumes_from_its_checkpoint() {
-    let (d, v, g, classes) = (32, 48, 4, 6);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let looks: Vec<Vec<f32>> = (0..classes).map(|_| unit_vec(&mut rng, v)).collect();
-    let means: Vec<Vec<f32>> = (0..classes).map(|_| unit_vec(&mut rng, d)).collect();
-    let segment = |rng: &mut rand::rngs::StdRng, class: usize, cues: usize| {
-        let mut data = Vec::with_capacity(g * v);
-        for pos in 0..g {
-            let noise = gaussian(rng, v);
-            let shown = if pos % 2 == 0 { 3.0 } else { 0.0 };
-            data.extend(looks[class].iter().zip(&noise).map(|(l, n)| shown * l + 0.3 * n));
-        }
-        FusionSegment {
-            cues: (0..cues)
-                .map(|_| {
-                    let noise = gaussian(rng, d);
-                    normalized(
-                        &means[class]
-                            .iter()
-                            .zip(&noise)
-                            .map(|(m, n)| m + 0.15 * n)
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect(),
-            weights: vec![1.0; cues],
-            labels: None,
-            pooled: None,
-            grid: Some(VisualGrid {
-                tokens: g,
-                hidden: v,
-                data,
-            }),
-        }
-    };
-    let train: Vec<FusionSegment> = (0..120).map(|i| segment(&mut rng, i % classes, 2)).collect();
-    let held: Vec<(usize, FusionSegment)> = (0..30)
-        .map(|i| (i % classes, segment(&mut rng, i % classes, 0)))
-        .collect();
-    // Held-out score: each class's mean text as a query must find a wordless segment of its class first.
-    let mut evaluate = |m: &FusionModel| -> Result<f64, FusionError> {
-        let vectors: Vec<Option<Vec<f32>>> = held
-            .iter()
-            .map(|(_, s)| m.fuse(&s.inputs(None)).ok().map(|f| f.fused))
-            .collect();
-        let mut hits = 0;
-        for (class, q) in means.iter().enumerate() {
-            let best = vectors
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.as_ref().map(|v| (i, dot(q, v))))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            hits += usize::from(best.is_some_and(|(i, _)| held[i].0 == class));
-        }
-        Ok(hits as f64 / classes as f64)
-    };
-    let base = FusionModel::identity(d, v, 4).unwrap();
+    let w = classes();
+    let mut evaluate = |m: &FusionModel| w.score(m);
+    let base = FusionModel::identity(w.d, w.v, 4).unwrap();
     let opts = FusionTrainOptions {
         epochs: 15,
         lr: 1e-2,
         patience: 0,
         ..Default::default()
     };
-    let (full, report) = train_fusion(&base, &train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
+    let (full, report) = train_fusion(&base, &w.train, &opts, None, &mut evaluate, &mut |_, _, _| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("stage2");
     let file = dir.path().join("stage2.safetensors");
-    let steps_per_epoch = train.len() * 2 / opts.batch + 1;
+    let steps_per_epoch = w.train.len() * 2 / opts.batch + 1;
     let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train_fusion(
             &base,
-            &train,
+            &w.train,
             &opts,
             Some((&stem, "data")),
             &mut evaluate,
@@ -259,7 +230,7 @@ fn an_interrupted_stage_two_resumes_from_its_checkpoint() {
     let mut first = None;
     let (resumed, r) = train_fusion(
         &base,
-        &train,
+        &w.train,
         &opts,
         Some((&stem, "data")),
         &mut evaluate,
@@ -290,7 +261,7 @@ fn an_interrupted_stage_two_resumes_from_its_checkpoint() {
     let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train_fusion(
             &base,
-            &train,
+            &w.train,
             &opts,
             Some((&stem, "data")),
             &mut evaluate,
@@ -300,7 +271,7 @@ fn an_interrupted_stage_two_resumes_from_its_checkpoint() {
     assert!(interrupted.is_err());
     let (_, r) = train_fusion(
         &base,
-        &train,
+        &w.train,
         &opts,
         Some((&stem, "other")),
         &mut evaluate,
@@ -343,7 +314,7 @@ fn a_held_out_cue_is_found_in_its_own_segment() {
     };
     let near = |i: usize, j: usize| normalized(&e(i).iter().zip(e(j)).map(|(a, b)| a + 0.5 * b).collect::<Vec<_>>());
     // Segment 0: cues near axis 0 and axis 0 (+1); segment 1: axis 2; segment 2: axis 3.
-    let segs = vec![
+    let segs = [
         FusionSegment {
             cues: vec![near(0, 1), near(0, 4)],
             weights: vec![1.0, 1.0],
@@ -360,6 +331,7 @@ fn a_held_out_cue_is_found_in_its_own_segment() {
             ..Default::default()
         },
     ];
+    let segs: Vec<&FusionSegment> = segs.iter().collect();
     let (r1, r5, n) = held_out_cue_recall(&base, &segs, &[true, false, true]).unwrap();
     assert_eq!(n, 4);
     assert_eq!((r1, r5), (1.0, 1.0));

@@ -120,7 +120,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let checkpoint = dir.join("train-checkpoint");
     let mut progress = |p: &train::Progress| {
-        crate::fault::point(&format!("train-step:{}", p.step));
+        crate::fault::point(|| format!("train-step:{}", p.step));
         if quiet || args.json {
             return;
         }
@@ -211,7 +211,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
             score().map_err(|e| FusionError::Train(format!("{e:#}")))
         };
         let mut progress2 = |epoch: usize, step: usize, loss: f64| {
-            crate::fault::point(&format!("train-stage2-step:{step}"));
+            crate::fault::point(|| format!("train-stage2-step:{step}"));
             tracing::debug!(epoch, step, loss, "training the grid and the cross-attention");
         };
         let stem = dir.join("train-stage2");

@@ -190,14 +190,10 @@ pub fn visual_recall(model: &FusionModel, videos: &[EvalVideo]) -> Result<(f64, 
 /// Held-out cue recall@1 of `model` and the number of queries (see the
 /// module docs); the training videos' segments compete.
 pub fn cue_recall(model: &FusionModel, videos: &[EvalVideo]) -> Result<(f64, usize)> {
-    let mut segments = Vec::new();
-    let mut queries = Vec::new();
-    for v in videos {
-        for s in &v.with_text {
-            segments.push(s.clone());
-            queries.push(v.queries);
-        }
-    }
+    let (segments, queries): (Vec<&FusionSegment>, Vec<bool>) = videos
+        .iter()
+        .flat_map(|v| v.with_text.iter().map(|s| (s, v.queries)))
+        .unzip();
     let (r1, _, n) = held_out_cue_recall(model, &segments, &queries)?;
     Ok((r1, n))
 }

@@ -253,8 +253,11 @@ pub struct JobsResponse {
 /// `GET /healthz` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`: the store answers (indexing may still run with stages off).
     pub status: String,
+    /// Indexing stages that are off, each as `"stage: reason"`: a missing or
+    /// broken model names its file and what to run.
+    pub stages_off: Vec<String>,
 }
 
 /// The file name of a path (the whole path when it has none).
@@ -663,7 +666,10 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Health>>
         .ping()
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {e}")))?;
-    Ok(Json(Health { status: "ok".into() }))
+    Ok(Json(Health {
+        status: "ok".into(),
+        stages_off: st.engine.stages_off(),
+    }))
 }
 
 /// Prometheus metrics (text exposition format).

@@ -98,7 +98,7 @@ async fn authorised(st: &AppState, token: &str, headers: &HeaderMap) -> bool {
     }
 }
 
-fn is_open_path(path: &str) -> bool {
+pub(crate) fn is_open_path(path: &str) -> bool {
     path == "/healthz" || path == "/login" || path.starts_with("/static/")
 }
 

@@ -157,4 +157,9 @@ pub trait QueryEngine: Send + Sync + 'static {
     fn model_version(&self) -> String {
         "unknown".into()
     }
+    /// Indexing stages that are off, each as `"stage: reason"` (a model that
+    /// is missing or broken); `/healthz` lists them.
+    fn stages_off(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -83,6 +83,19 @@ impl From<kino_store::StoreError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        // A store that cannot be reached, wherever in the chain: 503, so
+        // clients retry (the service recovers without a restart).
+        let transient = e
+            .chain()
+            .filter_map(|c| c.downcast_ref::<kino_store::StoreError>())
+            .any(|s| s.is_transient());
+        if transient {
+            tracing::warn!("store unavailable: {e:#}");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the database is unavailable; try again shortly ({e:#})"),
+            );
+        }
         ApiError::internal(format!("{e:#}"))
     }
 }

@@ -10,6 +10,9 @@
 //! - Errors answer as JSON `{"error","status"}` ([`error::ApiError`]); requests
 //!   have a timeout and body and query-string length limits; `/metrics` exposes
 //!   Prometheus text from the process-wide recorder ([`install_metrics`]).
+//! - Connections have a deadline for their request head and a cap on their
+//!   number ([`listen`]); cross-site writes and token guessing are refused
+//!   ([`guard`]).
 
 pub mod api;
 pub mod auth;
@@ -17,7 +20,9 @@ pub mod engine;
 pub mod error;
 pub mod feedback;
 pub mod files;
+pub mod guard;
 pub mod history;
+pub mod listen;
 pub mod pages;
 pub mod video_page;
 
@@ -99,6 +104,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// Wrong tokens per client address (see [`guard`]).
+    pub failures: guard::Failures,
 }
 
 impl AppState {
@@ -123,6 +130,7 @@ impl AppState {
             history: history::History::default(),
             metrics: install_metrics(),
             request_timeout: config.request_timeout,
+            failures: guard::Failures::default(),
         }
     }
 }
@@ -163,12 +171,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_bind(&config)?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+    let listener = listen::bind(config.bind).map_err(|source| ServeError::Bind {
+        addr: config.bind,
+        source,
+    })?;
     serve_on(listener, config, store, engine, shutdown).await
 }
 
@@ -185,8 +191,7 @@ pub async fn serve_on(
     check_bind(&config)?;
     let state = Arc::new(AppState::new(&config, store, engine));
     tracing::info!("web UI and API on http://{addr}/");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    listen::run(listener, router(state), shutdown)
         .await
         .map_err(ServeError::Io)?;
     Ok(())
@@ -215,10 +220,7 @@ pub async fn serve_metrics(
         )
         .fallback(not_found);
     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Io)?;
+    listen::run(listener, app, shutdown).await.map_err(ServeError::Io)?;
     Ok(())
 }
 
@@ -322,6 +324,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/thumbnails/{segment_id}", get(files::thumbnail));
     app.merge(media)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::shield))
         .layer(middleware::from_fn(limit_query))
         .layer(middleware::from_fn(track))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

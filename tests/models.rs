@@ -3,7 +3,8 @@
 //! first use): a fresh home fetches every default model and an ingest then
 //! stores visual vectors with no other step; with the hub down the text
 //! model still installs and the vision model is named with what to do;
-//! `verify` catches a flipped byte.
+//! `verify` catches a flipped byte; broken model files are named and leave
+//! the other stages indexing; a fetch killed mid-download resumes.
 
 mod common;
 
@@ -246,4 +247,200 @@ fn downloads_go_through_the_proxy_of_the_environment() {
         "{seen:?}"
     );
     assert!(home.join("models").join(VISION).join("model.safetensors").is_file());
+}
+
+/// The first file named `name` under `dir`, searched depth first.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Damaged model files: `verify` names each one; `kino serve` still starts,
+/// names the broken models in `/healthz` and its log, and indexes a new
+/// video with the stages that work (its subtitles, without pictures); a
+/// damaged text model is fatal, with exit code 2 and the file named.
+#[test]
+fn broken_models_are_named_and_the_other_stages_keep_indexing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let hub = hub();
+    let out = kino(&home, &hub.endpoint).args(["models", "fetch"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let models = home.join("models");
+
+    // A flipped byte in the middle of the Swin weights (it still parses), a
+    // truncated recogniser, a flipped byte in the speech weights.
+    let vision = models.join(VISION).join("model.safetensors");
+    let mut bytes = std::fs::read(&vision).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&vision, &bytes).unwrap();
+    let rec = find_file(&models, "PP-OCRv6_rec_small.onnx").expect("the OCR recogniser is installed");
+    let len = std::fs::metadata(&rec).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rec)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+    let speech = find_file(&models, "model.bin").expect("the speech model is installed");
+    let mut bytes = std::fs::read(&speech).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&speech, &bytes).unwrap();
+
+    let out = kino(&home, &hub.endpoint).args(["models", "verify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    for f in [&vision, &rec, &speech] {
+        assert!(
+            said.contains(&f.display().to_string()),
+            "verify names {}: {said}",
+            f.display()
+        );
+    }
+    assert!(said.contains("text: ok"), "{said}");
+
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(&lib.join("bars.mp4"));
+    let port = common::free_port();
+    let log = dir.path().join("serve.log");
+    let server = common::Server(
+        kino(&home, &hub.endpoint)
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_until("serve answers", std::time::Duration::from_secs(120), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let health = common::get_json(port, "/healthz");
+    assert_eq!(health["status"], "ok", "{health}");
+    let off: Vec<String> = health["stages_off"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let names = |stage: &str, file: &Path| {
+        off.iter()
+            .any(|s| s.starts_with(stage) && s.contains(&file.display().to_string()))
+    };
+    assert!(names("vision:", &vision), "vision named: {off:?}");
+    assert!(names("speech:", &speech), "speech named: {off:?}");
+    assert!(
+        off.iter().any(|s| s.starts_with("on-screen text:")),
+        "OCR named: {off:?}"
+    );
+    let db = home.join("kino.db").display().to_string();
+    let segs = loop {
+        let segs = rt().block_on(async {
+            let s = Store::open(&db).await.ok()?;
+            let v = s.videos().await.ok()?.into_iter().next()?;
+            let done = v.status == kino_store::VideoStatus::Done;
+            let segs = s.segments(v.id).await.ok()?;
+            s.close().await;
+            done.then_some(segs)
+        });
+        if let Some(segs) = segs {
+            break segs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(std::fs::read_to_string(&log).unwrap().len() < 10_000_000, "runaway log");
+    };
+    assert!(
+        segs.iter().any(|s| s.text.contains("coloured bars")),
+        "the subtitles are indexed: {segs:?}"
+    );
+    assert!(
+        segs.iter().all(|s| s.visual_emb.is_none()),
+        "no pictures from a broken model"
+    );
+    let (code, _, body) = common::http(port, "GET", "/api/search?q=coloured+bars+test+card", None, &[]);
+    assert_eq!(code, 200);
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(!found["results"].as_array().unwrap().is_empty(), "{found}");
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&vision.display().to_string()),
+        "the log names the broken vision model: {logged}"
+    );
+
+    // A damaged text model: nothing can be indexed or searched; exit 2.
+    let text_model = models.join("sentence-transformers/all-MiniLM-L6-v2/model.safetensors");
+    let len = std::fs::metadata(&text_model).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&text_model)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    for args in [vec!["ingest", lib.to_str().unwrap()], vec!["search", "bars"]] {
+        let out = kino(&home, &hub.endpoint).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(&text_model.parent().unwrap().display().to_string()),
+            "{args:?} names the text model: {}",
+            text(&out)
+        );
+    }
+}
+
+/// `kino models fetch` killed with SIGKILL in the middle of a download
+/// (`KINO_FAULT=model-download`): nothing is installed at the model's
+/// place, and the next fetch completes the model from its partial folder;
+/// `verify` then finds every file whole.
+#[test]
+fn a_fetch_killed_mid_download_installs_nothing_and_the_next_one_completes() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let hub = hub();
+    let out = kino(&home, &hub.endpoint)
+        .env("KINO_FAULT", "model-download")
+        .args(["models", "fetch", "vision"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "killed mid-download: {}", text(&out));
+    let models = home.join("models");
+    assert!(!models.join(VISION).exists(), "nothing installed at the model's place");
+    let partial = models.join(format!("{VISION}.partial"));
+    // Killed in the first file it fetched: that file is kept, to resume.
+    let kept = std::fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0);
+    assert!(kept > 0, "the partial download is kept in {}", partial.display());
+
+    let out = kino(&home, &hub.endpoint)
+        .args(["models", "fetch", "vision"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!partial.exists(), "the partial folder is gone once installed");
+    let out = kino(&home, &hub.endpoint)
+        .args(["models", "verify", "vision"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("vision: ok"), "{}", text(&out));
+    let want =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad/model.safetensors"))
+            .unwrap();
+    assert_eq!(
+        std::fs::read(models.join(VISION).join("model.safetensors")).unwrap(),
+        want
+    );
 }

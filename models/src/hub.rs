@@ -282,6 +282,12 @@ impl Hub {
                     }
                     pos += n as u64;
                     bar.set(pos);
+                    // The reliability tests' kill point: past the first
+                    // megabyte (or half of a smaller file).
+                    let mark = total.map_or(1 << 20, |t| t.div_ceil(2).min(1 << 20));
+                    if pos >= mark && pos - (n as u64) < mark {
+                        kino_fault::point(|| "model-download".into());
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(cut(url, pos, total, &e.to_string())),

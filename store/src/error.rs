@@ -30,6 +30,14 @@ pub enum StoreError {
         /// The newest migration this binary has.
         known: i64,
     },
+    /// The disk holding the database is full.
+    #[error("{path}: the disk is full ({detail}); free some space and run kino again: what is indexed is kept")]
+    DiskFull {
+        /// The database's folder.
+        path: String,
+        /// The underlying error.
+        detail: String,
+    },
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -65,10 +73,28 @@ impl StoreError {
         }
     }
 
+    /// True when the disk holding the database is full (SQLite's
+    /// `SQLITE_FULL`, Postgres' `disk_full`, an OS "no space left"): a
+    /// retry in seconds will not cure it, space must be freed first.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io { source, .. } => source.raw_os_error() == Some(28),
+            StoreError::Db(e) => {
+                e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "13" || c == "53100")
+                    || matches!(e, sqlx::Error::Io(io) if io.raw_os_error() == Some(28))
+            }
+            _ => false,
+        }
+    }
+
     /// True for errors that a retry may cure (connection lost, pool timeout, server restarting).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Connect { .. } => true,
+            // Retried with a backoff: the job waits for space to return.
+            StoreError::Connect { .. } | StoreError::DiskFull { .. } => true,
             StoreError::Db(e) => {
                 matches!(
                     e,
@@ -86,6 +112,9 @@ impl StoreError {
                             || c == "40P01"
                             || c == "5"
                             || c == "6"
+                            // SQLITE_FULL, Postgres disk_full: space may return.
+                            || c == "13"
+                            || c == "53100"
                     })
                     .unwrap_or(false)
             }

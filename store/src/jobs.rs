@@ -120,9 +120,11 @@ impl Store {
             .bind(owner)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
-            .fetch_optional(&self.pool)
+            // Stepped to the end (see `upsert_video`): a claim whose write
+            // failed must not come back as claimed.
+            .fetch_all(&self.pool)
             .await?;
-        row.as_ref().map(job_from_row).transpose()
+        row.first().map(job_from_row).transpose()
     }
 
     async fn fail_exhausted(&self, now: i64) -> Result<()> {
@@ -207,9 +209,9 @@ impl Store {
             .bind(now + backoff.as_millis() as i64)
             .bind(error)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.as_ref().map(job_from_row).transpose()?.map(|j| j.state))
+        Ok(row.first().map(job_from_row).transpose()?.map(|j| j.state))
     }
 
     /// Gives a running job back to the queue without counting the attempt

@@ -131,9 +131,17 @@ impl Store {
             Backend::Postgres => 8,
             Backend::Sqlite => 4,
         };
+        // How long a query waits for a connection. A Postgres server that is
+        // down refuses at once, but the pool keeps trying until this runs
+        // out: short, so a search answers 503 in seconds rather than hanging
+        // (workers retry on their own). SQLite waits for its one writer.
+        let acquire = match parsed.backend {
+            Backend::Postgres => Duration::from_secs(5),
+            Backend::Sqlite => Duration::from_secs(30),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(acquire)
             .connect(&parsed.url)
             .await
             .map_err(|e| StoreError::connect(&parsed, e))?;
@@ -173,8 +181,31 @@ impl Store {
                     tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
                     tokio::time::sleep(Duration::from_millis(50 * attempt.min(6))).await;
                 }
-                Err(e) => return Err(StoreError::Migrate(e)),
+                Err(e) => return Err(self.disk_full_or(StoreError::Migrate(e))),
             }
+        }
+    }
+
+    /// `err`, or [`StoreError::DiskFull`] when the store is a SQLite file
+    /// whose disk has less than a megabyte left (SQLite reports a full disk
+    /// as an I/O error when it cannot grow its shared-memory file).
+    pub fn disk_full_or(&self, err: StoreError) -> StoreError {
+        if self.backend != Backend::Sqlite {
+            return err;
+        }
+        let Some(dir) = parse_db_url(&self.url)
+            .ok()
+            .and_then(|u| u.sqlite_path().and_then(|p| p.parent().map(|p| p.to_owned())))
+        else {
+            return err;
+        };
+        let dir = if dir.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { dir };
+        match fs4::available_space(&dir) {
+            Ok(free) if free < (1 << 20) => StoreError::DiskFull {
+                path: dir.display().to_string(),
+                detail: format!("{free} bytes free; {err}"),
+            },
+            _ => err,
         }
     }
 
@@ -217,6 +248,22 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Checks the database file's structure: SQLite's `PRAGMA
+    /// integrity_check` (`"ok"`, or the first problem it reports); on
+    /// Postgres, which checks its own pages, `"ok"` once it answers.
+    pub async fn integrity_check(&self) -> Result<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let row: (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&self.pool).await?;
+                Ok(row.0)
+            }
+            Backend::Postgres => {
+                self.ping().await?;
+                Ok("ok".into())
+            }
+        }
     }
 
     /// Checks that the database answers.

@@ -296,6 +296,7 @@ impl Store {
             crate::documents::write_document(&mut tx, video_id, doc).await?;
         }
         let generation = crate::live::record_change(&mut tx, self.backend, video_id).await?;
+        kino_fault::point(|| "segments-tx".into());
         tx.commit().await?;
 
         let entries = segments
@@ -327,6 +328,7 @@ impl Store {
         for s in segments {
             insert_segment(&mut tx, "staged_segments", video_id, s, now).await?;
         }
+        kino_fault::point(|| "stage-tx".into());
         tx.commit().await?;
         Ok(())
     }

@@ -63,10 +63,16 @@ impl Store {
             .bind(v.size_bytes)
             .bind(v.mtime_ms)
             .bind(now)
-            .fetch_one(&self.pool)
+            // Stepped to the end: on SQLite an autocommit write's own error
+            // (a full disk, say) comes at its last step, which `fetch_one`
+            // skips, returning the row of a write that did not happen.
+            .fetch_all(&self.pool)
             .await?;
+        let row = row
+            .first()
+            .ok_or_else(|| StoreError::NotFound(format!("video {} after writing it", v.path)))?;
         // The status is kept: what search sees of the video does not change.
-        video_from_row(&row)
+        video_from_row(row)
     }
 
     /// One video by id.

@@ -82,11 +82,17 @@ pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
             dir.display()
         )));
     }
+    // Nothing can be indexed or searched without it: a damaged text model is
+    // the user's to repair (exit code 2), named with what to run.
     SentenceEncoder::load(dir).map_err(|e| {
         if e.is_bad_input() {
             usage(e.to_string())
         } else {
-            anyhow::Error::from(e).context(format!("loading the text model from {}", dir.display()))
+            usage(format!(
+                "{}: the text model does not load ({e}); `kino models verify text` checks its files \
+                 and `kino models fetch text` installs it again",
+                dir.display()
+            ))
         }
     })
 }
@@ -96,6 +102,14 @@ pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
 pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
     if !kino_vision::is_model_dir(dir) {
         return Ok(None);
+    }
+    // Weights that differ from the install's manifest are damaged, even when
+    // they still parse (a flipped bit makes wrong vectors, not an error).
+    if let Some(m) = kino_models::manifest::Manifest::read(dir).ok().flatten() {
+        let bad = m.verify(dir).with_context(|| format!("checking {}", dir.display()))?;
+        if let Some(first) = bad.first() {
+            anyhow::bail!("{}: {}", dir.join(&first.path).display(), first.what);
+        }
     }
     let swin = Swin::load(dir, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the vision model from {}", dir.display()))?;
@@ -226,16 +240,21 @@ pub fn screen_for(config: &Config, threads: usize) -> Result<std::result::Result
     // The stage version names the weights: the digests the install
     // recorded in the folder's manifest, else hashed here (a folder put
     // there by hand).
+    // A file that differs from the manifest is damaged: the stage is off
+    // rather than reading with weights nobody installed.
     let manifest = kino_models::manifest::Manifest::read(&dir).ok().flatten();
     let mut digests = Vec::new();
     for f in OCR_FILES {
-        let d = match manifest.as_ref().and_then(|m| m.file(f)) {
-            Some(entry) => entry.sha256.clone(),
-            None => {
-                let path = dir.join(f);
-                kino_models::manifest::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?
-            }
-        };
+        let path = dir.join(f);
+        let d = kino_models::manifest::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(expected) = manifest.as_ref().and_then(|m| m.file(f)).filter(|e| e.sha256 != d) {
+            return Ok(Err(format!(
+                "{}: SHA-256 {d} is not the installed {}: the file is damaged; on-screen text is not read \
+                 until `kino models fetch ocr` installs it again",
+                path.display(),
+                expected.sha256
+            )));
+        }
         digests.push(d.chars().take(8).collect::<String>());
     }
     match kino_ocr::Ocr::load(&dir, threads) {
@@ -290,8 +309,9 @@ fn vision_off_reason(vdir: &Path) -> String {
 }
 
 impl Engines {
-    /// Loads every model the configuration names. A missing vision model is
-    /// not an error: the vision branch is off and the reason is kept.
+    /// Loads every model the configuration names. Only the text model is
+    /// required: a missing or broken vision, speech or on-screen text model
+    /// turns that stage off and the reason is kept ([`Engines::stages_off`]).
     pub fn load(config: &Config) -> Result<Engines> {
         let vdir = config.vision_model_dir();
         // The two models load side by side (reading, hashing and laying out
@@ -313,7 +333,18 @@ impl Engines {
             Ok(s) => (Some(Arc::new(s)), None),
             Err(why) => (None, Some(why)),
         };
-        let vision = vision?.map(Arc::new);
+        // A broken vision model is not fatal: the other stages index, the
+        // reason is kept (logged, and shown by `/healthz`), and the videos
+        // indexed without pictures are stale once the model is repaired.
+        let (vision, vision_broken) = match vision {
+            Ok(v) => (v.map(Arc::new), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "{e:#}: the vision model is broken; frames are not embedded until                      `kino models fetch vision` installs it again (then `kino reindex --stale`)"
+                )),
+            ),
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (screen, screen_off_reason) = match screen_for(config, ocr_threads(cores, vision.is_some()))? {
             Ok(s) => (Some(Arc::new(s)), None),
@@ -324,7 +355,9 @@ impl Engines {
         Ok(Engines {
             fusion_dir,
             text: Arc::new(text),
-            vision_off_reason: vision.is_none().then(|| vision_off_reason(&vdir)),
+            vision_off_reason: vision
+                .is_none()
+                .then(|| vision_broken.unwrap_or_else(|| vision_off_reason(&vdir))),
             vision,
             fusion: Arc::new(fusion),
             speech,
@@ -413,6 +446,18 @@ impl Engines {
             },
             screen,
         }
+    }
+
+    /// Each stage that is off, as `"stage: reason"` (empty when every stage runs).
+    pub fn stages_off(&self) -> Vec<String> {
+        [
+            ("vision", &self.vision_off_reason),
+            ("speech", &self.speech_off_reason),
+            ("on-screen text", &self.screen_off_reason),
+        ]
+        .into_iter()
+        .filter_map(|(stage, why)| why.as_ref().map(|w| format!("{stage}: {w}")))
+        .collect()
     }
 
     /// The versions an index built now would record, with the decoder's

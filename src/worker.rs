@@ -122,7 +122,15 @@ pub async fn requeue_if_stale(store: &Store, id: i64, current: &Versions) -> Res
     Ok(true)
 }
 
-/// Runs jobs until `stop` is set (or the queue is empty with `exit_when_idle`).
+/// Claims that fail in a row before a worker with `exit_when_idle` gives
+/// up (a long-running worker keeps trying): a full disk, or any other error.
+const GIVE_UP_DISK_FULL: u32 = 3;
+const GIVE_UP_OTHER: u32 = 10;
+
+/// Runs jobs until `stop` is set (or the queue is empty with
+/// `exit_when_idle`). With `exit_when_idle`, a store that keeps refusing to
+/// hand out jobs (a full disk, a database gone for minutes) ends the run:
+/// the reason is returned, and the jobs left resume on the next run.
 pub fn run_worker(
     pipeline: &Pipeline,
     rt: &tokio::runtime::Handle,
@@ -130,16 +138,25 @@ pub fn run_worker(
     opts: &WorkerOptions,
     stop: &AtomicBool,
     events: &(dyn Fn(WorkerEvent) + Sync),
-) {
+) -> Option<String> {
     let store = pipeline.store().clone();
     let mut backoff = Duration::from_millis(250);
+    let mut failures = 0;
     while !stop.load(Ordering::Relaxed) {
         let job = match rt.block_on(store.claim_job(owner, opts.lease)) {
             Ok(j) => {
                 backoff = Duration::from_millis(250);
+                failures = 0;
                 j
             }
             Err(e) => {
+                failures += 1;
+                let e = store.disk_full_or(e);
+                let limit = if e.is_disk_full() { GIVE_UP_DISK_FULL } else { GIVE_UP_OTHER };
+                if opts.exit_when_idle && failures >= limit {
+                    tracing::error!(error = %e, "cannot claim a job; giving up after {failures} tries");
+                    return Some(e.to_string());
+                }
                 tracing::warn!(error = %e, "cannot claim a job; retrying in {:?}", backoff);
                 metrics::counter!("kino_failures_total", "kind" => "store").increment(1);
                 sleep_unless(stop, backoff);
@@ -159,8 +176,13 @@ pub fn run_worker(
             sleep_unless(stop, opts.poll);
             continue;
         };
-        run_job(pipeline, rt, &store, owner, opts, stop, events, job);
+        if let Some(why) = run_job(pipeline, rt, &store, owner, opts, stop, events, job) {
+            if opts.exit_when_idle {
+                return Some(why);
+            }
+        }
     }
+    None
 }
 
 fn sleep_unless(stop: &AtomicBool, d: Duration) {
@@ -174,11 +196,24 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// Retries a store call with backoff while the database is unreachable.
-fn with_retry<T>(what: &str, mut f: impl FnMut() -> kino_store::Result<T>) -> Option<T> {
+/// Runs a store write, retrying what a retry may cure. A full disk is not
+/// cured in seconds: after three tries the write is dropped (the job keeps
+/// its state and is taken again once space returns) and the reason is put
+/// in `refused`, for a run that should stop.
+fn with_retry<T>(
+    what: &str,
+    refused: &std::cell::RefCell<Option<String>>,
+    mut f: impl FnMut() -> kino_store::Result<T>,
+) -> Option<T> {
     let mut backoff = Duration::from_millis(250);
-    for _ in 0..12 {
+    for attempt in 0..12 {
         match f() {
             Ok(v) => return Some(v),
+            Err(e) if e.is_disk_full() && attempt >= 2 => {
+                tracing::error!(error = %e, "{what} failed: the disk is full");
+                refused.replace(Some(e.to_string()));
+                return None;
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "{what}: database unavailable, retrying in {:?}", backoff);
                 std::thread::sleep(backoff);
@@ -203,7 +238,9 @@ fn run_job(
     stop: &AtomicBool,
     events: &(dyn Fn(WorkerEvent) + Sync),
     job: Job,
-) {
+) -> Option<String> {
+    // Why a store write had to be dropped (a full disk), if one was.
+    let refused = std::cell::RefCell::new(None);
     let video = match rt.block_on(store.video(job.video_id)) {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -214,11 +251,11 @@ fn run_job(
                 false,
                 Duration::ZERO,
             ));
-            return;
+            return None;
         }
         Err(e) => {
             let _ = rt.block_on(store.fail_job(job.id, owner, &e.to_string(), true, Duration::from_secs(5)));
-            return;
+            return None;
         }
     };
     events(WorkerEvent::Started {
@@ -268,7 +305,7 @@ fn run_job(
             .and_then(|v| v["done_ms"].as_i64());
         let save = |done_ms: i64| {
             let cp = serde_json::json!({ "done_ms": done_ms }).to_string();
-            with_retry("saving a checkpoint", || {
+            with_retry("saving a checkpoint", &refused, || {
                 rt.block_on(store.checkpoint_job(job_id, owner, &cp))
             })
             .unwrap_or(false)
@@ -281,7 +318,7 @@ fn run_job(
 
     let finished = match result {
         Ok(outcome) => {
-            with_retry("completing a job", || rt.block_on(store.complete_job(job.id, owner)));
+            with_retry("completing a job", &refused, || rt.block_on(store.complete_job(job.id, owner)));
             metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
             // New models, or the video's speech language changed while it
             // ran: queued again when that leaves it stale.
@@ -299,13 +336,13 @@ fn run_job(
         }
         Err(IndexError::Cancelled) => {
             if stop.load(Ordering::Relaxed) {
-                with_retry("releasing a job", || rt.block_on(store.release_job(job.id, owner)));
+                with_retry("releasing a job", &refused, || rt.block_on(store.release_job(job.id, owner)));
                 let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Queued, None));
             }
             Err("cancelled".to_string())
         }
         Err(IndexError::BadInput(msg)) => {
-            with_retry("failing a job", || {
+            with_retry("failing a job", &refused, || {
                 rt.block_on(store.fail_job(job.id, owner, &msg, false, Duration::ZERO))
             });
             let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Failed, Some(&msg)));
@@ -316,7 +353,7 @@ fn run_job(
         Err(IndexError::Transient(e)) => {
             let msg = format!("{e:#}");
             let backoff = Duration::from_secs(2u64.pow(job.attempts.clamp(0, 6) as u32));
-            let state = with_retry("failing a job", || {
+            let state = with_retry("failing a job", &refused, || {
                 rt.block_on(store.fail_job(job.id, owner, &msg, true, backoff))
             })
             .flatten();
@@ -334,4 +371,5 @@ fn run_job(
         path: video.path,
         result: finished,
     });
+    refused.into_inner()
 }

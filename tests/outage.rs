@@ -1,7 +1,8 @@
 //! A Postgres restart in the middle of `kino ingest` costs retries, not
 //! jobs: every video ends up indexed once. The test runs its own private
 //! Postgres server (initdb in a temporary folder, on a free port), so the
-//! restart touches no other test.
+//! restart touches no other test. The same while `kino serve` answers
+//! searches: 503 while the database is down, answers again when it is back.
 
 mod common;
 
@@ -197,6 +198,91 @@ fn postgres_restart_mid_ingest_loses_no_job() {
             );
             let jobs = store.jobs_of_video(v.id).await.unwrap();
             assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].state, JobState::Done);
+        }
+        store.close().await;
+    });
+}
+
+/// Postgres stopped under a running `kino serve`: searches answer 503 with a
+/// message (never a hang or a 500) while it is down, and answer again
+/// without a restart once it is back; `/healthz` says the same; a video
+/// queued while the database was down is indexed once it returns.
+#[test]
+fn postgres_down_during_search_answers_503_and_recovers_without_a_restart() {
+    let pg = PrivatePg::start();
+    let db = format!("postgres://postgres@127.0.0.1:{}/kino", pg.port);
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    make_library(&lib, 1, 20);
+    let port = common::free_port();
+    let _server = common::Server(
+        Command::new(env!("CARGO_BIN_EXE_kino"))
+            .env_remove("KINO_DATABASE_URL")
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .arg("--models")
+            .arg(models_dir())
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let search = || common::http(port, "GET", "/api/search?q=Video+0+line+1", None, &[]);
+    common::wait_until("serve answers", Duration::from_secs(120), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    common::wait_until("the first video is searchable", Duration::from_secs(180), || {
+        let (code, _, body) = search();
+        code == 200 && String::from_utf8_lossy(&body).contains("line 1")
+    });
+
+    pg.ctl("stop");
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (code, _, body) = search();
+        assert!(
+            t.elapsed() < Duration::from_secs(35),
+            "no hang while the database is down"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if code != 200 {
+            assert_eq!(code, 503, "{v}");
+            assert!(!v["error"].as_str().unwrap_or("").is_empty(), "a message: {v}");
+        }
+        codes.push(code);
+    }
+    assert!(codes.contains(&503), "searches notice the outage: {codes:?}");
+    let (code, _, _) = common::http(port, "GET", "/healthz", None, &[]);
+    assert_eq!(code, 503);
+    // A new video arrives while the database is down.
+    let second = dir.path().join("late");
+    make_library(&second, 2, 20);
+    std::fs::rename(second.join("v1.mp4"), lib.join("v1.mp4")).unwrap();
+    std::fs::rename(second.join("v1.srt"), lib.join("v1.srt")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    pg.ctl("start");
+    common::wait_until("search answers again", Duration::from_secs(30), || search().0 == 200);
+    assert_eq!(common::http(port, "GET", "/healthz", None, &[]).0, 200);
+    common::wait_until("the late video is indexed", Duration::from_secs(180), || {
+        let (code, _, body) = common::http(port, "GET", "/api/search?q=Video+1+line+1", None, &[]);
+        code == 200 && String::from_utf8_lossy(&body).contains("Video 1, line 1")
+    });
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let videos = store.videos().await.unwrap();
+        assert_eq!(videos.len(), 2, "{videos:?}");
+        for v in &videos {
+            assert_eq!(v.status, VideoStatus::Done, "{}", v.path);
+            let jobs = store.jobs_of_video(v.id).await.unwrap();
+            assert_eq!(jobs.len(), 1, "{}: one job", v.path);
             assert_eq!(jobs[0].state, JobState::Done);
         }
         store.close().await;

@@ -46,28 +46,32 @@ pub fn start_pipeline(config: &Config, rt: &tokio::runtime::Runtime) -> Result<(
 }
 
 /// Runs `jobs` workers until the queue is empty (or `stop`), reporting
-/// events to `on_event`.
+/// events to `on_event`. Returns why the workers gave up before the queue
+/// was empty (the store kept refusing to hand out jobs), if they did.
 pub fn drain_queue(
     pipeline: &Arc<Pipeline>,
     rt: &tokio::runtime::Runtime,
     jobs: usize,
     stop: &AtomicBool,
     on_event: &(dyn Fn(WorkerEvent) + Sync),
-) {
+) -> Option<String> {
     let opts = WorkerOptions {
         exit_when_idle: true,
         ..WorkerOptions::default()
     };
     std::thread::scope(|s| {
-        for n in 0..jobs.max(1) {
-            let opts = opts.clone();
-            let handle = rt.handle().clone();
-            s.spawn(move || {
-                let owner = worker::owner_name(n);
-                worker::run_worker(pipeline, &handle, &owner, &opts, stop, on_event);
-            });
-        }
-    });
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|n| {
+                let opts = opts.clone();
+                let handle = rt.handle().clone();
+                s.spawn(move || {
+                    let owner = worker::owner_name(n);
+                    worker::run_worker(pipeline, &handle, &owner, &opts, stop, on_event)
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().ok().flatten()).next()
+    })
 }
 
 struct Bars {
@@ -187,6 +191,15 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
     for f in &files {
         let reg = match rt.block_on(library::register(&store, f)) {
             Ok(r) => r,
+            // A full disk fails every file alike: stop here, saying where.
+            Err(e) if e.downcast_ref::<kino_store::StoreError>().is_some_and(|s| s.is_disk_full()) => {
+                let why = match e.downcast::<kino_store::StoreError>() {
+                    Ok(s) => store.disk_full_or(s).to_string(),
+                    Err(e) => format!("{e:#}"),
+                };
+                rt.block_on(store.close());
+                anyhow::bail!("{}: not registered: {why}", f.display());
+            }
             Err(e) => {
                 say!("kino: {}: {e:#}", f.display());
                 rows.push((-1, f.display().to_string(), "failed"));
@@ -213,7 +226,7 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
     let bars = Bars::new(queued.len() as u64, quiet || json_out);
     let started = Instant::now();
     let frames = std::sync::atomic::AtomicU64::new(0);
-    drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
+    let gave_up = drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
         if let WorkerEvent::Finished { result: Ok(o), .. } = &ev {
             frames.fetch_add(o.frames, Ordering::Relaxed);
         }
@@ -287,6 +300,10 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
     if stop.load(Ordering::Relaxed) {
         anyhow::bail!("interrupted: unfinished videos are queued and resume on the next run");
     }
+    if let Some(why) = gave_up {
+        let left = summary.get("not finished").copied().unwrap_or(0);
+        anyhow::bail!("{left} videos not finished: {why}; they resume on the next run");
+    }
     if !failed.is_empty() {
         anyhow::bail!("{} of {} files failed", failed.len(), rows.len());
     }
@@ -340,7 +357,7 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
     let done = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicUsize::new(0);
     let bars = Bars::new(chosen.len() as u64, json_out);
-    drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
+    let gave_up = drain_queue(&pipeline, &rt, pipeline.jobs(), &stop, &|ev| {
         if let WorkerEvent::Finished { result, .. } = &ev {
             match result {
                 Ok(_) => done.fetch_add(1, Ordering::Relaxed),
@@ -366,6 +383,9 @@ pub fn reindex(config: &Config, all: bool, stale: bool, video: Option<i64>, json
         );
     }
     rt.block_on(store.close());
+    if let Some(why) = gave_up {
+        anyhow::bail!("not every video was reindexed: {why}; run `kino reindex` again once it is cured");
+    }
     if failed.load(Ordering::Relaxed) > 0 {
         anyhow::bail!("{} videos failed to reindex", failed.load(Ordering::Relaxed));
     }

@@ -151,6 +151,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
         let current = reindex_pipeline.versions();
         handle.block_on(async move { enqueue_reindex(&store, &current, video, stale).await })
     });
+    let stages_pipeline = pipeline.clone();
+    let engine = engine.with_stages_off(move || stages_pipeline.stages_off());
     let engine: Arc<dyn kino_web::QueryEngine> = Arc::new(engine);
 
     let web_stop = stop.clone();

@@ -360,6 +360,11 @@ impl Pipeline {
         self.snapshot().versions.clone()
     }
 
+    /// The stages that are off now, each with its reason (see [`Engines::stages_off`]).
+    pub fn stages_off(&self) -> Vec<String> {
+        self.snapshot().engines.stages_off()
+    }
+
     /// The shared text encoder.
     pub fn text_encoder(&self) -> Arc<kino_language::SentenceEncoder> {
         self.snapshot().engines.text.clone()

@@ -32,6 +32,8 @@ pub struct Engine {
     weights: Weights,
     /// Called for `POST /api/reindex` (set by `kino serve`).
     reindex: Option<ReindexFn>,
+    /// Reports the indexing stages that are off (set by `kino serve`).
+    stages_off: Option<Box<dyn Fn() -> Vec<String> + Send + Sync>>,
 }
 
 impl Engine {
@@ -42,7 +44,14 @@ impl Engine {
             text,
             weights: Weights::default(),
             reindex: None,
+            stages_off: None,
         }
+    }
+
+    /// Sets what reports the indexing stages that are off (`/healthz`).
+    pub fn with_stages_off(mut self, f: impl Fn() -> Vec<String> + Send + Sync + 'static) -> Engine {
+        self.stages_off = Some(Box::new(f));
+        self
     }
 
     /// Sets what `reindex` does.
@@ -242,5 +251,9 @@ impl QueryEngine for Engine {
 
     fn model_version(&self) -> String {
         self.text.version()
+    }
+
+    fn stages_off(&self) -> Vec<String> {
+        self.stages_off.as_ref().map(|f| f()).unwrap_or_default()
     }
 }

@@ -1,7 +1,8 @@
 //! `kino serve` as a whole: watcher + workers + web with the real query
 //! engine (fusion scoring over the real text model). Files dropped into the
 //! library are indexed and searchable over HTTP; a moved file keeps its
-//! index; a deleted file disappears from search; SIGTERM stops cleanly.
+//! index; a deleted file disappears from search; SIGTERM stops cleanly;
+//! searches stay fast under a slow-loris attack.
 
 mod common;
 
@@ -175,4 +176,122 @@ fn serve_refuses_a_public_bind_without_a_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The real `kino serve` (real sentence encoder on every query) under a
+/// slow-loris attack of 500 connections, each sending one header line every
+/// two seconds and never ending its request head: a normal client's 1,000
+/// searches, on fresh connections, keep p99 ≤ 200 ms, and the server closes
+/// the attacking connections at its head deadline.
+#[test]
+fn searches_stay_fast_under_a_slowloris_attack() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(
+        &lib,
+        "garden",
+        "green",
+        "1\n00:00:11,000 --> 00:00:17,000\nToday I am sowing tomato seeds in small pots of compost.\n\n",
+    );
+    let port = free_port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_kino"))
+            .env_remove("KINO_DATABASE_URL")
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .arg("--models")
+            .arg(models_dir())
+            .args(["serve", "--library"])
+            .arg(&lib)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the garden video to be searchable", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get_json(port, "/api/search?q=tomato+seeds")["results"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+    });
+
+    // 500 attackers on 10 threads, each trickling headers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..10)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut conns: Vec<(TcpStream, Option<Instant>)> = (0..50)
+                    .map(|_| {
+                        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        s.write_all(b"GET /api/search?q=tomato HTTP/1.1\r\nHost: x\r\n")
+                            .unwrap();
+                        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                        (s, None)
+                    })
+                    .collect();
+                let opened = Instant::now();
+                let mut closed_after = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (s, closed) in conns.iter_mut().filter(|c| c.1.is_none()) {
+                        let mut b = [0u8; 64];
+                        let gone = match s.read(&mut b) {
+                            Ok(0) => true,
+                            Ok(_) => false,
+                            Err(e) => {
+                                !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                            }
+                        };
+                        if gone || s.write_all(b"X-Slow: 1\r\n").is_err() {
+                            *closed = Some(Instant::now());
+                            closed_after.push(opened.elapsed());
+                        }
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                (closed_after, conns.iter().filter(|c| c.1.is_none()).count())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let queries = ["tomato seeds", "compost in pots", "gardening", "sowing vegetables"];
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    for i in 0..1000 {
+        let t = Instant::now();
+        let (code, _, _) = http(
+            port,
+            "GET",
+            &format!("/api/search?q={}+{i}", queries[i % 4].replace(' ', "+")),
+            None,
+            &[],
+        );
+        lat.push(t.elapsed());
+        assert_eq!(code, 200, "request {i} under attack");
+    }
+    // Long enough for the head deadline (10 s) to pass for every attacker.
+    std::thread::sleep(Duration::from_secs(14).saturating_sub(t0.elapsed()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut closed = Vec::new();
+    let mut open = 0;
+    for a in attackers {
+        let (c, o) = a.join().unwrap();
+        closed.extend(c);
+        open += o;
+    }
+    lat.sort();
+    let p50 = lat[lat.len() / 2];
+    let p99 = lat[lat.len() * 99 / 100];
+    println!(
+        "kino serve under 500 slow-loris connections: 1,000 searches (real encoder), p50 {:.1} ms, p99 {:.1} ms; {} attacking connections closed by the server, {open} still open",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        closed.len()
+    );
+    assert!(p99 <= Duration::from_millis(200), "p99 {p99:?} under attack");
+    assert_eq!(open, 0, "every attacking connection closed at the head deadline");
 }

@@ -124,13 +124,13 @@ fn failed_ingest(home: &Path, lib: &Path) -> String {
     said
 }
 
+/// A video's file name, status and segment texts.
+type VideoRow = (String, VideoStatus, Vec<String>);
+/// A job's video, state and last error.
+type JobRow = (i64, JobState, Option<String>);
+
 /// Each video's (file name, status, segment texts), and each job's state.
-fn state(
-    db: &str,
-) -> (
-    Vec<(String, VideoStatus, Vec<String>)>,
-    Vec<(i64, JobState, Option<String>)>,
-) {
+fn state(db: &str) -> (Vec<VideoRow>, Vec<JobRow>) {
     rt().block_on(async {
         let store = Store::open(db).await.unwrap();
         let mut videos = Vec::new();
@@ -182,7 +182,10 @@ fn a_full_disk_stops_indexing_cleanly_and_kino_recovers_when_space_returns() {
     make_video(&lib, "third", 200, "A blacksmith hammers a glowing horseshoe");
     let said = failed_ingest(&home, &lib);
     assert!(said.contains("the disk is full"), "{said}");
-    assert!(said.contains(&home.display().to_string().to_lowercase()), "names the folder: {said}");
+    assert!(
+        said.contains(&home.display().to_string().to_lowercase()),
+        "names the folder: {said}"
+    );
 
     // Nearly full: indexing starts, then runs out of space part-way.
     let len = std::fs::metadata(&ballast).unwrap().len();
@@ -216,7 +219,9 @@ fn a_full_disk_stops_indexing_cleanly_and_kino_recovers_when_space_returns() {
     for (video, state, error) in unfinished {
         let e = error.as_deref().unwrap_or("").to_lowercase();
         assert!(
-            matches!(state, JobState::Queued | JobState::Running) || e.contains("no space left") || e.contains("disk is full"),
+            matches!(state, JobState::Queued | JobState::Running)
+                || e.contains("no space left")
+                || e.contains("disk is full"),
             "job of video {video}: {state:?} {e:?}"
         );
     }

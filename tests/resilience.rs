@@ -621,7 +621,10 @@ fn kill_9_of_serve_at_named_and_random_points_leaves_the_index_an_uninterrupted_
     assert_eq!(reference.len(), 3);
     // A cue every 15 s (no pictures, no screen text): the 10 s windows
     // holding one, 4 of 5.
-    assert!(reference.iter().all(|v| v.2.len() == 4), "4 segments each: {reference:?}");
+    assert!(
+        reference.iter().all(|v| v.2.len() == 4),
+        "4 segments each: {reference:?}"
+    );
 
     let db = dir.path().join("kino.db").display().to_string();
     let home = dir.path().join("home");
@@ -682,7 +685,7 @@ fn kill_9_of_serve_at_named_and_random_points_leaves_the_index_an_uninterrupted_
             Some(9),
             "run {run} ({fault:?}) ended by SIGKILL: {status:?}"
         );
-        kills.push(format!("{}", fault.unwrap_or("random")));
+        kills.push(fault.unwrap_or("random").to_string());
     }
     println!("killed: {kills:?}");
 

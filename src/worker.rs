@@ -152,7 +152,11 @@ pub fn run_worker(
             Err(e) => {
                 failures += 1;
                 let e = store.disk_full_or(e);
-                let limit = if e.is_disk_full() { GIVE_UP_DISK_FULL } else { GIVE_UP_OTHER };
+                let limit = if e.is_disk_full() {
+                    GIVE_UP_DISK_FULL
+                } else {
+                    GIVE_UP_OTHER
+                };
                 if opts.exit_when_idle && failures >= limit {
                     tracing::error!(error = %e, "cannot claim a job; giving up after {failures} tries");
                     return Some(e.to_string());
@@ -318,7 +322,9 @@ fn run_job(
 
     let finished = match result {
         Ok(outcome) => {
-            with_retry("completing a job", &refused, || rt.block_on(store.complete_job(job.id, owner)));
+            with_retry("completing a job", &refused, || {
+                rt.block_on(store.complete_job(job.id, owner))
+            });
             metrics::counter!("kino_jobs_total", "state" => "done").increment(1);
             // New models, or the video's speech language changed while it
             // ran: queued again when that leaves it stale.
@@ -336,7 +342,9 @@ fn run_job(
         }
         Err(IndexError::Cancelled) => {
             if stop.load(Ordering::Relaxed) {
-                with_retry("releasing a job", &refused, || rt.block_on(store.release_job(job.id, owner)));
+                with_retry("releasing a job", &refused, || {
+                    rt.block_on(store.release_job(job.id, owner))
+                });
                 let _ = rt.block_on(store.set_video_status(video.id, VideoStatus::Queued, None));
             }
             Err("cancelled".to_string())

@@ -192,7 +192,10 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
         let reg = match rt.block_on(library::register(&store, f)) {
             Ok(r) => r,
             // A full disk fails every file alike: stop here, saying where.
-            Err(e) if e.downcast_ref::<kino_store::StoreError>().is_some_and(|s| s.is_disk_full()) => {
+            Err(e)
+                if e.downcast_ref::<kino_store::StoreError>()
+                    .is_some_and(|s| s.is_disk_full()) =>
+            {
                 let why = match e.downcast::<kino_store::StoreError>() {
                     Ok(s) => store.disk_full_or(s).to_string(),
                     Err(e) => format!("{e:#}"),

@@ -199,7 +199,11 @@ impl Store {
         else {
             return err;
         };
-        let dir = if dir.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            dir
+        };
         match fs4::available_space(&dir) {
             Ok(free) if free < (1 << 20) => StoreError::DiskFull {
                 path: dir.display().to_string(),

@@ -320,3 +320,7 @@ fn load_file(path: &Path) -> Result<FileConfig> {
         Err(e) => Err(usage(format!("{}: cannot read config file: {e}", path.display()))),
     }
 }
+
+#[cfg(test)]
+#[path = "config_fuzz_tests.rs"]
+mod fuzz_tests;

@@ -32,6 +32,9 @@ pub mod train_fusion;
 mod error;
 pub mod vecmath;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use align::{AlignedSegment, SegmentBuilder, Segmenter};
 pub use answer::{Answer, Citation};
 pub use error::FusionError;

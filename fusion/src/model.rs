@@ -181,6 +181,36 @@ impl std::fmt::Debug for FusionModel {
     }
 }
 
+/// Reads every tensor of a safetensors file (onto the CPU), as `candle_core::safetensors::load_buffer` does, but
+/// refuses a shape whose dimensions multiply past `usize::MAX`: candle 0.11 computes element counts and strides
+/// without overflow checks, so an empty tensor with a huge dimension such as `[0, 2^64 - 1, 2]` (which
+/// safetensors accepts: it holds no bytes) panics where overflow is checked and gets wrapped strides elsewhere.
+pub(crate) fn read_safetensors(bytes: &[u8]) -> candle_core::Result<HashMap<String, Tensor>> {
+    use candle_core::safetensors::Load;
+    let file = candle_core::safetensors::SliceSafetensors::new(bytes)?;
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let shape = view.shape();
+            // Zero dimensions aside, every partial product (candle's strides) is at most the full one.
+            let fits = shape
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .is_some();
+            if !fits {
+                candle_core::bail!("tensor {name}: shape {shape:?} is too large");
+            }
+            Ok((name, view.load(&Device::Cpu)?))
+        })
+        .collect()
+}
+
+/// [`read_safetensors`] of the file at `path`.
+pub(crate) fn read_safetensors_file(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
+    read_safetensors(&std::fs::read(path)?)
+}
+
 fn identity_weights(cfg: &FusionConfig) -> candle_core::Result<HashMap<String, Tensor>> {
     let dev = Device::Cpu;
     let (d, v) = (cfg.text_dim, cfg.visual_dim);
@@ -235,8 +265,7 @@ impl FusionModel {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let loaded = read_safetensors(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
         let defaults = identity_weights(&config)?;
         let mut tensors = HashMap::new();
         for (name, default) in defaults {

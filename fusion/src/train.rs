@@ -543,3 +543,10 @@ pub fn train_projection(
     };
     Ok((projection, report))
 }
+
+/// Stage 1's checkpoint reader, for the hostile-input tests (`crate::fuzz_tests`): `Ok(true)` when the checkpoint
+/// at `stem` is one of `fingerprint` with `d × v` weights, and usable.
+#[cfg(test)]
+pub(crate) fn read_checkpoint(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<bool, FusionError> {
+    state::load_checked(stem, fingerprint, d, v).map(|s| s.is_some())
+}

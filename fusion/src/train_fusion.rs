@@ -783,3 +783,10 @@ pub fn held_out_cue_recall(
 #[cfg(test)]
 #[path = "train_fusion_tests.rs"]
 mod tests;
+
+/// Stage 2's checkpoint reader, for the hostile-input tests (`crate::fuzz_tests`): whether the checkpoint at `stem`
+/// is one of `fingerprint` with variables shaped like `vars`, and usable.
+#[cfg(test)]
+pub(crate) fn read_checkpoint(stem: &Path, fingerprint: &str, vars: &[Var]) -> bool {
+    checkpoint::load(stem, fingerprint, vars).is_some()
+}

@@ -315,37 +315,45 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 /// escapes (`\N`, `\n`, `\h`) and HTML entities; trims lines and drops empty ones.
 pub fn clean_markup(s: &str) -> String {
     let s = s.replace("\\N", "\n").replace("\\n", "\n").replace("\\h", " ");
+    let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '<' => {
-                // A tag only when it closes on this line and looks like one.
-                let rest: String = chars.clone().take_while(|&c| c != '>' && c != '\n').collect();
-                let closes = chars.clone().nth(rest.chars().count()) == Some('>');
-                let looks_like_tag = rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '/' || c == '!');
-                if closes && looks_like_tag {
-                    for _ in 0..=rest.chars().count() {
-                        chars.next();
-                    }
-                } else {
-                    out.push('<');
-                }
+    // Where the last search for a `>` (0) or a `}` (1) stopped, at the closer or the line's end. Openers before
+    // that point reuse it, which keeps a line full of unclosed `<` or `{` linear instead of quadratic.
+    let mut stop = [0usize; 2];
+    let (mut copied, mut i) = (0, 0);
+    while i < b.len() {
+        let (k, close) = match b[i] {
+            b'<' => (0, b'>'),
+            b'{' => (1, b'}'),
+            _ => {
+                i += 1;
+                continue;
             }
-            '{' => {
-                let rest: String = chars.clone().take_while(|&c| c != '}' && c != '\n').collect();
-                let closes = chars.clone().nth(rest.chars().count()) == Some('}');
-                if closes && rest.starts_with('\\') {
-                    for _ in 0..=rest.chars().count() {
-                        chars.next();
-                    }
-                } else {
-                    out.push('{');
-                }
-            }
-            _ => out.push(c),
+        };
+        if stop[k] <= i {
+            stop[k] = b[i + 1..]
+                .iter()
+                .position(|&c| c == close || c == b'\n')
+                .map_or(b.len(), |p| i + 1 + p);
+        }
+        let end = stop[k];
+        let closes = end < b.len() && b[end] == close;
+        // A tag only when it closes on this line and looks like one; an override block starts with `\`.
+        let first = b.get(i + 1).copied().filter(|_| end > i + 1);
+        let markup = closes
+            && match k {
+                0 => first.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'!'),
+                _ => first == Some(b'\\'),
+            };
+        if markup {
+            out.push_str(&s[copied..i]);
+            i = end + 1;
+            copied = i;
+        } else {
+            i += 1;
         }
     }
+    out.push_str(&s[copied..]);
     let out = decode_entities(&out);
     out.lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -360,7 +368,8 @@ fn decode_entities(s: &str) -> String {
     while let Some(p) = rest.find('&') {
         out.push_str(&rest[..p]);
         rest = &rest[p..];
-        let end = rest[1..].find(';').map(|e| e + 1).filter(|&e| e <= 10);
+        // An entity is short: look for its `;` among the next 10 bytes only (a line of `&` stays linear).
+        let end = rest.bytes().take(11).skip(1).position(|c| c == b';').map(|e| e + 1);
         let decoded = end.and_then(|e| {
             let name = &rest[1..e];
             let ch = match name {
@@ -516,3 +525,7 @@ fn packet_text(codec: ffmpeg::codec::Id, data: &[u8]) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "subtitles_fuzz.rs"]
+mod fuzz;

@@ -536,3 +536,6 @@ impl Ct2Model {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -257,7 +257,7 @@ pub(super) fn load(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result
     }
 }
 
-fn load_checked(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<Option<State>, FusionError> {
+pub(super) fn load_checked(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<Option<State>, FusionError> {
     let (st_path, json_path) = paths(stem);
     let Ok(text) = std::fs::read(&json_path) else {
         return Ok(None);
@@ -270,8 +270,8 @@ fn load_checked(stem: &Path, fingerprint: &str, d: usize, v: usize) -> Result<Op
         tracing::info!(path = %json_path.display(), "checkpoint is for other data or options: starting afresh");
         return Ok(None);
     }
-    let t = candle_core::safetensors::load(&st_path, &Device::Cpu)
-        .map_err(|e| train_err("unreadable checkpoint", &st_path, e))?;
+    let t =
+        crate::model::read_safetensors_file(&st_path).map_err(|e| train_err("unreadable checkpoint", &st_path, e))?;
     let get = |name: &str, len: usize| -> Result<Vec<f32>, FusionError> {
         let x = t
             .get(name)

@@ -119,7 +119,7 @@ pub(super) fn load(stem: &Path, fingerprint: &str, vars: &[Var]) -> Option<Saved
         return None;
     }
     let read = || -> Result<Option<Saved>, FusionError> {
-        let t = candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| err("unreadable", &file, e))?;
+        let t = crate::model::read_safetensors_file(&file).map_err(|e| err("unreadable", &file, e))?;
         let meta_bytes = t
             .get("meta")
             .ok_or_else(|| err("no meta in", &file, "checkpoint"))?

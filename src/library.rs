@@ -109,6 +109,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub async fn register(store: &Store, path: &Path) -> Result<Registration> {
     let path = canonical(path)?;
     let meta = std::fs::metadata(&path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    // Hashing a named pipe or a device would block or never end.
+    if !meta.is_file() {
+        return Err(usage(format!(
+            "{}: not a regular file (a pipe, socket or device is never read)",
+            path.display()
+        )));
+    }
     let mtime_ms = meta
         .modified()
         .ok()

@@ -178,3 +178,41 @@ fn replaced_copied_deleted_and_restored_files_under_a_running_server() {
     );
     assert_eq!(segment_texts(&db, short.id).len(), 2);
 }
+
+/// A named pipe with a video's name in the library (an endless stream, or
+/// one whose open blocks for ever without a writer) is refused as not a
+/// regular file; the ingest finishes and indexes the real video beside it.
+#[test]
+fn a_named_pipe_in_the_library_is_refused_and_the_rest_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    make_video(&lib, "real", 20, 0, "A gardener waters the tomatoes");
+    assert!(Command::new("mkfifo")
+        .arg(lib.join("live.mp4"))
+        .status()
+        .unwrap()
+        .success());
+    let db = dir.path().join("kino.db").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kino"))
+        .env_remove("KINO_DATABASE_URL")
+        .env("KINO_OCR", "off")
+        .arg("--home")
+        .arg(dir.path().join("home"))
+        .arg("--models")
+        .arg(models_dir())
+        .arg("--db")
+        .arg(&db)
+        .args(["ingest", "--json"])
+        .arg(&lib)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::wait_for_exit(&mut child, std::time::Duration::from_secs(120), "ingest beside a pipe");
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "one file failed: {said}");
+    assert!(said.contains("live.mp4: not a regular file"), "{said}");
+    assert_eq!(video(&db, "real.mp4").map(|v| v.status), Some(VideoStatus::Done));
+}

@@ -90,6 +90,14 @@ pub(crate) fn check_file(path: &Path) -> Result<u64, IngestError> {
             detail: "it is a directory".into(),
         });
     }
+    // A pipe, socket or device is an endless stream (or blocks the open
+    // itself, a pipe without a writer): only regular files are read.
+    if !meta.is_file() {
+        return Err(IngestError::NotMedia {
+            path: path.to_owned(),
+            detail: "not a regular file (a pipe, socket or device is never read)".into(),
+        });
+    }
     // Opening tells permission problems apart from FFmpeg's vaguer errors.
     std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
     if meta.len() == 0 {

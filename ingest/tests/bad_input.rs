@@ -288,3 +288,46 @@ fn unreadable_file() {
     assert!(out.status.success(), "child failed: {text}");
     assert!(text.contains("1 passed"), "child did not run the check: {text}");
 }
+
+/// An endless stream under a video's name: a named pipe (with no writer,
+/// whose open would block for ever, and with a writer that never stops) and
+/// a character device (`/dev/zero`, through a symlink). Each is refused at
+/// once as not a regular file, by probe, frame sampling and audio decoding.
+#[test]
+fn endless_streams_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("live.ts");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let zero = dir.path().join("zero.mp4");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let check = |p: &Path| {
+        let t = Instant::now();
+        let e = kino_ingest::probe(p).expect_err("refused");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert_names_file(&e, p);
+        let e = open_err(p);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let Err(e) = kino_ingest::AudioDecoder::open(p, &Default::default()) else {
+            panic!("{}: audio decoding accepted a stream", p.display());
+        };
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{}: took {:?}",
+            p.display(),
+            t.elapsed()
+        );
+    };
+    check(&fifo);
+    check(&zero);
+    // A pipe with a writer that never stops: still refused at once.
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("while :; do cat /dev/zero > '{}'; done", fifo.display()))
+        .spawn()
+        .unwrap();
+    check(&fifo);
+    let _ = writer.kill();
+    let _ = writer.wait();
+}

@@ -581,19 +581,6 @@ fn full_snapshot(db: &str) -> FullSnapshot {
     })
 }
 
-/// A small deterministic generator (the kill times of the random runs).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// `kill -9` of `kino serve` at named points (inside the segment
 /// transaction, inside the checkpoint-staging transaction, twice each) and
 /// at random moments (seed logged; `KINO_TEST_SEED` replays one), nine
@@ -628,17 +615,9 @@ fn kill_9_of_serve_at_named_and_random_points_leaves_the_index_an_uninterrupted_
 
     let db = dir.path().join("kino.db").display().to_string();
     let home = dir.path().join("home");
-    let seed: u64 = std::env::var("KINO_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = kino_fuzzkit::seed_from("KINO_TEST_SEED");
     println!("random kills: seed {seed} (KINO_TEST_SEED={seed} replays them)");
-    let mut rng = SplitMix(seed);
+    let mut rng = kino_fuzzkit::SplitMix(seed);
     // The first hit of each point in a run: a later one may never come
     // once the videos left are few.
     let named = ["stage-tx@1", "segments-tx@1", "stage-tx@1", "segments-tx@1"];
@@ -674,7 +653,7 @@ fn kill_9_of_serve_at_named_and_random_points_leaves_the_index_an_uninterrupted_
                 }
             }
             None => {
-                let wait_ms = 1500 + rng.next() % 6000;
+                let wait_ms = 1500 + rng.next_u64() % 6000;
                 std::thread::sleep(Duration::from_millis(wait_ms));
                 let _ = child.kill();
                 child.wait().unwrap()

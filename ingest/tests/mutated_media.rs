@@ -11,22 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::ffmpeg;
+use kino_fuzzkit::SplitMix;
 use kino_ingest::{AudioDecoder, AudioOptions, DecodeBudget, FrameSampler, SampleOptions};
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// One to eight mutations of `bytes`.
 fn mutate(bytes: &[u8], rng: &mut SplitMix) -> Vec<u8> {
@@ -45,7 +31,7 @@ fn mutate(bytes: &[u8], rng: &mut SplitMix) -> Vec<u8> {
                 let i = rng.below(n);
                 let len = 1 + rng.below(4096);
                 for k in i..(i + len).min(b.len()) {
-                    b[k] = rng.next() as u8;
+                    b[k] = rng.next_u64() as u8;
                 }
             }
             2 => b.truncate(rng.below(n)),
@@ -118,15 +104,7 @@ fn mutated_media_finish_within_budget_without_panicking() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(600);
-    let seed: u64 = std::env::var("KINO_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = kino_fuzzkit::seed_from("KINO_FUZZ_SEED");
     println!("mutated media: {cases} cases, seed {seed} (KINO_FUZZ_SEED={seed} replays them)");
     let mut rng = SplitMix(seed);
     let budget = Duration::from_secs(10);

@@ -46,11 +46,6 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Whether any fault point is armed in this process.
-pub fn is_armed() -> bool {
-    armed().is_some()
-}
-
 /// Kills this process with SIGKILL when `KINO_FAULT` names the point
 /// `name()` returns and this is the hit it names (`name` is called only when
 /// a point is armed).

@@ -96,11 +96,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 fn presents_credential(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     (method == Method::POST && path == "/login")
         || headers.contains_key(header::AUTHORIZATION)
-        || headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains(crate::auth::SESSION_COOKIE))
+        || crate::auth::cookie(headers, crate::auth::SESSION_COOKIE).is_some()
 }
 
 /// Middleware: refuses cross-site writes, and clients that guessed wrong too often.

@@ -356,8 +356,9 @@ async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev
                 _ => {}
             }
             if let Some(stage) = stale {
-                store.enqueue_job(v.id, "index").await?;
-                tracing::info!(path = %v.path, stale_from = stage.name(), "queued for indexing");
+                if store.enqueue_job_unless_indexed_since(v, "index").await?.is_some() {
+                    tracing::info!(path = %v.path, stale_from = stage.name(), "queued for indexing");
+                }
             }
         }
         WatchEvent::Removed { path } => {
@@ -389,8 +390,8 @@ async fn on_watch_event(store: &Store, roots: &[PathBuf], current: &Versions, ev
                         .await?
                         .iter()
                         .any(|j| matches!(j.state, JobState::Queued | JobState::Running))
+                    && store.enqueue_job_unless_indexed_since(&v, "index").await?.is_some()
                 {
-                    store.enqueue_job(v.id, "index").await?;
                     orphans += 1;
                 }
             }
@@ -455,7 +456,9 @@ pub async fn queue_stale(store: &Store, current: &Versions) -> Result<usize> {
         {
             continue;
         }
-        store.enqueue_job(v.id, "reindex").await?;
+        if store.enqueue_job_unless_indexed_since(&v, "reindex").await?.is_none() {
+            continue;
+        }
         tracing::debug!(path = %v.path, stale_from = stage.name(), "queued for reindexing");
         n += 1;
     }

@@ -48,6 +48,27 @@ impl Store {
 
     /// [`Store::enqueue_job`] with an explicit attempt limit.
     pub async fn enqueue_job_with(&self, video_id: i64, kind: &str, max_attempts: i64) -> Result<Job> {
+        let job = self.enqueue(video_id, kind, max_attempts, None).await?;
+        Ok(job.expect("an unconditional enqueue always returns a job"))
+    }
+
+    /// [`Store::enqueue_job`] for a video as the caller last read it
+    /// (`seen`), for callers that decide from that row whether the video
+    /// needs a job. Nothing is queued, and `None` returned, when the video
+    /// has been indexed since `seen` was read: a job that was running then
+    /// finished in between, and queuing another would index it twice.
+    pub async fn enqueue_job_unless_indexed_since(&self, seen: &crate::Video, kind: &str) -> Result<Option<Job>> {
+        self.enqueue(seen.id, kind, DEFAULT_MAX_ATTEMPTS, Some(seen.indexed_ms))
+            .await
+    }
+
+    async fn enqueue(
+        &self,
+        video_id: i64,
+        kind: &str,
+        max_attempts: i64,
+        seen_indexed_ms: Option<Option<i64>>,
+    ) -> Result<Option<Job>> {
         let mut tx = self.write_tx().await?;
         if self.backend == Backend::Postgres {
             // Serialise enqueues for one video so two processes cannot both insert.
@@ -55,6 +76,23 @@ impl Store {
                 .bind(video_id)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(seen) = seen_indexed_ms {
+            // On Postgres the row lock orders this against a commit of the
+            // video's index (which updates the row); SQLite's writer lock,
+            // taken by the transaction, already does.
+            let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+            let row: Option<(String, Option<i64>)> =
+                sqlx::query_as(&format!("SELECT status, indexed_ms FROM videos WHERE id = $1{lock}"))
+                    .bind(video_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some((status, Some(indexed))) = row {
+                if status == "done" && seen.is_none_or(|s| indexed > s) {
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+            }
         }
         let sql = format!(
             "SELECT {JOB_COLS} FROM jobs WHERE video_id = $1 AND kind = $2 AND state IN ('queued', 'running') ORDER BY id LIMIT 1"
@@ -66,7 +104,7 @@ impl Store {
             .await?
         {
             tx.commit().await?;
-            return job_from_row(&row);
+            return job_from_row(&row).map(Some);
         }
         let now = now_ms();
         let sql = format!(
@@ -81,7 +119,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        job_from_row(&row)
+        job_from_row(&row).map(Some)
     }
 
     /// Claims the oldest claimable job (queued and due, or running with an

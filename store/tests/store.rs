@@ -151,6 +151,35 @@ both_backends!(
 );
 
 both_backends!(
+    a_video_indexed_since_it_was_read_is_not_queued_again,
+    |store: Store, _url: String| async move {
+        // A check that reads a queued video, then finds no waiting job
+        // because its job finished in between, must not queue a second one.
+        let vid = add_video(&store, "/lib/race.mp4").await;
+        let seen = store.video(vid).await.unwrap().unwrap();
+        let job = store.enqueue_job(vid, "index").await.unwrap();
+        let claimed = store.claim_job("w", Duration::from_secs(60)).await.unwrap().unwrap();
+        assert_eq!(claimed.id, job.id);
+        // While the job runs, the guarded enqueue hands back the running job.
+        let running = store.enqueue_job_unless_indexed_since(&seen, "index").await.unwrap();
+        assert_eq!(running.map(|j| j.id), Some(job.id));
+        store
+            .replace_segments(vid, &[segment(0, "one", vec![1.0, 0.0])], &IndexVersions::default())
+            .await
+            .unwrap();
+        // Indexed, its job not marked done yet (a kill lands here): nothing queued.
+        assert!(store.enqueue_job_unless_indexed_since(&seen, "index").await.unwrap().is_none());
+        assert!(store.complete_job(job.id, "w").await.unwrap());
+        assert!(store.enqueue_job_unless_indexed_since(&seen, "index").await.unwrap().is_none());
+        assert_eq!(store.jobs_of_video(vid).await.unwrap().len(), 1, "one job");
+        // Read after that index: a request (a model swap, say) queues one.
+        let fresh = store.video(vid).await.unwrap().unwrap();
+        let again = store.enqueue_job_unless_indexed_since(&fresh, "reindex").await.unwrap();
+        assert!(again.is_some_and(|j| j.id != job.id && j.state == JobState::Queued));
+    }
+);
+
+both_backends!(
     expired_lease_is_reclaimed_and_old_owner_is_fenced,
     |store: Store, _url: String| async move {
         let vid = add_video(&store, "/lib/lease.mp4").await;

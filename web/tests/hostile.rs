@@ -343,3 +343,108 @@ async fn slowloris_and_idle_connections_do_not_starve_a_normal_client() {
     srv.stop().await;
     db.finish(store).await;
 }
+
+/// Sends `request` from the loopback address `from` (127.0.0.0/8 is all
+/// loopback on Linux, so each address is a different client to the guard).
+async fn raw_from(from: std::net::Ipv4Addr, addr: SocketAddr, request: &str) -> Reply {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = sock.connect(addr).await.expect("connect");
+    let head = format!("{request}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Reply {
+        status,
+        head,
+        body: Vec::new(),
+    }
+}
+
+/// Token guessing from about 200 addresses, 16 guessers at a time as fast
+/// as the server answers, while a normal client with the right token makes 1,000
+/// searches: every guesser is refused (401, then 429 once it has used its ten
+/// tries), and the normal client's p99 stays under 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guessing_is_refused_and_a_normal_client_stays_fast() {
+    let db = TestDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let fx = Fixture::build(&store).await;
+    let mut config = fx.config();
+    config.token = Some(TOKEN.into());
+    let srv = Server::start(&store, config).await;
+    let a = srv.addr;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut guessers = Vec::new();
+    for g in 0..16u32 {
+        let stop = stop.clone();
+        guessers.push(tokio::spawn(async move {
+            // (guesses, 401s, 429s, anything else)
+            let mut seen = (0u32, 0u32, 0u32, 0u32);
+            let mut k = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Guesser g walks its own addresses 127.1.g.1..; 25 guesses
+                // from each: ten 401s, then 429s.
+                let n = k / 25;
+                let from = std::net::Ipv4Addr::new(127, 1, g as u8, (n % 250) as u8 + 1);
+                let r = raw_from(
+                    from,
+                    a,
+                    &format!("GET /api/search?q=bread HTTP/1.1\r\nAuthorization: Bearer guess-{g}-{k}"),
+                )
+                .await;
+                seen.0 += 1;
+                match r.status {
+                    401 if k % 25 < kino_web::guard::MAX_FAILURES => seen.1 += 1,
+                    429 if k % 25 >= kino_web::guard::MAX_FAILURES => seen.2 += 1,
+                    _ => seen.3 += 1,
+                }
+                k += 1;
+                if n >= 12 {
+                    // About 200 addresses at full speed (16 × 12), then
+                    // slower, so no guesser wraps round to an address it
+                    // has used (the 60 s window outlasts the test).
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut lat = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let t = Instant::now();
+        let q = ["bread", "cat", "oven", "bicycle"][i % 4];
+        let r = raw(a, &auth(&format!("GET /api/search?q={q} HTTP/1.1")), b"").await;
+        lat.push(t.elapsed());
+        assert_eq!(r.status, 200, "request {i} during token guessing: {}", r.head);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = (0, 0, 0, 0);
+    for g in guessers {
+        let s = g.await.unwrap();
+        total = (total.0 + s.0, total.1 + s.1, total.2 + s.2, total.3 + s.3);
+    }
+    lat.sort();
+    let p50 = lat[lat.len() / 2];
+    let p99 = lat[lat.len() * 99 / 100];
+    println!(
+        "during token guessing ({} guesses: {} answered 401, {} answered 429): p50 {:.1} ms, p99 {:.1} ms over {} searches",
+        total.0,
+        total.1,
+        total.2,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        lat.len()
+    );
+    assert_eq!(total.3, 0, "every guess is 401 within its address's ten tries, 429 after");
+    assert!(total.2 > 0 && total.1 > 0);
+    assert!(p99 <= Duration::from_millis(200), "p99 {p99:?} during token guessing");
+    srv.stop().await;
+    db.finish(store).await;
+}

@@ -117,7 +117,11 @@ pub async fn requeue_if_stale(store: &Store, id: i64, current: &Versions) -> Res
     let Some(stage) = staleness::stale_stage(&video, current, Ask::default()) else {
         return Ok(false);
     };
-    if store.enqueue_job_unless_indexed_since(&video, "reindex").await?.is_none() {
+    if store
+        .enqueue_job_unless_indexed_since(&video, "reindex")
+        .await?
+        .is_none()
+    {
         return Ok(false);
     }
     tracing::info!(path = %video.path, stale_from = stage.name(), "indexed with superseded models: queued again");

@@ -220,7 +220,10 @@ pub fn ingest(config: &Config, paths: &[PathBuf], json_out: bool, quiet: bool) -
         };
         if let Some(stage) = stale {
             tracing::debug!(path = %v.path, stage = stage.name(), "stale: queued for indexing");
-            if rt.block_on(store.enqueue_job_unless_indexed_since(&v, "index"))?.is_some() {
+            if rt
+                .block_on(store.enqueue_job_unless_indexed_since(&v, "index"))?
+                .is_some()
+            {
                 queued.insert(v.id);
             }
         }

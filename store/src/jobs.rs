@@ -81,7 +81,11 @@ impl Store {
             // On Postgres the row lock orders this against a commit of the
             // video's index (which updates the row); SQLite's writer lock,
             // taken by the transaction, already does.
-            let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+            let lock = if self.backend == Backend::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
             let row: Option<(String, Option<i64>)> =
                 sqlx::query_as(&format!("SELECT status, indexed_ms FROM videos WHERE id = $1{lock}"))
                     .bind(video_id)

@@ -168,9 +168,17 @@ both_backends!(
             .await
             .unwrap();
         // Indexed, its job not marked done yet (a kill lands here): nothing queued.
-        assert!(store.enqueue_job_unless_indexed_since(&seen, "index").await.unwrap().is_none());
+        assert!(store
+            .enqueue_job_unless_indexed_since(&seen, "index")
+            .await
+            .unwrap()
+            .is_none());
         assert!(store.complete_job(job.id, "w").await.unwrap());
-        assert!(store.enqueue_job_unless_indexed_since(&seen, "index").await.unwrap().is_none());
+        assert!(store
+            .enqueue_job_unless_indexed_since(&seen, "index")
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(store.jobs_of_video(vid).await.unwrap().len(), 1, "one job");
         // Read after that index: a request (a model swap, say) queues one.
         let fresh = store.video(vid).await.unwrap().unwrap();

@@ -442,7 +442,10 @@ async fn token_guessing_is_refused_and_a_normal_client_stays_fast() {
         p99.as_secs_f64() * 1e3,
         lat.len()
     );
-    assert_eq!(total.3, 0, "every guess is 401 within its address's ten tries, 429 after");
+    assert_eq!(
+        total.3, 0,
+        "every guess is 401 within its address's ten tries, 429 after"
+    );
     assert!(total.2 > 0 && total.1 > 0);
     assert!(p99 <= Duration::from_millis(200), "p99 {p99:?} during token guessing");
     srv.stop().await;

@@ -2,13 +2,18 @@
 //! `kino-language`): the element-wise functions the models need in f32
 //! (erf, exact GELU, exp) as fast polynomial approximations that LLVM can
 //! vectorise, row-wise layer norm and softmax, and f32 matrix products on
-//! plain slices through the `gemm` crate.
+//! plain slices through the `gemm` crate, and int8 products with the same
+//! results on every CPU ([`int8`]).
 //!
 //! Every function that loops over many elements has a generic version and is
 //! run through an AVX2+FMA copy when the CPU has those (checked once at run
 //! time, see [`fma`]); results agree to rounding.
 
 use rayon::prelude::*;
+
+pub mod int8;
+
+pub use int8::{int8_matmul, Int8Path, QuantizedRows, QuantizedWeights};
 
 /// Elements handled per rayon task in element-wise passes (keeps tasks large
 /// enough to amortise scheduling).

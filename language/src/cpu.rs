@@ -13,21 +13,71 @@
 //! 3. `x = LayerNorm(x + b + ctx·Wo)` — residual and bias pre-filled, the
 //!    product accumulates onto them.
 //! 4. `i = GELU(b + x·Wi)`, then `x = LayerNorm(x + b + i·Wo2)`.
+//!
+//! At [`Precision::Int8`] the four products with weights (steps 1, 3, 4) run
+//! in int8 (`kino_kernels::int8`: weights per output channel, activations per
+//! token); the attention products, softmax, GELU and layer norms stay f32.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
-use kino_kernels::{gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, SendPtr, Threads};
+use kino_kernels::{
+    gelu_in_place, int8_matmul, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, QuantizedRows,
+    QuantizedWeights, SendPtr, Threads,
+};
 use rayon::prelude::*;
 
 fn vec1(t: Tensor) -> Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
+/// The arithmetic of the encoder's linear layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 throughout (the reference: matches sentence-transformers).
+    #[default]
+    F32,
+    /// The linear layers' products in int8 (weights quantized per output
+    /// channel at load, activations per token at run time, int32 sums that
+    /// are exact and identical on every CPU), about 4× smaller weights and
+    /// about twice as fast on a CPU with VNNI; cosine ≥ 0.995 to the f32 vectors on
+    /// all-MiniLM-L6-v2 (see `tests/int8.rs`). Attention, softmax and layer
+    /// norms stay f32.
+    Int8,
+}
+
+/// Text run through the f32 model once when loading at
+/// [`Precision::Int8`], to find the linear layers' outlier input channels
+/// (fixed, so that the int8 model is the same on every load).
+pub(crate) const CALIBRATION: &[&str] = &[
+    "A man is slicing a tomato in the kitchen.",
+    "Two dogs run across a snowy field at dawn.",
+    "The president speaks to reporters outside the White House.",
+    "un chat dort sur le canapé",
+    "Der Zug kommt um 10:45 Uhr in Berlin an.",
+    "[MUSIC PLAYING]",
+    "- Where are you going?\n- Home, I guess.",
+    "Stocks fell 3% on Tuesday after the central bank raised interest rates again.",
+    "lol that was sooo funny 😂",
+    "How do I reset my password?",
+    "The mitochondria is the powerhouse of the cell.",
+    "ok",
+    "",
+    "A red car parked next to an old brick building, with a bicycle leaning against the wall and people \
+     walking by on a busy street full of shops and cafés in the afternoon sun.",
+];
+
 /// A linear layer: weight transposed to `in × out` (row-major) and bias.
 struct Dense {
+    /// The f32 weights (empty once quantized).
     w: Vec<f32>,
+    /// The int8 weights, when quantized.
+    q: Option<QuantizedWeights>,
+    /// With `q`: per input channel, the inverse of the factor folded into
+    /// the weights' row (the input is multiplied by it before quantizing).
+    smooth: Vec<f32>,
     b: Vec<f32>,
+    inp: usize,
     out: usize,
 }
 
@@ -35,9 +85,37 @@ impl Dense {
     fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Dense> {
         Ok(Dense {
             w: vec1(vb.get((out, inp), "weight")?.t()?.contiguous()?)?,
+            q: None,
+            smooth: Vec::new(),
             b: vec1(vb.get(out, "bias")?)?,
+            inp,
             out,
         })
+    }
+
+    /// Quantizes the weights to int8, given the largest |input| seen per
+    /// input channel on calibration text (`amax`). Outlier channels (BERT's
+    /// hidden states have a few, tens of times larger than the rest) are
+    /// smoothed first as in SmoothQuant (α = ½): channel `l`'s input is
+    /// divided by `s = √(amax[l] / max|W[l, ·]|)` and its weights multiplied
+    /// by it, which leaves the product unchanged but balances the two
+    /// quantization errors. (The calibration runs the f32 model, whose last
+    /// bits may differ between CPUs; so may then, rarely, a weight's int8
+    /// value. The int8 products themselves are exact everywhere.)
+    fn quantize(&mut self, amax: &[f32]) {
+        let (inp, out) = (self.inp, self.out);
+        let mut w = std::mem::take(&mut self.w);
+        let mut smooth = vec![1f32; inp];
+        for (l, row) in w.chunks_exact_mut(out).enumerate() {
+            let wmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if wmax > 0.0 && amax[l] > 0.0 {
+                let s = (amax[l].max(1e-5) / wmax).sqrt().clamp(1e-3, 1e3);
+                row.iter_mut().for_each(|v| *v *= s);
+                smooth[l] = 1.0 / s;
+            }
+        }
+        self.q = Some(QuantizedWeights::quantize(&w, inp, out));
+        self.smooth = smooth;
     }
 
     /// Several layers on the same input as one (outputs side by side).
@@ -49,7 +127,10 @@ impl Dense {
         let bs = vb.iter().map(|v| v.get(out, "bias")).collect::<Result<Vec<_>>>()?;
         Ok(Dense {
             w: vec1(Tensor::cat(&ws, 0)?.t()?.contiguous()?)?,
+            q: None,
+            smooth: Vec::new(),
             b: vec1(Tensor::cat(&bs, 0)?)?,
+            inp,
             out: out * vb.len(),
         })
     }
@@ -57,8 +138,19 @@ impl Dense {
     /// `dst = pre + b + x·W` for `x` of `t` rows (`pre` is `dst`'s current
     /// content when `residual`, else nothing).
     fn forward_into(&self, x: &[f32], t: usize, dst: &mut [f32], residual: bool) {
-        let inp = self.w.len() / self.out;
+        let inp = self.inp;
         let o = self.out;
+        if let Some(q) = &self.q {
+            thread_local! {
+                /// The quantized input, reused across calls (no page faults).
+                static ROWS: std::cell::RefCell<QuantizedRows> = Default::default();
+            }
+            ROWS.with_borrow_mut(|a| {
+                a.quantize_scaled_into(&x[..t * inp], t, inp, Some(&self.smooth));
+                int8_matmul(a, q, Some(&self.b), &mut dst[..t * o], o, residual);
+            });
+            return;
+        }
         dst[..t * o].par_chunks_mut(o * 64).for_each(|rows| {
             for row in rows.chunks_exact_mut(o) {
                 if residual {
@@ -185,6 +277,47 @@ impl CpuBert {
     /// `i`'s rows follow sequence `i - 1`'s, `hidden` values per row. Token
     /// type ids are all 0.
     pub(crate) fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        self.forward_seeing(seqs, &mut |_, _| {})
+    }
+
+    /// Turns the linear layers to int8 ([`Precision::Int8`]), smoothing
+    /// their inputs' outlier channels as seen on the calibration sequences
+    /// `calib` (see `Dense::quantize`).
+    pub(crate) fn quantize(&mut self, calib: &[&[u32]]) -> Result<()> {
+        let mut amax: Vec<Vec<f32>> = Vec::new();
+        self.forward_seeing(calib, &mut |i, x| {
+            if amax.len() <= i {
+                amax.resize(i + 1, Vec::new());
+            }
+            let a = &mut amax[i];
+            for row in x {
+                if a.is_empty() {
+                    a.resize(row.len(), 0.0);
+                }
+                for (m, v) in a.iter_mut().zip(row) {
+                    *m = m.max(v.abs());
+                }
+            }
+        })?;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (j, d) in [&mut layer.qkv, &mut layer.attn_out, &mut layer.inter, &mut layer.out]
+                .into_iter()
+                .enumerate()
+            {
+                let zeros = vec![0f32; d.inp];
+                d.quantize(amax.get(i * 4 + j).filter(|a| !a.is_empty()).unwrap_or(&zeros));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`CpuBert::forward`], showing `see` each linear layer's input (layer
+    /// `4·i + j` for the `j`th linear layer of encoder layer `i`) as rows.
+    fn forward_seeing(
+        &self,
+        seqs: &[&[u32]],
+        see: &mut dyn FnMut(usize, std::slice::ChunksExact<f32>),
+    ) -> Result<Vec<f32>> {
         let h = self.hidden;
         let vocab = self.word.len() / h;
         let mut offsets = Vec::with_capacity(seqs.len() + 1);
@@ -232,7 +365,8 @@ impl CpuBert {
             .filter(|&s| offsets[s + 1] > offsets[s])
             .flat_map(|s| (0..nh).map(move |j| (s, j)))
             .collect();
-        for layer in &self.layers {
+        for (li, layer) in self.layers.iter().enumerate() {
+            see(li * 4, x.chunks_exact(h));
             layer.qkv.forward_into(&x, t, &mut qkv, false);
             let ctx_ptr = SendPtr(ctx.as_mut_ptr());
             let qkv_ref = &qkv;
@@ -279,8 +413,10 @@ impl CpuBert {
                         )
                     };
                 });
+            see(li * 4 + 1, ctx.chunks_exact(h));
             layer.attn_out.forward_into(&ctx, t, &mut x, true);
             layer.attn_norm.apply(&mut x);
+            see(li * 4 + 2, x.chunks_exact(h));
             layer.inter.forward_into(&x, t, &mut inter, false);
             match self.act {
                 HiddenAct::Gelu => gelu_in_place(&mut inter),
@@ -292,6 +428,7 @@ impl CpuBert {
                 }
                 HiddenAct::Relu => inter.par_iter_mut().for_each(|v| *v = v.max(0.0)),
             }
+            see(li * 4 + 3, inter.chunks_exact(self.intermediate));
             layer.out.forward_into(&inter, t, &mut x, true);
             layer.out_norm.apply(&mut x);
         }
@@ -330,7 +467,8 @@ mod tests {
             var.set(&noise).unwrap();
         }
         let padded = BertModel::load(vb.clone(), &cfg).unwrap();
-        let packed = CpuBert::load(vb, &cfg).unwrap();
+        let packed = CpuBert::load(vb.clone(), &cfg).unwrap();
+        let mut int8 = CpuBert::load(vb, &cfg).unwrap();
         let seqs: Vec<Vec<u32>> = vec![
             vec![1, 5, 9, 13, 2],
             vec![1, 7, 2],
@@ -367,6 +505,14 @@ mod tests {
             }
         }
         assert_eq!(got.len(), row * h);
+        // The int8 layers give nearly the same hidden states.
+        int8.quantize(&[&[1, 3, 5, 7, 9, 2], &[1, 30, 31, 2]]).unwrap();
+        let q = int8.forward(&refs).unwrap();
+        assert_eq!(q.len(), got.len());
+        for (r, (a, b)) in got.chunks(h).zip(q.chunks(h)).enumerate() {
+            let c = crate::cosine(a, b);
+            assert!(c > 0.99, "int8 row {r}: cosine {c}");
+        }
         assert!(packed.forward(&[&[1, 99]]).is_err(), "out-of-vocabulary id accepted");
     }
 }

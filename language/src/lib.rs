@@ -23,6 +23,7 @@ mod encoder;
 mod error;
 mod long;
 
+pub use cpu::Precision;
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE, MAX_BYTES_PER_TOKEN};
 pub use error::LanguageError;
 pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_LONG_BYTES, WINDOW_BATCH};

@@ -26,6 +26,7 @@ use crate::error::usage;
 /// ocr = "auto"               # "auto" | "off": read the text shown on screen
 /// ocr_model = "rapidocr/PP-OCRv6"
 /// features_max_gb = 20        # cap of KINO_HOME/features (the kept visual features)
+/// precision = "f32"           # "f32" | "int8": the sentence encoder's linear layers
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +54,8 @@ pub struct FileConfig {
     pub ocr_model: Option<String>,
     /// Cap of the kept visual features, in GB.
     pub features_max_gb: Option<f64>,
+    /// Precision of the sentence encoder's linear layers (`f32` or `int8`).
+    pub precision: Option<crate::cli::PrecisionArg>,
 }
 
 /// Whether the on-screen text stage reads the frames (`ocr` in `kino.toml`,
@@ -144,6 +147,9 @@ pub struct Config {
     pub ocr: OcrMode,
     /// On-screen text models' folder name under `models`.
     pub ocr_model: String,
+    /// Precision of the sentence encoder's linear layers (`--precision` /
+    /// `KINO_PRECISION`, else the file's `precision`, else f32).
+    pub precision: kino_language::Precision,
     /// Cap of `features_dir()` in bytes (`KINO_FEATURES_MAX_GB`, else the
     /// file's `features_max_gb`, else 20 GB): past it a video keeps its
     /// pooled vectors only.
@@ -227,6 +233,7 @@ impl Config {
             },
         };
         Ok(Config {
+            precision: g.precision.or(file.precision).map(Into::into).unwrap_or_default(),
             features_max_bytes: (features_gb * 1e9) as u64,
             home,
             db,

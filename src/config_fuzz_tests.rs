@@ -21,6 +21,7 @@ speech_model = "Systran/faster-whisper-base"
 ocr = "auto"               # "auto" | "off": read the text shown on screen
 ocr_model = "rapidocr/PP-OCRv6"
 features_max_gb = 20        # cap of KINO_HOME/features (the kept visual features)
+precision = "int8"
 "#;
 
 const DICTIONARY: &[&[u8]] = &[
@@ -66,6 +67,7 @@ const DICTIONARY: &[&[u8]] = &[
     b"1979-05-27T07:32:00Z",
     b"true",
     b"features_max_gb = ",
+    b"precision = ",
     b"log_format = \"text\"",
     b"speech = \"always\"",
     b"ocr = \"off\"",
@@ -101,6 +103,7 @@ fn global(home: &Path) -> GlobalArgs {
         verbose: 0,
         quiet: 0,
         log_format: None,
+        precision: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use kino_fusion::FusionModel;
-use kino_language::SentenceEncoder;
+use kino_language::{Precision, SentenceEncoder};
 use kino_speech::Whisper;
 use kino_vision::Swin;
 
@@ -74,8 +74,9 @@ pub struct Speech {
 
 pub use crate::staleness::Versions;
 
-/// Loads the text encoder only (queries need nothing else).
-pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
+/// Loads the text encoder only (queries need nothing else), its linear
+/// layers at `precision` (queries must be encoded at the index's).
+pub fn load_text(dir: &Path, precision: Precision) -> Result<SentenceEncoder> {
     if !dir.join("model.safetensors").is_file() {
         return Err(usage(format!(
             "{}: no text model here (model.safetensors missing); run `kino models fetch` or scripts/setup",
@@ -84,7 +85,7 @@ pub fn load_text(dir: &Path) -> Result<SentenceEncoder> {
     }
     // Nothing can be indexed or searched without it: a damaged text model is
     // the user's to repair (exit code 2), named with what to run.
-    SentenceEncoder::load(dir).map_err(|e| {
+    SentenceEncoder::load_with(dir, precision).map_err(|e| {
         if e.is_bad_input() {
             usage(e.to_string())
         } else {
@@ -319,7 +320,7 @@ impl Engines {
         let (text, vision, speech) = std::thread::scope(|s| {
             let vision = s.spawn(|| load_vision(&vdir));
             let speech = s.spawn(|| speech_for(config));
-            let text = load_text(&config.text_model_dir());
+            let text = load_text(&config.text_model_dir(), config.precision);
             let vision = vision
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the vision model panicked")));

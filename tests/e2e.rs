@@ -246,3 +246,66 @@ fn a_closed_log_pipe_neither_hangs_nor_breaks_ingest() {
         "{res}"
     );
 }
+
+/// `--precision int8`: the library is indexed with the int8 sentence
+/// encoder (its version, ending in `+int8`, is stored), searches at that
+/// precision find the same videos, and going back to f32 makes the text
+/// stale: `kino reindex --stale` re-encodes every video once. A precision
+/// that does not exist is a usage error (exit 2) naming the values.
+#[test]
+fn int8_precision_indexes_searches_and_is_part_of_the_text_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    library(&lib);
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+    let text_models = || {
+        common::rt().block_on(async {
+            let store = kino_store::Store::open(&db).await.unwrap();
+            let v: Vec<String> = store
+                .videos()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| v.text_model.unwrap_or_default())
+                .collect();
+            store.close().await;
+            v
+        })
+    };
+
+    let rows = run_json_lines(
+        kino(&home, &db)
+            .args(["--precision", "int8", "ingest"])
+            .arg(&lib)
+            .arg("--json"),
+    );
+    assert!(rows.iter().all(|r| r["status"] == "done"), "{rows:?}");
+    let int8 = text_models();
+    assert_eq!(int8.len(), 3);
+    assert!(int8.iter().all(|m| m.ends_with("+int8")), "{int8:?}");
+
+    let top = |precision: &str, q: &str| {
+        let res = &run_json_lines(kino(&home, &db).args(["--precision", precision, "search", q, "--json"]))[0];
+        res["results"][0]["path"].as_str().unwrap().to_string()
+    };
+    assert!(top("int8", "someone is planting seeds").ends_with("garden.mp4"));
+    assert!(top("int8", "a thunderstorm").ends_with("storm.mp4"));
+    assert!(top("int8", "which chess opening").ends_with("chess.mp4"));
+
+    // Back to f32 (the default): every video's text is stale, and re-encoded.
+    let out = kino(&home, &db).args(["reindex", "--stale"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let f32 = text_models();
+    assert!(f32.iter().all(|m| !m.ends_with("+int8") && !m.is_empty()), "{f32:?}");
+    assert!(top("f32", "someone is planting seeds").ends_with("garden.mp4"));
+
+    let out = kino(&home, &db)
+        .args(["--precision", "int4", "search", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("int4") && err.contains("int8"), "{err}");
+}

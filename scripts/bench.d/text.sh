@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Text encoding: sentences per second, kino (candle, CPU) against
+# Text encoding: sentences per second, kino (f32, and int8 linear layers) against
 # sentence-transformers (PyTorch, CPU, same threads), on the same 1,000
 # deterministic sentences of varied length, same batch size (32), same model.
 set -euo pipefail
@@ -31,7 +31,8 @@ open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 
 cargo build --release --quiet -p kino-language --example text_bench
-kino_json="$(RAYON_NUM_THREADS="$THREADS" target/release/examples/text_bench "$MODEL" "$sentences" "$BATCH")"
+# Three JSON lines: f32, int8, then the int8/f32 ratio and cosines.
+kino_out="$(RAYON_NUM_THREADS="$THREADS" target/release/examples/text_bench "$MODEL" "$sentences" "$BATCH" --precision both)"
 
 peer_json="$(HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$KINO_REF_PYTHON" - "$MODEL" "$sentences" "$BATCH" "$THREADS" <<'PY'
 import json, sys, time
@@ -52,11 +53,16 @@ print(json.dumps({"sentences": len(sentences), "seconds": round(secs, 3),
 PY
 )"
 
-"$KINO_REF_PYTHON" - "$kino_json" "$peer_json" <<'PY'
+"$KINO_REF_PYTHON" - "$kino_out" "$peer_json" <<'PY'
 import json, sys
-k, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+k, q, c = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+p = json.loads(sys.argv[2])
 print(f"text encoding, all-MiniLM-L6-v2, {k['sentences']} sentences, batch {k['batch_size']}, {k['threads']} threads")
-print(f"  kino (candle)                    {k['sentences_per_s']:8.1f} sentences/s  ({k['seconds']:.2f} s)")
+print(f"  kino f32                         {k['sentences_per_s']:8.1f} sentences/s  ({k['seconds']:.2f} s)")
+print(f"  kino int8                        {q['sentences_per_s']:8.1f} sentences/s  ({q['seconds']:.2f} s)"
+      f"  cosine to f32: min {c['min_cosine']:.5f}, mean {c['mean_cosine']:.5f}")
 print(f"  sentence-transformers (PyTorch)  {p['sentences_per_s']:8.1f} sentences/s  ({p['seconds']:.2f} s)")
-print(f"  ratio kino/peer                  {k['sentences_per_s'] / p['sentences_per_s']:8.2f}x")
+print(f"  ratio kino f32/peer              {k['sentences_per_s'] / p['sentences_per_s']:8.2f}x")
+print(f"  ratio kino int8/kino f32         {q['sentences_per_s'] / k['sentences_per_s']:8.2f}x")
+print(f"  ratio kino int8/peer             {q['sentences_per_s'] / p['sentences_per_s']:8.2f}x")
 PY

@@ -19,15 +19,16 @@ fn classify(err: LanguageError) -> anyhow::Error {
     }
 }
 
-/// Loads the text model at `dir`, with a clear error when it is absent.
-pub fn load_text_model(dir: &Path) -> Result<SentenceEncoder> {
+/// Loads the text model at `dir` at `precision`, with a clear error when it
+/// is absent.
+pub fn load_text_model(dir: &Path, precision: kino_language::Precision) -> Result<SentenceEncoder> {
     if !dir.is_dir() {
         return Err(usage(format!(
             "{}: no text model here (run `kino models fetch`, or pass --model DIR)",
             dir.display()
         )));
     }
-    SentenceEncoder::load(dir).map_err(classify)
+    SentenceEncoder::load_with(dir, precision).map_err(classify)
 }
 
 /// One line of `kino embed-text --json` (fields in this order).
@@ -42,7 +43,7 @@ struct EmbeddingLine<'a> {
 /// line per text with its dimension, norm and first values.
 pub fn embed_text(config: &Config, model: Option<&Path>, texts: &[String], json: bool) -> Result<()> {
     let dir = model.map(Path::to_path_buf).unwrap_or_else(|| config.text_model_dir());
-    let enc = load_text_model(&dir)?;
+    let enc = load_text_model(&dir, config.precision)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = enc.encode(&refs).map_err(classify)?;
     let stdout = std::io::stdout();

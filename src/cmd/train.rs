@@ -73,7 +73,7 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         )));
     }
     let started = Instant::now();
-    let text = engines::load_text(&config.text_model_dir())?;
+    let text = engines::load_text(&config.text_model_dir(), config.precision)?;
     let Some(swin) = engines::load_vision(&config.vision_model_dir())? else {
         return Err(usage(format!(
             "no vision model at {}: there are no visual features to train on; \
@@ -363,7 +363,7 @@ fn rollback(config: &Config, rt: &tokio::runtime::Runtime, dir: &Path, json_out:
     };
     let _ = std::fs::remove_file(dir.join("last-run.json"));
     let store = rt.block_on(Store::open(&config.db))?;
-    let text = engines::load_text(&config.text_model_dir())?;
+    let text = engines::load_text(&config.text_model_dir(), config.precision)?;
     let vision = engines::load_vision(&config.vision_model_dir())?;
     let model = engines::fusion_for(text.dim(), vision.as_ref(), dir)?;
     record(rt, &store, dir, to.as_deref().unwrap_or("default"), &model);

@@ -36,7 +36,21 @@ impl Reply {
 /// Sends `request` (a whole HTTP/1.1 request; `Connection: close` is added)
 /// on a new connection and reads the reply.
 async fn raw(addr: SocketAddr, request: &str, body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let s = TcpStream::connect(addr).await.expect("connect");
+    exchange(s, addr, request, body).await
+}
+
+/// [`raw`] from the loopback address `from` (127.0.0.0/8 is all loopback on
+/// Linux, so each address is a different client to the guard).
+async fn raw_from(from: std::net::Ipv4Addr, addr: SocketAddr, request: &str) -> Reply {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((from, 0))).unwrap();
+    let s = sock.connect(addr).await.expect("connect");
+    exchange(s, addr, request, b"").await
+}
+
+/// Writes `request` and `body` on `s` and reads the reply to the end.
+async fn exchange(mut s: TcpStream, addr: SocketAddr, request: &str, body: &[u8]) -> Reply {
     let sep = if request.ends_with("\r\n") { "" } else { "\r\n" };
     let head = format!("{request}{sep}Host: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
@@ -342,26 +356,6 @@ async fn slowloris_and_idle_connections_do_not_starve_a_normal_client() {
     assert!(last <= kino_web::listen::HEADER_READ_TIMEOUT + Duration::from_secs(5));
     srv.stop().await;
     db.finish(store).await;
-}
-
-/// Sends `request` from the loopback address `from` (127.0.0.0/8 is all
-/// loopback on Linux, so each address is a different client to the guard).
-async fn raw_from(from: std::net::Ipv4Addr, addr: SocketAddr, request: &str) -> Reply {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((from, 0))).unwrap();
-    let mut s = sock.connect(addr).await.expect("connect");
-    let head = format!("{request}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Reply {
-        status,
-        head,
-        body: Vec::new(),
-    }
 }
 
 /// Token guessing from about 200 addresses, 16 guessers at a time as fast

@@ -467,8 +467,16 @@ fn kino_train_learns_to_find_wordless_videos_by_what_they_show() {
         })
     };
     let version = report["fusion_version"].as_str().unwrap().to_string();
+    // The log line follows the commit, so wait for both: the store and the
+    // log (the last video's line can come a moment after its commit).
+    let refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("re-fused from the kept features (no frame decoded)")
+            .count()
+    };
     common::wait_until("serve re-fusing the library", Duration::from_secs(180), || {
-        fused_with(&version) == 40
+        fused_with(&version) == 40 && refused() >= 40
     });
     let served = std::fs::read_to_string(&log).unwrap();
     assert!(served.contains("fusion weights loaded"), "{served}");

@@ -45,8 +45,11 @@
 
 use rayon::prelude::*;
 
+mod linear;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use linear::{ChannelRanges, Int8Linear, Int8Parts};
 
 /// Rows of the output computed by one micro-kernel call.
 pub const TILE_ROWS: usize = 6;
@@ -122,6 +125,37 @@ impl QuantizedWeights {
             np,
             data,
             scales,
+            col_sums,
+        }
+    }
+
+    /// Weights already quantized: `q` row-major `k × n` in `-127..=127`
+    /// with column `j`'s scale `scales[j]`, packed for the kernels.
+    ///
+    /// # Panics
+    /// If the lengths disagree or `k > MAX_K`.
+    pub fn from_parts(q: &[i8], scales: &[f32], k: usize, n: usize) -> QuantizedWeights {
+        assert_eq!(q.len(), k * n, "int8 weights: {} values for {k}x{n}", q.len());
+        assert_eq!(scales.len(), n, "int8 weights: {} scales for {n} columns", scales.len());
+        assert!(k <= MAX_K, "int8 matmul: k = {k} exceeds {MAX_K}");
+        let kp = round_up(k.max(1), 4);
+        let np = round_up(n.max(1), TILE_COLS);
+        let mut data = vec![0i8; kp * np];
+        let mut col_sums = vec![0i32; n];
+        for i in 0..k {
+            for j in 0..n {
+                let v = q[i * n + j];
+                col_sums[j] += v as i32;
+                data[(j / PANEL) * kp * PANEL + ((i / 4) * PANEL + j % PANEL) * 4 + i % 4] = v;
+            }
+        }
+        QuantizedWeights {
+            k,
+            n,
+            kp,
+            np,
+            data,
+            scales: scales.to_vec(),
             col_sums,
         }
     }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 pub mod int8;
 
-pub use int8::{int8_matmul, Int8Path, QuantizedRows, QuantizedWeights};
+pub use int8::{int8_matmul, ChannelRanges, Int8Linear, Int8Parts, Int8Path, QuantizedRows, QuantizedWeights};
 
 /// Elements handled per rayon task in element-wise passes (keeps tasks large
 /// enough to amortise scheduling).

@@ -22,8 +22,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 use kino_kernels::{
-    gelu_in_place, int8_matmul, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Mat, QuantizedRows,
-    QuantizedWeights, SendPtr, Threads,
+    gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Int8Linear, Mat, SendPtr, Threads,
 };
 use rayon::prelude::*;
 
@@ -71,11 +70,8 @@ pub(crate) const CALIBRATION: &[&str] = &[
 struct Dense {
     /// The f32 weights (empty once quantized).
     w: Vec<f32>,
-    /// The int8 weights, when quantized.
-    q: Option<QuantizedWeights>,
-    /// With `q`: per input channel, the inverse of the factor folded into
-    /// the weights' row (the input is multiplied by it before quantizing).
-    smooth: Vec<f32>,
+    /// The int8 layer, when quantized.
+    q: Option<Int8Linear>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
@@ -86,7 +82,6 @@ impl Dense {
         Ok(Dense {
             w: vec1(vb.get((out, inp), "weight")?.t()?.contiguous()?)?,
             q: None,
-            smooth: Vec::new(),
             b: vec1(vb.get(out, "bias")?)?,
             inp,
             out,
@@ -96,26 +91,13 @@ impl Dense {
     /// Quantizes the weights to int8, given the largest |input| seen per
     /// input channel on calibration text (`amax`). Outlier channels (BERT's
     /// hidden states have a few, tens of times larger than the rest) are
-    /// smoothed first as in SmoothQuant (α = ½): channel `l`'s input is
-    /// divided by `s = √(amax[l] / max|W[l, ·]|)` and its weights multiplied
-    /// by it, which leaves the product unchanged but balances the two
-    /// quantization errors. (The calibration runs the f32 model, whose last
-    /// bits may differ between CPUs; so may then, rarely, a weight's int8
-    /// value. The int8 products themselves are exact everywhere.)
+    /// smoothed first as in SmoothQuant ([`Int8Linear::quantize`]). (The
+    /// calibration runs the f32 model, whose last bits may differ between
+    /// CPUs; so may then, rarely, a weight's int8 value. The int8 products
+    /// themselves are exact everywhere.)
     fn quantize(&mut self, amax: &[f32]) {
-        let (inp, out) = (self.inp, self.out);
-        let mut w = std::mem::take(&mut self.w);
-        let mut smooth = vec![1f32; inp];
-        for (l, row) in w.chunks_exact_mut(out).enumerate() {
-            let wmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            if wmax > 0.0 && amax[l] > 0.0 {
-                let s = (amax[l].max(1e-5) / wmax).sqrt().clamp(1e-3, 1e3);
-                row.iter_mut().for_each(|v| *v *= s);
-                smooth[l] = 1.0 / s;
-            }
-        }
-        self.q = Some(QuantizedWeights::quantize(&w, inp, out));
-        self.smooth = smooth;
+        let w = std::mem::take(&mut self.w);
+        self.q = Some(Int8Linear::quantize(&w, self.inp, self.out, amax));
     }
 
     /// Several layers on the same input as one (outputs side by side).
@@ -128,7 +110,6 @@ impl Dense {
         Ok(Dense {
             w: vec1(Tensor::cat(&ws, 0)?.t()?.contiguous()?)?,
             q: None,
-            smooth: Vec::new(),
             b: vec1(Tensor::cat(&bs, 0)?)?,
             inp,
             out: out * vb.len(),
@@ -141,15 +122,7 @@ impl Dense {
         let inp = self.inp;
         let o = self.out;
         if let Some(q) = &self.q {
-            thread_local! {
-                /// The quantized input, reused across calls (no page faults).
-                static ROWS: std::cell::RefCell<QuantizedRows> = Default::default();
-            }
-            ROWS.with_borrow_mut(|a| {
-                a.quantize_scaled_into(&x[..t * inp], t, inp, Some(&self.smooth));
-                int8_matmul(a, q, Some(&self.b), &mut dst[..t * o], o, residual);
-            });
-            return;
+            return q.forward(x, t, Some(&self.b), dst, o, residual);
         }
         dst[..t * o].par_chunks_mut(o * 64).for_each(|rows| {
             for row in rows.chunks_exact_mut(o) {

@@ -5,7 +5,10 @@
 //! cargo run --release -p kino-vision --example swin_bench -- MODEL_DIR [BATCH] [ITERS]
 //! ```
 //! Prints `kino_vision_images_per_s=N`. `KINO_BENCH_DEVICE=cuda` runs on CUDA
-//! GPU 0 (build with `--features cuda`).
+//! GPU 0 (build with `--features cuda`). `KINO_BENCH_PRECISION=int8` runs the
+//! linear layers in int8, calibrated first on 16 bundled scenes (not timed),
+//! and also prints the pooled vectors' cosine to f32 on the bench input
+//! (`kino_vision_int8_min_cosine=C`).
 
 use std::time::Instant;
 
@@ -26,11 +29,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok("cuda") => Device::new_cuda(0)?,
         _ => Device::Cpu,
     };
-    let model = Swin::load(dir.as_ref(), &device)?;
+    let mut model = Swin::load(dir.as_ref(), &device)?;
     let (h, w) = model.config().image_size.hw();
     let px = Tensor::randn(0f32, 1f32, (batch, 3, h, w), &Device::Cpu)?
         .to_dtype(DType::F32)?
         .to_device(&device)?;
+    if std::env::var("KINO_BENCH_PRECISION").as_deref() == Ok("int8") {
+        let mut cal = model.calibration();
+        let scenes = kino_vision::swin::bundled_scenes(16);
+        for c in scenes.chunks(8) {
+            model.calibrate(&mut cal, &model.preprocessor().batch(c, &device)?)?;
+        }
+        let q = model.quantize(&cal, kino_vision::swin::DEFAULT_PERCENTILE)?;
+        let acc = model.accuracy(&q, &px)?;
+        println!("kino_vision_int8_min_cosine={:.5}", acc.min_cosine);
+        model.set_int8(Some(q))?;
+    }
     model.forward(&px)?; // warm-up (builds the plan cache)
     let t = Instant::now();
     for _ in 0..iters {

@@ -28,7 +28,7 @@ use std::path::Path;
 pub use config::{Activation, OneOrPair, SwinConfig};
 pub use error::{Result, VisionError};
 pub use preprocess::{resize_like_pil, Preprocessor, Resample, ResizeTo, IMAGENET_MEAN, IMAGENET_STD};
-pub use swin::{is_model_dir, FrameFeatures, Swin, SwinOutput, DEFAULT_TOP_K};
+pub use swin::{is_model_dir, Accuracy, Calibration, FrameFeatures, Int8Swin, Swin, SwinOutput, DEFAULT_TOP_K};
 
 /// The largest image [`load_image`] decodes, in pixels: Pillow's
 /// `MAX_IMAGE_PIXELS` (about 9459 x 9459). Larger images are refused as

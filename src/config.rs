@@ -26,7 +26,7 @@ use crate::error::usage;
 /// ocr = "auto"               # "auto" | "off": read the text shown on screen
 /// ocr_model = "rapidocr/PP-OCRv6"
 /// features_max_gb = 20        # cap of KINO_HOME/features (the kept visual features)
-/// precision = "f32"           # "f32" | "int8": the sentence encoder's linear layers
+/// precision = "f32"           # "f32" | "int8" | "auto": the models' linear layers
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -147,9 +147,9 @@ pub struct Config {
     pub ocr: OcrMode,
     /// On-screen text models' folder name under `models`.
     pub ocr_model: String,
-    /// Precision of the sentence encoder's linear layers (`--precision` /
+    /// Precision of the models' linear layers (`--precision` /
     /// `KINO_PRECISION`, else the file's `precision`, else f32).
-    pub precision: kino_language::Precision,
+    pub precision: crate::cli::PrecisionArg,
     /// Cap of `features_dir()` in bytes (`KINO_FEATURES_MAX_GB`, else the
     /// file's `features_max_gb`, else 20 GB): past it a video keeps its
     /// pooled vectors only.
@@ -233,7 +233,7 @@ impl Config {
             },
         };
         Ok(Config {
-            precision: g.precision.or(file.precision).map(Into::into).unwrap_or_default(),
+            precision: g.precision.or(file.precision).unwrap_or(crate::cli::PrecisionArg::F32),
             features_max_bytes: (features_gb * 1e9) as u64,
             home,
             db,

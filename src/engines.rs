@@ -10,6 +10,7 @@ use kino_language::{Precision, SentenceEncoder};
 use kino_speech::Whisper;
 use kino_vision::Swin;
 
+use crate::cli::PrecisionArg;
 use crate::config::{Config, OcrMode, SpeechMode};
 use crate::error::usage;
 
@@ -98,9 +99,15 @@ pub fn load_text(dir: &Path, precision: Precision) -> Result<SentenceEncoder> {
     })
 }
 
+/// The int8 form of the vision model in a model folder, written by `kino
+/// models quantize` beside the f32 weights.
+pub const VISION_INT8_FILE: &str = "model.int8.safetensors";
+
 /// Loads the vision model in `dir`: `Ok(None)` when no weights are there
 /// (`config.json` + `model.safetensors`), an error when they do not load.
-pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
+/// At int8 its linear layers run in int8 from [`VISION_INT8_FILE`] (a
+/// usage error when there is none); at auto when there is one.
+pub fn load_vision(dir: &Path, precision: PrecisionArg) -> Result<Option<Swin>> {
     if !kino_vision::is_model_dir(dir) {
         return Ok(None);
     }
@@ -112,8 +119,33 @@ pub fn load_vision(dir: &Path) -> Result<Option<Swin>> {
             anyhow::bail!("{}: {}", dir.join(&first.path).display(), first.what);
         }
     }
-    let swin = Swin::load(dir, &candle_core::Device::Cpu)
+    let mut swin = Swin::load(dir, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the vision model from {}", dir.display()))?;
+    let int8 = dir.join(VISION_INT8_FILE);
+    match precision {
+        PrecisionArg::F32 => {}
+        PrecisionArg::Int8 if !int8.is_file() => {
+            return Err(usage(format!(
+                "--precision int8: the vision model in {} has no int8 form ({VISION_INT8_FILE}); \
+                 run `kino models quantize` to calibrate one on your library, or use --precision auto",
+                dir.display()
+            )))
+        }
+        PrecisionArg::Auto if !int8.is_file() => {}
+        PrecisionArg::Int8 | PrecisionArg::Auto => {
+            let (q, _) = kino_vision::Int8Swin::load(&int8).map_err(|e| {
+                usage(format!(
+                    "{e}; `kino models quantize` writes it again (or use --precision f32)"
+                ))
+            })?;
+            swin.set_int8(Some(q)).map_err(|e| {
+                usage(format!(
+                    "{}: {e}; `kino models quantize` writes it again for this model",
+                    int8.display()
+                ))
+            })?;
+        }
+    }
     Ok(Some(swin))
 }
 
@@ -318,9 +350,9 @@ impl Engines {
         // The two models load side by side (reading, hashing and laying out
         // a few hundred MB of weights each is mostly one thread's work).
         let (text, vision, speech) = std::thread::scope(|s| {
-            let vision = s.spawn(|| load_vision(&vdir));
+            let vision = s.spawn(|| load_vision(&vdir, config.precision));
             let speech = s.spawn(|| speech_for(config));
-            let text = load_text(&config.text_model_dir(), config.precision);
+            let text = load_text(&config.text_model_dir(), config.precision.text());
             let vision = vision
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the vision model panicked")));
@@ -330,6 +362,12 @@ impl Engines {
             (text, vision, speech)
         });
         let text = text?;
+        // A precision the vision model cannot run at is the user's to fix
+        // (exit 2), not a broken model.
+        let vision = match vision {
+            Err(e) if crate::error::exit_code(&e) == 2 => return Err(e),
+            v => v,
+        };
         let (speech, speech_off_reason) = match speech? {
             Ok(s) => (Some(Arc::new(s)), None),
             Err(why) => (None, Some(why)),

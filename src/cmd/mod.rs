@@ -7,6 +7,7 @@ pub mod index;
 mod media;
 mod models;
 mod ocr;
+mod quantize;
 mod query;
 mod serve;
 mod speech;

@@ -1,4 +1,4 @@
-//! `kino models fetch | list | verify | import` (the models crate).
+//! `kino models fetch | list | verify | import` (the models crate) and `quantize`.
 
 use anyhow::{Context, Result};
 use kino_models::hub::Hub;
@@ -16,6 +16,11 @@ pub fn run(config: &Config, action: ModelsAction, quiet: bool) -> Result<()> {
         ModelsAction::Fetch { names } => fetch(config, &names, quiet),
         ModelsAction::List { json } => list(config, json),
         ModelsAction::Verify { names } => verify(config, &names),
+        ModelsAction::Quantize {
+            calibrate,
+            percentile,
+            json,
+        } => super::quantize::quantize(config, calibrate, percentile, json, quiet),
         ModelsAction::Import { name, path } => {
             let spec = select(config, std::slice::from_ref(&name))?.remove(0);
             let m = kino_models::import(&spec, &path, &config.model_options()).map_err(classify)?;

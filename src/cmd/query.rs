@@ -13,7 +13,7 @@ use crate::query::Engine;
 
 fn open(config: &Config, rt: &tokio::runtime::Runtime) -> Result<(Store, Engine)> {
     let store = rt.block_on(Store::open(&config.db))?;
-    let text = Arc::new(load_text(&config.text_model_dir(), config.precision)?);
+    let text = Arc::new(load_text(&config.text_model_dir(), config.precision.text())?);
     Ok((store.clone(), Engine::new(store, text)))
 }
 

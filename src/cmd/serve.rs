@@ -32,9 +32,10 @@ const MISSING_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 const MODEL_POLL: Duration = Duration::from_secs(3);
 
 /// The files of a model folder whose change means a new model.
-const MODEL_FILES: [&str; 5] = [
+const MODEL_FILES: [&str; 6] = [
     "config.json",
     "model.safetensors",
+    engines::VISION_INT8_FILE,
     "model.bin",
     "preprocessor_config.json",
     "kino-manifest.json",
@@ -244,7 +245,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
                     seen,
                     poll,
                     stop,
-                    || vision_changed(pipeline, &store, &handle, &dir),
+                    || vision_changed(pipeline, &store, &handle, &dir, config.precision),
                 )
             });
         }
@@ -508,8 +509,14 @@ fn requeue(store: &Store, rt: &tokio::runtime::Handle, current: &Versions, what:
 
 /// The vision model's folder changed: load the model, swap it into
 /// `pipeline`, queue the videos it makes stale.
-fn vision_changed(pipeline: &Pipeline, store: &Store, rt: &tokio::runtime::Handle, dir: &Path) {
-    match engines::load_vision(dir) {
+fn vision_changed(
+    pipeline: &Pipeline,
+    store: &Store,
+    rt: &tokio::runtime::Handle,
+    dir: &Path,
+    precision: crate::cli::PrecisionArg,
+) {
+    match engines::load_vision(dir, precision) {
         Ok(Some(swin)) if pipeline.versions().vision == Some(engines::vision_version(&swin)) => {
             tracing::debug!("the vision model's files were touched but its weights are the same");
         }

@@ -43,7 +43,7 @@ struct EmbeddingLine<'a> {
 /// line per text with its dimension, norm and first values.
 pub fn embed_text(config: &Config, model: Option<&Path>, texts: &[String], json: bool) -> Result<()> {
     let dir = model.map(Path::to_path_buf).unwrap_or_else(|| config.text_model_dir());
-    let enc = load_text_model(&dir, config.precision)?;
+    let enc = load_text_model(&dir, config.precision.text())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = enc.encode(&refs).map_err(classify)?;
     let stdout = std::io::stdout();

@@ -73,8 +73,8 @@ pub fn train(config: &Config, args: &TrainArgs, quiet: bool) -> Result<()> {
         )));
     }
     let started = Instant::now();
-    let text = engines::load_text(&config.text_model_dir(), config.precision)?;
-    let Some(swin) = engines::load_vision(&config.vision_model_dir())? else {
+    let text = engines::load_text(&config.text_model_dir(), config.precision.text())?;
+    let Some(swin) = engines::load_vision(&config.vision_model_dir(), config.precision)? else {
         return Err(usage(format!(
             "no vision model at {}: there are no visual features to train on; \
              run `kino models fetch vision`, then `kino reindex --stale`",
@@ -363,8 +363,8 @@ fn rollback(config: &Config, rt: &tokio::runtime::Runtime, dir: &Path, json_out:
     };
     let _ = std::fs::remove_file(dir.join("last-run.json"));
     let store = rt.block_on(Store::open(&config.db))?;
-    let text = engines::load_text(&config.text_model_dir(), config.precision)?;
-    let vision = engines::load_vision(&config.vision_model_dir())?;
+    let text = engines::load_text(&config.text_model_dir(), config.precision.text())?;
+    let vision = engines::load_vision(&config.vision_model_dir(), config.precision)?;
     let model = engines::fusion_for(text.dim(), vision.as_ref(), dir)?;
     record(rt, &store, dir, to.as_deref().unwrap_or("default"), &model);
     rt.block_on(store.close());

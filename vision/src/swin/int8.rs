@@ -61,6 +61,11 @@ impl Int8Swin {
         }
     }
 
+    /// Per layer, the input channels computed in f32 (the outliers).
+    pub fn f32_channels(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.outliers().len()).collect()
+    }
+
     /// A short hash of the quantized weights (part of the model version).
     pub fn id(&self) -> &str {
         &self.id

@@ -1,0 +1,242 @@
+//! `kino models quantize`: calibrates the vision model's int8 form on frames
+//! of the user's own library (or bundled scenes when it is empty), checks
+//! it against f32 on those frames, and writes it beside the f32 weights
+//! with its calibration statistics and accuracy report, or refuses to when
+//! it is outside the bound.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use kino_ingest::{FrameSampler, SampleOptions};
+use kino_vision::Calibration;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::engines::VISION_INT8_FILE;
+use crate::error::usage;
+
+/// The report written beside the int8 weights.
+pub const REPORT_FILE: &str = "model.int8.json";
+/// Frames per forward pass while calibrating and checking.
+const BATCH: usize = 8;
+
+/// Where the calibration frames came from.
+struct Frames {
+    images: Vec<image::RgbImage>,
+    source: String,
+    videos: usize,
+}
+
+/// Up to `n` frames spread over the library's videos (evenly in time within
+/// each, the videos taken in turn); bundled scenes when there are none.
+fn library_frames(config: &Config, n: usize, quiet: bool) -> Result<Frames> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let videos = rt.block_on(async {
+        let store = kino_store::Store::open(&config.db).await?;
+        let v = store.videos().await;
+        store.close().await;
+        v
+    });
+    let mut videos: Vec<_> = videos
+        .context("reading the library's videos")?
+        .into_iter()
+        .filter(|v| Path::new(&v.path).is_file())
+        .collect();
+    videos.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut images = Vec::with_capacity(n);
+    let mut used = 0;
+    if !videos.is_empty() {
+        // Spread over at most n videos, each giving its share.
+        let step = videos.len().div_ceil(n).max(1);
+        let chosen: Vec<_> = videos.iter().step_by(step).collect();
+        let per_video = n.div_ceil(chosen.len()).max(1);
+        for v in chosen {
+            if images.len() >= n {
+                break;
+            }
+            let secs = v.facts.duration_ms.unwrap_or(60_000).max(1000) as f64 / 1000.0;
+            let opts = SampleOptions {
+                fps: (per_video as f64 / secs).clamp(0.001, 30.0),
+                max_side: Some(448),
+                thumbnail_width: 0,
+                ..SampleOptions::default()
+            };
+            let before = images.len();
+            let sampler = match FrameSampler::open(Path::new(&v.path), &opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(path = %v.path, error = %e, "skipped for calibration");
+                    continue;
+                }
+            };
+            for frame in sampler.take(per_video) {
+                match frame {
+                    Ok(f) => images.push(f.image),
+                    Err(e) => {
+                        tracing::warn!(path = %v.path, error = %e, "stopped reading frames for calibration");
+                        break;
+                    }
+                }
+                if images.len() >= n {
+                    break;
+                }
+            }
+            if images.len() > before {
+                used += 1;
+            }
+            if !quiet {
+                eprint!("\rcalibration frames: {}/{n}", images.len());
+            }
+        }
+        if !quiet {
+            eprintln!();
+        }
+    }
+    if images.is_empty() {
+        return Ok(Frames {
+            images: kino_vision::swin::bundled_scenes(n),
+            source: "bundled scenes (the library has no readable videos)".into(),
+            videos: 0,
+        });
+    }
+    Ok(Frames {
+        images,
+        source: "library".into(),
+        videos: used,
+    })
+}
+
+/// Summary statistics of one layer's calibrated input ranges.
+fn layer_stats(
+    i: usize,
+    r: &kino_vision::swin::ChannelRanges,
+    percentile: f64,
+    shape: (usize, usize),
+    f32_channels: usize,
+) -> serde_json::Value {
+    let p = r.percentile(percentile);
+    let mut sorted = p.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let top = sorted.last().copied().unwrap_or(0.0);
+    let max = r.max().iter().copied().fold(0f32, f32::max);
+    json!({
+        "layer": i,
+        "inputs": shape.0,
+        "outputs": shape.1,
+        "rows": r.rows(),
+        "range_median": median,
+        "range_top": top,
+        "max": max,
+        // The outlier channels computed in f32 (the others are smoothed).
+        "f32_channels": f32_channels,
+    })
+}
+
+/// Runs `kino models quantize`.
+pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bool, quiet: bool) -> Result<()> {
+    if calibrate == 0 {
+        return Err(usage("--calibrate must be at least 1 frame"));
+    }
+    if !(0.5..=1.0).contains(&percentile) {
+        return Err(usage(format!(
+            "--percentile {percentile}: give a value between 0.5 and 1"
+        )));
+    }
+    let dir = config.vision_model_dir();
+    if !kino_vision::is_model_dir(&dir) {
+        return Err(usage(format!(
+            "{}: no vision model to quantize (config.json + model.safetensors); run `kino models fetch vision`",
+            dir.display()
+        )));
+    }
+    let started = Instant::now();
+    let swin = crate::engines::load_vision(&dir, crate::cli::PrecisionArg::F32)?.expect("a model folder");
+    let frames = library_frames(config, calibrate, quiet || json_out)?;
+    let pre = swin.preprocessor();
+    let batches = frames
+        .images
+        .chunks(BATCH)
+        .map(|c| pre.batch(c, &candle_core::Device::Cpu))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .context("preparing the calibration frames")?;
+    let mut cal: Calibration = swin.calibration();
+    for px in &batches {
+        swin.calibrate(&mut cal, px).context("calibrating")?;
+    }
+    let q = swin.quantize(&cal, percentile)?;
+    let mut accuracy = None;
+    for px in &batches {
+        let a = swin.accuracy(&q, px).context("checking the int8 model against f32")?;
+        accuracy = Some(kino_vision::swin::merge_accuracy(accuracy, a));
+    }
+    let accuracy = accuracy.expect("at least one batch");
+    let shapes = swin.linear_shapes();
+    let f32_channels = q.f32_channels();
+    let layers: Vec<_> = cal
+        .ranges()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| layer_stats(i, r, percentile, shapes[i], f32_channels[i]))
+        .collect();
+    let int8_version = format!("{}+int8:{}", swin.version(), q.id());
+    let report = json!({
+        "model": dir.display().to_string(),
+        "f32_version": swin.version(),
+        "int8_version": int8_version,
+        "calibration": {
+            "frames": cal.images(),
+            "source": frames.source,
+            "videos": frames.videos,
+            "percentile": percentile,
+            "layers": layers,
+        },
+        "accuracy": accuracy,
+        "bound": {"min_cosine": kino_vision::swin::MIN_COSINE, "min_top5_agreement": kino_vision::swin::MIN_TOP5_AGREEMENT},
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if let Err(why) = accuracy.check() {
+        if json_out {
+            println!("{}", json!({"written": false, "reason": why, "report": report}));
+        }
+        return Err(usage(format!(
+            "{}: the int8 model is outside the accuracy bound on {} calibration frames: {why}; nothing written \
+             (the f32 model stays in use; try more frames with --calibrate, or a higher --percentile)",
+            dir.display(),
+            cal.images()
+        )));
+    }
+    let meta = HashMap::from([
+        ("f32_version".to_string(), swin.version().to_string()),
+        ("percentile".to_string(), percentile.to_string()),
+        ("calibration_frames".to_string(), cal.images().to_string()),
+        ("calibration_source".to_string(), frames.source.clone()),
+    ]);
+    // The report first, then the weights (what a running serve watches).
+    let report_path = dir.join(REPORT_FILE);
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    q.save(&dir.join(VISION_INT8_FILE), &meta)?;
+    if json_out {
+        println!("{}", json!({"written": true, "report": report}));
+    } else {
+        out!(
+            "vision int8: {} calibrated on {} frames ({}); pooled cosine to f32 min {:.4} mean {:.4}{}; \
+             written to {} (report {}). Use it with --precision int8 or auto.",
+            dir.display(),
+            cal.images(),
+            frames.source,
+            accuracy.min_cosine,
+            accuracy.mean_cosine,
+            accuracy
+                .top5_agreement
+                .map(|a| format!(", top-5 labels agree {:.1} %", a * 100.0))
+                .unwrap_or_default(),
+            dir.join(VISION_INT8_FILE).display(),
+            report_path.display()
+        );
+    }
+    Ok(())
+}

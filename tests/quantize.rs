@@ -1,0 +1,306 @@
+//! `kino models quantize` and `--precision int8|auto` for the vision model,
+//! end to end: calibrate on the library's frames, write the int8 form with
+//! its report, index with it (the vision version changes, so the videos are
+//! stale), search with top-10 results that overlap f32's, and refuse a
+//! model int8 cannot represent, writing nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{json_of, rt, text_model};
+use serde_json::Value;
+
+const SCENES: [(&str, &str, [&str; 2]); 6] = [
+    (
+        "bars",
+        "smptebars",
+        ["colour bars for calibrating a monitor", "the test signal tone"],
+    ),
+    (
+        "mandel",
+        "mandelbrot",
+        ["zooming into a fractal", "the edge of the set"],
+    ),
+    (
+        "life",
+        "life=s=160x120:mold=10:seed=3",
+        ["cells that live and die", "a glider crosses the grid"],
+    ),
+    ("pattern", "testsrc2", ["a moving test pattern", "the counter ticks"]),
+    (
+        "rgb",
+        "rgbtestsrc",
+        ["red green and blue stripes", "primary colours side by side"],
+    ),
+    (
+        "cells",
+        "cellauto=s=160x120:rule=110",
+        ["a cellular automaton grows", "rule one hundred and ten"],
+    ),
+];
+
+fn library(lib: &Path) {
+    std::fs::create_dir_all(lib).unwrap();
+    for (name, src, says) in SCENES {
+        let path = lib.join(format!("{name}.mp4"));
+        common::ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("{src},scale=160:120,format=yuv420p"),
+            "-t",
+            "8",
+            "-r",
+            "5",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            path.to_str().unwrap(),
+        ]);
+        std::fs::write(
+            lib.join(format!("{name}.srt")),
+            format!(
+                "1\n00:00:00,500 --> 00:00:03,500\n{}\n\n2\n00:00:04,500 --> 00:00:07,500\n{}\n\n",
+                says[0], says[1]
+            ),
+        )
+        .unwrap();
+    }
+}
+
+fn vision_dir(models: &Path) -> PathBuf {
+    models.join("microsoft/swin-tiny-patch4-window7-224")
+}
+
+fn models(dir: &Path) -> PathBuf {
+    let m = dir.join("models");
+    std::fs::create_dir_all(m.join("sentence-transformers")).unwrap();
+    std::os::unix::fs::symlink(text_model(), m.join("sentence-transformers/all-MiniLM-L6-v2")).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
+    let dst = vision_dir(&m);
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    m
+}
+
+fn kino(home: &Path, models: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL")
+        .env_remove("KINO_PRECISION")
+        .env("KINO_SPEECH", "off")
+        .env("KINO_OCR", "off")
+        .arg("-q")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models)
+        .arg("--db")
+        .arg(db);
+    c
+}
+
+fn vision_versions(db: &str) -> Vec<String> {
+    rt().block_on(async {
+        let s = kino_store::Store::open(db).await.unwrap();
+        let v = s
+            .videos()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.stage_versions.get("vision").cloned().unwrap_or_default())
+            .collect();
+        s.close().await;
+        v
+    })
+}
+
+/// Each query's top 10 as `path@start`.
+fn top10(home: &Path, models: &Path, db: &str, precision: &str) -> Vec<Vec<String>> {
+    SCENES
+        .iter()
+        .flat_map(|(_, _, says)| says.iter())
+        .chain(["something on a screen", "a pattern of colours"].iter())
+        .map(|q| {
+            let out = kino(home, models, db)
+                .args(["--precision", precision, "search", "--json", "-k", "10", q])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            json_of(&out)["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| format!("{}@{}", r["path"].as_str().unwrap(), r["start_ms"]))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn quantize_calibrates_on_the_library_and_int8_search_overlaps_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    library(&lib);
+    let models = models(dir.path());
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+    let vdir = vision_dir(&models);
+
+    // int8 before any int8 form exists: a clear error, exit 2.
+    let out = kino(&home, &models, &db)
+        .args(["--precision", "int8", "ingest"])
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kino models quantize"), "{err}");
+
+    let out = kino(&home, &models, &db).arg("ingest").arg(&lib).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let f32_versions = vision_versions(&db);
+    assert_eq!(f32_versions.len(), 6);
+    assert!(
+        f32_versions.iter().all(|v| !v.is_empty() && !v.contains("int8")),
+        "{f32_versions:?}"
+    );
+    let f32_top = top10(&home, &models, &db, "f32");
+
+    // Calibrate on 24 frames of the library.
+    let out = kino(&home, &models, &db)
+        .args(["models", "quantize", "--calibrate", "24", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = json_of(&out);
+    eprintln!("kino models quantize: {r}");
+    assert_eq!(r["written"], true, "{r}");
+    let report = &r["report"];
+    assert_eq!(report["calibration"]["frames"], 24, "{r}");
+    assert_eq!(report["calibration"]["source"], "library", "{r}");
+    assert_eq!(report["calibration"]["videos"], 6, "{r}");
+    // Two stages of two blocks (4 layers each) and one patch merging.
+    assert_eq!(
+        report["calibration"]["layers"].as_array().unwrap().len(),
+        4 * 4 + 1,
+        "{r}"
+    );
+    assert!(report["accuracy"]["min_cosine"].as_f64().unwrap() >= 0.99, "{r}");
+    assert!(report["accuracy"]["top5_agreement"].as_f64().unwrap() >= 0.95, "{r}");
+    assert!(vdir.join("model.int8.safetensors").is_file());
+    let stored: Value = serde_json::from_slice(&std::fs::read(vdir.join("model.int8.json")).unwrap()).unwrap();
+    assert_eq!(&stored, report);
+
+    // auto picks the int8 form up: the vision stage is stale, re-indexed.
+    let out = kino(&home, &models, &db)
+        .args(["--precision", "auto", "reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = json_of(&out);
+    assert_eq!(summary["reindexed"], 6, "{summary}");
+    let int8_versions = vision_versions(&db);
+    let want = report["int8_version"].as_str().unwrap();
+    assert!(
+        int8_versions.iter().all(|v| v.starts_with(want)),
+        "{int8_versions:?} (want {want})"
+    );
+
+    // Search at int8 overlaps f32's top 10.
+    let int8_top = top10(&home, &models, &db, "int8");
+    let (mut shared, mut total) = (0usize, 0usize);
+    for (a, b) in f32_top.iter().zip(&int8_top) {
+        shared += a.iter().filter(|x| b.contains(x)).count();
+        total += a.len();
+    }
+    let overlap = shared as f64 / total as f64;
+    eprintln!("top-10 overlap int8/f32 over {} queries: {overlap:.3}", f32_top.len());
+    assert!(total >= 6 * f32_top.len(), "every video in each top 10: {total}");
+    assert!(overlap >= 0.9, "top-10 overlap {overlap}");
+
+    // Nothing stale at int8 now; back at f32, every video is stale again.
+    let out = kino(&home, &models, &db)
+        .args(["--precision", "int8", "reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["selected"], 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let out = kino(&home, &models, &db)
+        .args(["reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        json_of(&out)["reindexed"],
+        6,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(vision_versions(&db), f32_versions);
+}
+
+#[test]
+fn a_model_int8_cannot_represent_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = models(dir.path());
+    let home = dir.path().join("home");
+    let db = dir.path().join("kino.db").display().to_string();
+    let vdir = vision_dir(&models);
+    // A model int8 cannot represent: the blocks' weights scaled up (so that
+    // they matter), and a dead input channel (its layer norm scale and shift
+    // 0) read by q, k, v and the MLP with a huge weight in every output
+    // column. f32 never sees it (its input is 0); int8's per-column scale is
+    // set by it and rounds the column's real weights to zero.
+    let path = vdir.join("model.safetensors");
+    let cpu = candle_core::Device::Cpu;
+    let mut tensors = candle_core::safetensors::load(&path, &cpu).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if !name.contains("blocks") {
+            continue;
+        }
+        let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dims = t.dims().to_vec();
+        if name.contains("layernorm") {
+            v[0] = 0.0;
+        } else if name.ends_with(".weight") && dims.len() == 2 {
+            let inp = dims[1];
+            v.iter_mut().for_each(|w| *w *= 20.0);
+            let reads_ln = ["query", "key", "value", "intermediate"]
+                .iter()
+                .any(|n| name.contains(n));
+            if reads_ln {
+                for j in 0..dims[0] {
+                    v[j * inp] = 300.0;
+                }
+            }
+        }
+        *t = candle_core::Tensor::from_vec(v, dims, &cpu).unwrap();
+    }
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+
+    // An empty library: bundled scenes.
+    let out = kino(&home, &models, &db)
+        .args(["models", "quantize", "--calibrate", "16", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("outside the accuracy bound") && stderr.contains("nothing written"),
+        "{stderr}"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["written"], false, "{r}");
+    assert!(
+        r["report"]["calibration"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("bundled"),
+        "{r}"
+    );
+    assert!(!vdir.join("model.int8.safetensors").exists());
+    assert!(!vdir.join("model.int8.json").exists());
+}

@@ -54,6 +54,9 @@ import numpy as np
 model_dir, onnx_path, batch, iters, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 warnings.filterwarnings("ignore")
 if not os.path.exists(onnx_path):
+    import contextlib
+    quiet = contextlib.redirect_stdout(sys.stderr)
+    quiet.__enter__()
     import torch
     from transformers import SwinModel
     from onnxruntime.quantization import quantize_dynamic, QuantType
@@ -63,6 +66,7 @@ if not os.path.exists(onnx_path):
                       output_names=["last_hidden_state", "pooler_output"],
                       dynamic_axes={"pixel_values": {0: "b"}}, opset_version=17, dynamo=False)
     quantize_dynamic(f32, onnx_path, weight_type=QuantType.QInt8)
+    quiet.__exit__(None, None, None)
 import onnxruntime as ort
 so = ort.SessionOptions()
 so.intra_op_num_threads = threads

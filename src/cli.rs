@@ -51,9 +51,9 @@ pub struct GlobalArgs {
     pub log_format: Option<LogFormat>,
 
     /// Precision of the models' linear layers: f32; int8 (about twice as
-    /// fast; the sentence encoder calibrates itself at load, the vision
-    /// model needs `kino models quantize` first); or auto (int8 for each
-    /// model that has an int8 form). Part of each model's version, so a
+    /// fast; the sentence encoder and the speech encoder need nothing more,
+    /// the vision model needs `kino models quantize` first); or auto (int8
+    /// for each model that has an int8 form). Part of each model's version, so a
     /// change re-indexes as stale work. Default: the config file's
     /// `precision`, else f32.
     #[arg(long, global = true, env = "KINO_PRECISION", value_enum, value_name = "PRECISION")]
@@ -68,15 +68,16 @@ pub enum PrecisionArg {
     F32,
     /// int8 weights and activations in the linear layers.
     Int8,
-    /// int8 for each model that has an int8 form (the sentence encoder
-    /// always; the vision model once `kino models quantize` made one), f32
-    /// for the others.
+    /// int8 for each model that has an int8 form (the sentence and speech
+    /// encoders always; the vision model once `kino models quantize` made
+    /// one), f32 for the others.
     Auto,
 }
 
 impl PrecisionArg {
-    /// The sentence encoder's precision: int8 unless f32 was asked for
-    /// (it calibrates itself at load, so it always has an int8 form).
+    /// The sentence encoder's precision (and the speech encoder's): int8
+    /// unless f32 was asked for (they always have an int8 form: the sentence
+    /// encoder calibrates itself at load, the speech encoder needs none).
     pub fn text(self) -> kino_language::Precision {
         match self {
             PrecisionArg::F32 => kino_language::Precision::F32,

@@ -155,7 +155,13 @@ pub fn load_vision(dir: &Path, precision: PrecisionArg) -> Result<Option<Swin>> 
 /// model and the tiny.en fallback, else against the folder's
 /// `kino-manifest.json` when it has one. `Ok(Err(reason))` when there is no
 /// usable model there.
-pub fn load_speech(dir: &Path, name: &str) -> Result<std::result::Result<(Whisper, String), String>> {
+/// At `precision` int8 or auto the audio encoder's linear layers run in
+/// int8 (it needs no calibration) and the version gains `+int8`.
+pub fn load_speech(
+    dir: &Path,
+    name: &str,
+    precision: PrecisionArg,
+) -> Result<std::result::Result<(Whisper, String), String>> {
     use kino_models::catalog::{DEFAULT_SPEECH, FALLBACK_SPEECH, WHISPER_BASE_SHA256, WHISPER_TINY_EN_SHA256};
     let Some(weights) = ["model.bin", "model.safetensors"]
         .into_iter()
@@ -185,6 +191,10 @@ pub fn load_speech(dir: &Path, name: &str) -> Result<std::result::Result<(Whispe
         )));
     }
     match Whisper::load(dir) {
+        Ok(mut w) if precision.text() == Precision::Int8 => {
+            w.quantize_encoder();
+            Ok(Ok((w, format!("{name}@{}+int8", &digest[..12]))))
+        }
         Ok(w) => Ok(Ok((w, format!("{name}@{}", &digest[..12])))),
         Err(e) => Ok(Err(format!(
             "{}: the speech model does not load ({e}); speech is not indexed",
@@ -216,7 +226,7 @@ pub fn speech_for(config: &Config) -> Result<std::result::Result<Speech, String>
         dir = fallback;
         name = FALLBACK_SPEECH;
     }
-    Ok(load_speech(&dir, name)?.map(|(whisper, v)| Speech {
+    Ok(load_speech(&dir, name, config.precision)?.map(|(whisper, v)| Speech {
         whisper: Mutex::new(whisper),
         mode: config.speech,
         version: format!("{v},{}", config.speech.as_str()),

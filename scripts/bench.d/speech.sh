@@ -56,6 +56,7 @@ fi
 
 cargo build --release --quiet -p kino-speech --example speech_bench
 kino_json="$(RAYON_NUM_THREADS="$THREADS" target/release/examples/speech_bench "$MODEL" "$clip" en "$REPEATS")"
+kino8_json="$(KINO_BENCH_PRECISION=int8 RAYON_NUM_THREADS="$THREADS" target/release/examples/speech_bench "$MODEL" "$clip" en "$REPEATS")"
 
 peer() {
   "$KINO_REF_PYTHON" - "$MODEL" "$clip" "$THREADS" "$1" "$REPEATS" <<'PY'
@@ -84,17 +85,22 @@ PY
 f32_json="$(peer float32)"
 int8_json="$(peer int8)"
 
-"$KINO_REF_PYTHON" - "$kino_json" "$f32_json" "$int8_json" <<'PY'
+"$KINO_REF_PYTHON" - "$kino_json" "$f32_json" "$int8_json" "$kino8_json" <<'PY'
 import difflib, json, sys
-k, f, i = (json.loads(a) for a in sys.argv[1:4])
+k, f, i, k8 = (json.loads(a) for a in sys.argv[1:5])
 print(f"speech, Whisper base, {k['audio_s']:.1f} s espeak-ng clip, greedy, language en, {k['threads']} threads")
 print(f"  kino (own f32 kernels)         {k['audio_s_per_s']:7.2f} audio-s/s  ({k['wall_s']:.2f} s, {k['segments']} segments)")
+print(f"  kino (encoder int8)            {k8['audio_s_per_s']:7.2f} audio-s/s  ({k8['wall_s']:.2f} s, {k8['segments']} segments)")
 for p, label in ((f, "faster-whisper float32"), (i, "faster-whisper int8   ")):
     print(f"  {label}         {p['audio_s_per_s']:7.2f} audio-s/s  ({p['wall_s']:.2f} s, {p['segments']} segments)")
 for p, label in ((f, "float32"), (i, "int8")):
     same = difflib.SequenceMatcher(None, k["text"].split(), p["text"].split()).ratio()
     print(f"  ratio kino/faster-whisper {label:8} {k['audio_s_per_s'] / p['audio_s_per_s']:5.2f}x"
           f"  (transcripts {'identical' if k['text'] == p['text'] else f'{same:.1%} same words'})")
+same = difflib.SequenceMatcher(None, k["text"].split(), k8["text"].split()).ratio()
+print(f"  ratio kino int8/kino f32       {k8['audio_s_per_s'] / k['audio_s_per_s']:5.2f}x"
+      f"  (transcripts {'identical' if k['text'] == k8['text'] else f'{same:.1%} same words'})")
+print(f"  ratio kino int8/faster-whisper int8 {k8['audio_s_per_s'] / i['audio_s_per_s']:5.2f}x")
 PY
 
 # What silence and noise cost: the pipeline's stream (energy gate on) over ten

@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let t = Instant::now();
     let mut whisper = kino_speech::Whisper::load(&args[1])?;
+    if std::env::var("KINO_BENCH_PRECISION").as_deref() == Ok("int8") {
+        whisper.quantize_encoder();
+    }
     let load_s = t.elapsed().as_secs_f64();
     whisper.transcribe(&samples[..samples.len().min(5 * 16_000)], language)?;
 

@@ -28,7 +28,8 @@ pub fn transcribe(
     }
     let speech = match model {
         Some(dir) => {
-            let (whisper, version) = load_speech(dir, &dir.display().to_string())?.map_err(anyhow::Error::msg)?;
+            let (whisper, version) =
+                load_speech(dir, &dir.display().to_string(), config.precision)?.map_err(anyhow::Error::msg)?;
             Speech {
                 whisper: Mutex::new(whisper),
                 mode: config.speech,

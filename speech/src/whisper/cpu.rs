@@ -6,7 +6,7 @@
 //! query rows) on rayon's threads.
 
 use candle_nn::VarBuilder;
-use kino_kernels::{Mat, SendPtr, Threads, MIN_CHUNK};
+use kino_kernels::{Int8Linear, Mat, SendPtr, Threads, MIN_CHUNK};
 use rayon::prelude::*;
 
 use crate::whisper::Result;
@@ -57,6 +57,8 @@ pub(crate) struct Linear {
     pub(crate) b: Vec<f32>,
     pub(crate) n_in: usize,
     pub(crate) n_out: usize,
+    /// The int8 form, used for products of more than a few rows.
+    q: Option<Int8Linear>,
 }
 
 impl Linear {
@@ -72,6 +74,7 @@ impl Linear {
             b,
             n_in,
             n_out,
+            q: None,
         })
     }
 
@@ -94,6 +97,7 @@ impl Linear {
             b: Vec::new(),
             n_in,
             n_out: 0,
+            q: None,
         };
         for p in parts {
             assert_eq!(p.n_in, n_in, "fused layers differ in input size");
@@ -103,6 +107,27 @@ impl Linear {
             out.n_out += p.n_out;
         }
         out
+    }
+
+    /// Adds the int8 form of the weights, used for products of more than a
+    /// few rows: input channels with `range` over 6× the median channel's
+    /// computed in f32, the others smoothed by `range` (see
+    /// `kino_kernels::Int8Linear`; zeros: neither).
+    pub(crate) fn quantize(&mut self, range: &[f32]) {
+        let (k, n) = (self.n_in, self.n_out);
+        let w = if self.w16.is_empty() {
+            self.w.clone()
+        } else {
+            from_f16(&self.w16)
+        };
+        let mut wt = vec![0f32; k * n];
+        for (o, row) in w.chunks_exact(k).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                wt[i * n + o] = *v;
+            }
+        }
+        let outliers = Int8Linear::outlier_channels(range, 6.0, k.div_ceil(32).max(4));
+        self.q = Some(Int8Linear::quantize_split(&wt, k, n, range, &outliers));
     }
 
     /// `y = x·wᵀ + b` (then the exact GELU when `gelu`) for the `m` rows of
@@ -122,6 +147,11 @@ impl Linear {
             for (xi, yi) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)).take(m) {
                 matvec(xi, w, &self.b, yi, accumulate, gelu);
             }
+            return;
+        }
+        if let Some(q) = &self.q {
+            q.forward(x, m, None, y, n, accumulate);
+            bias_rows_in_place(y, &self.b, gelu);
             return;
         }
         let wide;
@@ -806,6 +836,7 @@ mod tests {
             b: b.clone(),
             n_in: k,
             n_out: n,
+            q: None,
         };
         let xs = lcg(9 * k, 8);
         let mut full = vec![0f32; 9 * n];

@@ -123,6 +123,22 @@ impl Encoder {
         })
     }
 
+    /// Runs the blocks' linear layers (q and v, the attention output, the
+    /// MLP) in int8 from now on: weights per output column, activations per
+    /// row at run time, as they are. (Smoothing with ranges calibrated on
+    /// speech, as the sentence encoder and Swin do, made the transcripts of
+    /// the parity clips worse here: 9.45 % WER against 8.27 % without and
+    /// 7.87 % in f32.) The key projection (computed transposed) and the
+    /// convolutions stay f32.
+    pub(crate) fn quantize(&mut self) {
+        for b in &mut self.blocks {
+            for l in [&mut b.qv, &mut b.out, &mut b.fc1, &mut b.fc2] {
+                let zeros = vec![0f32; l.n_in];
+                l.quantize(&zeros);
+            }
+        }
+    }
+
     /// Encodes one window of features (`n_mels × frames`, mel-major): the
     /// encoder output `[1, frames / 2, d]`.
     pub(crate) fn forward(&self, features: Vec<f32>, frames: usize) -> Result<Tensor> {

@@ -171,12 +171,7 @@ fn models(dir: &Path) -> PathBuf {
     let m = dir.join("models");
     std::fs::create_dir_all(m.join("sentence-transformers")).unwrap();
     std::os::unix::fs::symlink(text_model(), m.join("sentence-transformers/all-MiniLM-L6-v2")).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
-    let dst = m.join("microsoft/swin-tiny-patch4-window7-224");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
+    common::add_tiny_swin(&m);
     m
 }
 

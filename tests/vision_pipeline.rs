@@ -27,12 +27,7 @@ fn models(dir: &Path, with_vision: bool) -> PathBuf {
 }
 
 fn add_vision(models: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
-    let dst = models.join("microsoft/swin-tiny-patch4-window7-224");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
+    common::add_tiny_swin(models);
 }
 
 fn kino(home: &Path, models: &Path, db: &str) -> Command {

@@ -291,3 +291,16 @@ pub fn json_of(out: &Output) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Copies the tiny random Swin checkpoint (`vision/tests/fixtures/swin_pad`)
+/// to where kino looks for the default vision model under `models`;
+/// returns that folder.
+pub fn add_tiny_swin(models: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/tests/fixtures/swin_pad");
+    let dst = models.join("microsoft/swin-tiny-patch4-window7-224");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    dst
+}

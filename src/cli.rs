@@ -399,14 +399,16 @@ pub enum ModelsAction {
         #[arg(value_name = "NAME")]
         names: Vec<String>,
     },
-    /// Make the vision model's int8 form: calibrate it on frames of your
-    /// library (bundled scenes when it has none), check it against f32 on
-    /// them (pooled cosine >= 0.99, top-5 labels >= 95 %), and write it
-    /// beside the f32 weights with its statistics and accuracy report
-    /// (model.int8.safetensors, model.int8.json). Refuses (exit 2, nothing
-    /// written) outside the bound. `--precision int8|auto` then uses it.
+    /// Calibrate the int8 forms on your library: the sentence encoder on its
+    /// sentences (cosine to f32 >= 0.995 on each), the vision model on its
+    /// frames (pooled cosine >= 0.99, top-5 labels >= 95 %); bundled
+    /// sentences and scenes when it is empty. Each is written beside its
+    /// f32 weights with its statistics and accuracy report
+    /// (model.int8.safetensors, model.int8.json), or refused (exit 2,
+    /// nothing written for it) outside its bound. `--precision int8|auto`
+    /// then uses them.
     Quantize {
-        /// Frames to calibrate on, spread over the library's videos.
+        /// Frames (and sentences) to calibrate on, spread over the library.
         #[arg(long, default_value_t = 64, value_name = "N")]
         calibrate: usize,
         /// The percentile of each channel's |activation| taken as its range.

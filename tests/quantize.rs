@@ -75,12 +75,29 @@ fn vision_dir(models: &Path) -> PathBuf {
     models.join("microsoft/swin-tiny-patch4-window7-224")
 }
 
+fn text_dir(models: &Path) -> PathBuf {
+    models.join("sentence-transformers/all-MiniLM-L6-v2")
+}
+
+/// The text model linked file by file (quantize writes beside them, never
+/// into the shared copy) and the tiny Swin.
 fn models(dir: &Path) -> PathBuf {
     let m = dir.join("models");
-    std::fs::create_dir_all(m.join("sentence-transformers")).unwrap();
-    std::os::unix::fs::symlink(text_model(), m.join("sentence-transformers/all-MiniLM-L6-v2")).unwrap();
+    link_files(&text_model(), &text_dir(&m));
     assert_eq!(common::add_tiny_swin(&m), vision_dir(&m));
     m
+}
+
+fn link_files(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if std::fs::metadata(e.path()).unwrap().is_dir() {
+            link_files(&e.path(), &dst.join(e.file_name()));
+        } else if !e.file_name().to_string_lossy().starts_with("model.int8") {
+            std::os::unix::fs::symlink(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn kino(home: &Path, models: &Path, db: &str) -> Command {
@@ -172,8 +189,26 @@ fn quantize_calibrates_on_the_library_and_int8_search_overlaps_f32() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = json_of(&out);
-    eprintln!("kino models quantize: {r}");
+    let all: Value = json_of(&out);
+    eprintln!("kino models quantize: {all}");
+    // The sentence encoder: calibrated on the library's 12 cues.
+    let text = &all["text"];
+    assert_eq!(text["written"], true, "{all}");
+    assert_eq!(text["report"]["calibration"]["sentences"], 12, "{all}");
+    assert_eq!(text["report"]["calibration"]["source"], "library", "{all}");
+    assert!(
+        text["report"]["accuracy"]["min_cosine"].as_f64().unwrap() >= 0.995,
+        "{all}"
+    );
+    let text_version = text["report"]["int8_version"].as_str().unwrap().to_string();
+    assert!(text_version.contains("+int8:"), "{text_version}");
+    assert!(text_dir(&models).join("model.int8.safetensors").is_file());
+    assert!(
+        !text_model().join("model.int8.safetensors").exists(),
+        "the shared copy is untouched"
+    );
+    // The vision model.
+    let r = &all["vision"];
     assert_eq!(r["written"], true, "{r}");
     let report = &r["report"];
     assert_eq!(report["calibration"]["frames"], 24, "{r}");
@@ -205,6 +240,23 @@ fn quantize_calibrates_on_the_library_and_int8_search_overlaps_f32() {
         int8_versions.iter().all(|v| v.starts_with(want)),
         "{int8_versions:?} (want {want})"
     );
+    let text_models: Vec<String> = rt().block_on(async {
+        let s = kino_store::Store::open(&db).await.unwrap();
+        let v = s
+            .videos()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|v| v.text_model)
+            .collect();
+        s.close().await;
+        v
+    });
+    assert_eq!(text_models.len(), 6);
+    assert!(
+        text_models.iter().all(|v| *v == text_version),
+        "{text_models:?} (want {text_version})"
+    );
 
     // Search at int8 overlaps f32's top 10.
     let int8_top = top10(&home, &models, &db, "int8");
@@ -235,6 +287,39 @@ fn quantize_calibrates_on_the_library_and_int8_search_overlaps_f32() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(vision_versions(&db), f32_versions);
+
+    // New vision weights: the int8 form made from the old ones is refused
+    // at int8 (exit 2, naming the command) and set aside at auto.
+    let weights = vdir.join("model.safetensors");
+    let cpu = candle_core::Device::Cpu;
+    let mut tensors = candle_core::safetensors::load(&weights, &cpu).unwrap();
+    let (name, t) = tensors
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("layernorm.weight"))
+        .unwrap();
+    eprintln!("changing {name}");
+    *t = (&*t * 1.01).unwrap();
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let out = kino(&home, &models, &db)
+        .args(["--precision", "int8", "reindex", "--stale"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("made from other weights") && err.contains("kino models quantize"),
+        "{err}"
+    );
+    let out = kino(&home, &models, &db)
+        .args(["--precision", "auto", "reindex", "--stale", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let now = vision_versions(&db);
+    assert!(
+        now.iter().all(|v| !v.contains("int8") && !f32_versions.contains(v)),
+        "{now:?}"
+    );
 }
 
 #[test]
@@ -287,7 +372,8 @@ fn a_model_int8_cannot_represent_is_refused_and_nothing_is_written() {
         stderr.contains("outside the accuracy bound") && stderr.contains("nothing written"),
         "{stderr}"
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &all["vision"];
     assert_eq!(r["written"], false, "{r}");
     assert!(
         r["report"]["calibration"]["source"]

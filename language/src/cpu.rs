@@ -48,7 +48,7 @@ pub enum Precision {
 /// Text run through the f32 model once when loading at
 /// [`Precision::Int8`], to find the linear layers' outlier input channels
 /// (fixed, so that the int8 model is the same on every load).
-pub(crate) const CALIBRATION: &[&str] = &[
+pub const CALIBRATION: &[&str] = &[
     "A man is slicing a tomato in the kitchen.",
     "Two dogs run across a snowy field at dawn.",
     "The president speaks to reporters outside the White House.",
@@ -272,16 +272,45 @@ impl CpuBert {
                 }
             }
         })?;
+        self.quantize_with(&amax);
+        Ok(())
+    }
+
+    /// Each linear layer's input width, in the order of
+    /// [`CpuBert::quantize_with`]'s ranges.
+    pub(crate) fn linear_inputs(&self) -> Vec<usize> {
+        self.layers
+            .iter()
+            .flat_map(|l| [l.qkv.inp, l.attn_out.inp, l.inter.inp, l.out.inp])
+            .collect()
+    }
+
+    /// Records each linear layer's input on `seqs` into `ranges` (one per
+    /// layer, see [`CpuBert::linear_inputs`]), running the f32 model.
+    pub(crate) fn observe(&self, seqs: &[&[u32]], ranges: &mut [kino_kernels::ChannelRanges]) -> Result<()> {
+        self.forward_seeing(seqs, &mut |i, x| {
+            if let Some(r) = ranges.get_mut(i) {
+                for row in x {
+                    r.observe(row);
+                }
+            }
+        })
+        .map(|_| ())
+    }
+
+    /// Turns the linear layers to int8 with each layer's input ranges
+    /// (`4·i + j` for the `j`th linear layer of encoder layer `i`; a missing
+    /// or empty one: no smoothing).
+    pub(crate) fn quantize_with(&mut self, ranges: &[Vec<f32>]) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             for (j, d) in [&mut layer.qkv, &mut layer.attn_out, &mut layer.inter, &mut layer.out]
                 .into_iter()
                 .enumerate()
             {
                 let zeros = vec![0f32; d.inp];
-                d.quantize(amax.get(i * 4 + j).filter(|a| !a.is_empty()).unwrap_or(&zeros));
+                d.quantize(ranges.get(i * 4 + j).filter(|a| a.len() == d.inp).unwrap_or(&zeros));
             }
         }
-        Ok(())
     }
 
     /// [`CpuBert::forward`], showing `see` each linear layer's input (layer

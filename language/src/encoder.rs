@@ -144,6 +144,9 @@ pub struct SentenceEncoder {
     batch_size: usize,
     dir: PathBuf,
     precision: Precision,
+    /// At int8, the id of the stored calibration it uses (none: the fixed
+    /// sentences).
+    int8_id: Option<String>,
 }
 
 const _: fn() = || {
@@ -374,8 +377,36 @@ impl SentenceEncoder {
             batch_size: DEFAULT_BATCH_SIZE,
             dir: dir.to_path_buf(),
             precision,
+            int8_id: None,
         };
         if precision == Precision::Int8 {
+            let f32_version = format!("{}@{}", enc.name, &enc.checksum[..12]);
+            let stored = crate::int8::TextCalibration::load(dir)?.filter(|cal| {
+                let same = cal.f32_version() == Some(f32_version.as_str());
+                if !same {
+                    tracing::warn!(
+                        "{}: recorded for {:?}, not these weights ({f32_version}): calibrating on fixed \
+                         sentences instead; `kino models quantize` records it again",
+                        dir.join(crate::int8::TextCalibration::FILE).display(),
+                        cal.f32_version().unwrap_or("an unknown version")
+                    );
+                }
+                same
+            });
+            if let Some(cal) = stored {
+                if cal.ranges().len() != enc.model.linear_inputs().len() {
+                    return Err(LanguageError::Invalid {
+                        path: dir.join(crate::int8::TextCalibration::FILE),
+                        msg: format!(
+                            "{} calibrated layers for a model of {}; `kino models quantize` writes it again",
+                            cal.ranges().len(),
+                            enc.model.linear_inputs().len()
+                        ),
+                    });
+                }
+                enc.set_int8(&cal);
+                return Ok(enc);
+            }
             let encodings = enc
                 .tokenizer
                 .encode_batch(CALIBRATION.to_vec(), true)
@@ -401,11 +432,37 @@ impl SentenceEncoder {
     /// stale embeddings can be found after a model change. At
     /// [`Precision::Int8`] it ends in `+int8` (e.g.
     /// `all-MiniLM-L6-v2@1a2b3c4d5e6f+int8`), since the vectors differ.
+    ///
+    /// With a stored calibration ([`crate::TextCalibration`]) it ends in
+    /// `+int8:<calibration id>` instead.
     pub fn version(&self) -> String {
-        match self.precision {
-            Precision::F32 => format!("{}@{}", self.name, &self.checksum[..12]),
-            Precision::Int8 => format!("{}@{}+int8", self.name, &self.checksum[..12]),
+        match (self.precision, &self.int8_id) {
+            (Precision::F32, _) => format!("{}@{}", self.name, &self.checksum[..12]),
+            (Precision::Int8, None) => format!("{}@{}+int8", self.name, &self.checksum[..12]),
+            (Precision::Int8, Some(id)) => format!("{}@{}+int8:{id}", self.name, &self.checksum[..12]),
         }
+    }
+
+    /// The model (for calibration).
+    pub(crate) fn model(&self) -> &CpuBert {
+        &self.model
+    }
+
+    /// Turns the linear layers to int8 with the calibration `cal`.
+    pub(crate) fn set_int8(&mut self, cal: &crate::int8::TextCalibration) {
+        self.model.quantize_with(cal.ranges());
+        self.precision = Precision::Int8;
+        self.int8_id = Some(cal.id().to_string());
+    }
+
+    /// Token ids of `texts` as [`SentenceEncoder::encode`] runs them.
+    pub(crate) fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, LanguageError> {
+        let prepared: Vec<String> = texts.iter().map(|t| self.prepare(t).into_owned()).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(prepared, true)
+            .map_err(|e| LanguageError::Tokenize(e.to_string()))?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     /// The precision of the linear layers.

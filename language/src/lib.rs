@@ -21,11 +21,13 @@
 mod cpu;
 mod encoder;
 mod error;
+mod int8;
 mod long;
 
-pub use cpu::Precision;
+pub use cpu::{Precision, CALIBRATION as CALIBRATION_SENTENCES};
 pub use encoder::{Pooling, SentenceEncoder, DEFAULT_BATCH_SIZE, MAX_BYTES_PER_TOKEN};
 pub use error::LanguageError;
+pub use int8::TextCalibration;
 pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, MAX_LONG_BYTES, WINDOW_BATCH};
 
 /// The default text model's name (a folder under the models directory).

@@ -111,3 +111,67 @@ fn int8_vectors_are_close_to_the_f32_ones() {
         assert!(*c >= 0.995, "cosine {c:.5} < 0.995 for {t:?}");
     }
 }
+
+/// The model's files linked one by one into a folder of its own (a stored
+/// calibration is written beside them, never into the shared copy).
+fn linked_copy(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if std::fs::metadata(e.path()).unwrap().is_dir() {
+            linked_copy(&e.path(), &dst.join(e.file_name()));
+        } else if !e.file_name().to_string_lossy().starts_with("model.int8") {
+            std::os::unix::fs::symlink(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_stored_calibration_is_used_at_load_and_only_for_its_weights() {
+    use kino_language::TextCalibration;
+    let f32_enc = common::encoder();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("all-MiniLM-L6-v2");
+    linked_copy(&common::model_dir(), &dir);
+    let texts = sentences();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // Calibrated on half the sentences; checked on all.
+    let cal = f32_enc.calibrate(&refs[..120], 0.9999).unwrap();
+    assert_eq!(cal.sentences(), 120);
+    let meta = std::collections::HashMap::from([("f32_version".to_string(), f32_enc.version())]);
+    cal.save(&dir, &meta).unwrap();
+    let stored = TextCalibration::load(&dir).unwrap().unwrap();
+    assert_eq!(stored.ranges(), cal.ranges());
+    assert_eq!(stored.id(), cal.id());
+
+    let q = SentenceEncoder::load_with(&dir, Precision::Int8).unwrap();
+    assert_eq!(q.version(), format!("{}+int8:{}", f32_enc.version(), cal.id()));
+    let direct = SentenceEncoder::load_int8_with(&dir, &cal).unwrap();
+    let (got, same) = (q.encode(&refs).unwrap(), direct.encode(&refs).unwrap());
+    assert_eq!(got, same, "loaded from the file, the same vectors");
+    let want = f32_enc.encode(&refs).unwrap();
+    let worst = want.iter().zip(&got).map(|(a, b)| cosine(a, b)).fold(1f32, f32::min);
+    println!(
+        "stored calibration on 120 sentences: min cosine {worst:.5} over {}",
+        refs.len()
+    );
+    assert!(worst >= 0.995, "{worst}");
+
+    // Recorded for other weights: set aside (fixed sentences instead).
+    let other = std::collections::HashMap::from([("f32_version".to_string(), "all-MiniLM-L6-v2@000000000000".into())]);
+    cal.save(&dir, &other).unwrap();
+    let q = SentenceEncoder::load_with(&dir, Precision::Int8).unwrap();
+    assert_eq!(q.version(), format!("{}+int8", f32_enc.version()));
+    // A damaged file is an error naming it.
+    std::fs::write(dir.join(TextCalibration::FILE), b"garbage").unwrap();
+    let err = SentenceEncoder::load_with(&dir, Precision::Int8)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.int8.safetensors") && err.contains("kino models quantize"),
+        "{err}"
+    );
+    // f32 never reads it.
+    assert_eq!(SentenceEncoder::load(&dir).unwrap().version(), f32_enc.version());
+}

@@ -1,8 +1,9 @@
-//! `kino models quantize`: calibrates the vision model's int8 form on frames
-//! of the user's own library (or bundled scenes when it is empty), checks
-//! it against f32 on those frames, and writes it beside the f32 weights
-//! with its calibration statistics and accuracy report, or refuses to when
-//! it is outside the bound.
+//! `kino models quantize`: calibrates the int8 forms of the sentence encoder
+//! (on sentences of the user's own library) and of the vision model (on its
+//! frames), checks each against f32 on that data, and writes each beside
+//! its f32 weights with its calibration statistics and accuracy report, or
+//! refuses to when it is outside the bound. (Bundled sentences and scenes
+//! stand in for an empty library.)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +20,9 @@ use crate::error::usage;
 
 /// The report written beside the int8 weights.
 pub const REPORT_FILE: &str = "model.int8.json";
+/// The text model's accuracy bound: cosine to f32 on every calibration
+/// sentence.
+const TEXT_MIN_COSINE: f32 = 0.995;
 /// Frames per forward pass while calibrating and checking.
 const BATCH: usize = 8;
 
@@ -135,26 +139,170 @@ fn layer_stats(
     })
 }
 
-/// Runs `kino models quantize`.
+/// What quantizing one model came to.
+struct Outcome {
+    /// The refusal, when outside the bound (nothing written then).
+    refused: Option<String>,
+    /// The report (also written beside the weights when accepted).
+    report: serde_json::Value,
+    /// One line for people.
+    summary: String,
+}
+
+impl Outcome {
+    fn json(&self) -> serde_json::Value {
+        json!({"written": self.refused.is_none(), "reason": self.refused, "report": self.report})
+    }
+}
+
+/// Runs `kino models quantize`: the sentence encoder, and the vision model
+/// when there is one.
 pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bool, quiet: bool) -> Result<()> {
     if calibrate == 0 {
-        return Err(usage("--calibrate must be at least 1 frame"));
+        return Err(usage("--calibrate must be at least 1"));
     }
     if !(0.5..=1.0).contains(&percentile) {
         return Err(usage(format!(
             "--percentile {percentile}: give a value between 0.5 and 1"
         )));
     }
-    let dir = config.vision_model_dir();
-    if !kino_vision::is_model_dir(&dir) {
-        return Err(usage(format!(
-            "{}: no vision model to quantize (config.json + model.safetensors); run `kino models fetch vision`",
-            dir.display()
-        )));
+    let text = quantize_text(config, calibrate, percentile)?;
+    let vdir = config.vision_model_dir();
+    let vision = if kino_vision::is_model_dir(&vdir) {
+        Some(quantize_vision(
+            config,
+            &vdir,
+            calibrate,
+            percentile,
+            quiet || json_out,
+        )?)
+    } else {
+        None
+    };
+    if json_out {
+        println!(
+            "{}",
+            json!({
+                "text": text.json(),
+                "vision": vision.as_ref().map(Outcome::json),
+            })
+        );
+    } else {
+        out!("{}", text.summary);
+        match &vision {
+            Some(v) => out!("{}", v.summary),
+            None => out!(
+                "vision: no model at {} (config.json + model.safetensors): nothing to quantize",
+                vdir.display()
+            ),
+        }
     }
+    let refused: Vec<&str> = [Some(&text), vision.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.refused.as_deref())
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(usage(refused.join("; ")))
+    }
+}
+
+/// Up to `n` sentences spread over the library's cues (subtitles, speech,
+/// on-screen text); the encoder's fixed sentences when there are none.
+fn library_sentences(config: &Config, n: usize) -> Result<(Vec<String>, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let texts = rt.block_on(async {
+        let store = kino_store::Store::open(&config.db).await?;
+        let mut texts = Vec::new();
+        for v in store.videos().await? {
+            texts.extend(store.cues(v.id).await?.into_iter().map(|c| c.text));
+        }
+        store.close().await;
+        anyhow::Ok(texts)
+    })?;
+    let mut texts: Vec<String> = texts.into_iter().filter(|t| !t.trim().is_empty()).collect();
+    texts.sort();
+    texts.dedup();
+    if texts.is_empty() {
+        let fixed = kino_language::CALIBRATION_SENTENCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        return Ok((fixed, "bundled sentences (the library has no text yet)".into()));
+    }
+    let step = texts.len().div_ceil(n).max(1);
+    Ok((texts.into_iter().step_by(step).take(n).collect(), "library".into()))
+}
+
+/// The sentence encoder's stored calibration: ranges recorded on the
+/// library's sentences, checked against f32 on them (cosine >= 0.995).
+fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> {
+    use kino_language::{Precision, SentenceEncoder};
     let started = Instant::now();
-    let swin = crate::engines::load_vision(&dir, crate::cli::PrecisionArg::F32)?.expect("a model folder");
-    let frames = library_frames(config, calibrate, quiet || json_out)?;
+    let dir = config.text_model_dir();
+    let f32_enc = crate::engines::load_text(&dir, Precision::F32)?;
+    let (texts, source) = library_sentences(config, n)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let cal = f32_enc
+        .calibrate(&refs, percentile)
+        .context("calibrating the text model")?;
+    let int8 = SentenceEncoder::load_int8_with(&dir, &cal).context("loading the text model at int8")?;
+    let (a, b) = (f32_enc.encode(&refs)?, int8.encode(&refs)?);
+    let cos: Vec<f32> = a.iter().zip(&b).map(|(x, y)| kino_language::cosine(x, y)).collect();
+    let min = cos.iter().copied().fold(f32::INFINITY, f32::min);
+    let mean = cos.iter().sum::<f32>() / cos.len().max(1) as f32;
+    let report = json!({
+        "model": dir.display().to_string(),
+        "f32_version": f32_enc.version(),
+        "int8_version": int8.version(),
+        "calibration": {"sentences": texts.len(), "source": source, "percentile": percentile},
+        "accuracy": {"sentences": cos.len(), "min_cosine": min, "mean_cosine": mean},
+        "bound": {"min_cosine": TEXT_MIN_COSINE},
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if min.is_nan() || min < TEXT_MIN_COSINE {
+        return Ok(Outcome {
+            refused: Some(format!(
+                "{}: the int8 text model is outside the accuracy bound on {} calibration sentences: \
+                 the cosine to f32 falls to {min:.4} (the bound is {TEXT_MIN_COSINE}); nothing written",
+                dir.display(),
+                texts.len()
+            )),
+            summary: format!("text int8: refused (min cosine {min:.4})"),
+            report,
+        });
+    }
+    let meta = HashMap::from([
+        ("f32_version".to_string(), f32_enc.version()),
+        ("percentile".to_string(), percentile.to_string()),
+        ("calibration_source".to_string(), source.clone()),
+    ]);
+    let report_path = dir.join(REPORT_FILE);
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    cal.save(&dir, &meta)?;
+    Ok(Outcome {
+        refused: None,
+        summary: format!(
+            "text int8: {} calibrated on {} sentences ({source}); cosine to f32 min {min:.4} mean {mean:.4}; \
+             written to {} (report {}).",
+            dir.display(),
+            texts.len(),
+            dir.join(kino_language::TextCalibration::FILE).display(),
+            report_path.display()
+        ),
+        report,
+    })
+}
+
+/// The vision model's int8 form, calibrated on library frames and checked
+/// against f32 on them.
+fn quantize_vision(config: &Config, dir: &Path, calibrate: usize, percentile: f64, quiet: bool) -> Result<Outcome> {
+    let started = Instant::now();
+    let swin = crate::engines::load_vision(dir, crate::cli::PrecisionArg::F32)?.expect("a model folder");
+    let frames = library_frames(config, calibrate, quiet)?;
     let pre = swin.preprocessor();
     let batches = frames
         .images
@@ -198,15 +346,16 @@ pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bo
         "seconds": started.elapsed().as_secs_f64(),
     });
     if let Err(why) = accuracy.check() {
-        if json_out {
-            println!("{}", json!({"written": false, "reason": why, "report": report}));
-        }
-        return Err(usage(format!(
-            "{}: the int8 model is outside the accuracy bound on {} calibration frames: {why}; nothing written \
-             (the f32 model stays in use; try more frames with --calibrate, or a higher --percentile)",
-            dir.display(),
-            cal.images()
-        )));
+        return Ok(Outcome {
+            refused: Some(format!(
+                "{}: the int8 model is outside the accuracy bound on {} calibration frames: {why}; nothing written \
+                 (the f32 model stays in use; try more frames with --calibrate, or a higher --percentile)",
+                dir.display(),
+                cal.images()
+            )),
+            summary: format!("vision int8: refused ({why})"),
+            report,
+        });
     }
     let meta = HashMap::from([
         ("f32_version".to_string(), swin.version().to_string()),
@@ -219,10 +368,9 @@ pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bo
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", report_path.display()))?;
     q.save(&dir.join(VISION_INT8_FILE), &meta)?;
-    if json_out {
-        println!("{}", json!({"written": true, "report": report}));
-    } else {
-        out!(
+    Ok(Outcome {
+        refused: None,
+        summary: format!(
             "vision int8: {} calibrated on {} frames ({}); pooled cosine to f32 min {:.4} mean {:.4}{}; \
              written to {} (report {}). Use it with --precision int8 or auto.",
             dir.display(),
@@ -236,7 +384,7 @@ pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bo
                 .unwrap_or_default(),
             dir.join(VISION_INT8_FILE).display(),
             report_path.display()
-        );
-    }
-    Ok(())
+        ),
+        report,
+    })
 }

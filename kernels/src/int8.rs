@@ -323,13 +323,16 @@ impl QuantizedRows {
         self.m = m;
         self.k = k;
         self.kp = kp;
-        self.data.clear();
+        // Rows 0..m are written in full below (padding columns zeroed);
+        // only the padding rows need zeros, not a pass over the whole buffer.
         self.data.resize(mp * kp, 0);
+        self.data[m * kp..].fill(0);
         self.scales.clear();
         self.scales.resize(m, 0.0);
         self.zeros.clear();
         self.zeros.resize(m, 0);
         if k == 0 {
+            self.data.fill(0);
             self.scales.fill(1.0);
             return;
         }

@@ -74,6 +74,13 @@ fn round_up(v: usize, m: usize) -> usize {
     v.div_ceil(m) * m
 }
 
+/// Where element `(i, j)` of a `k × n` matrix (`k` padded to `kp`) lies in
+/// the packed panels (see the [module docs](self)).
+#[inline]
+fn packed_index(kp: usize, i: usize, j: usize) -> usize {
+    (j / PANEL) * kp * PANEL + ((i / 4) * PANEL + j % PANEL) * 4 + i % 4
+}
+
 /// A weight matrix quantized to int8 per output column and packed for the
 /// kernels (see the [module docs](self)).
 #[derive(Clone, Debug)]
@@ -95,38 +102,22 @@ impl QuantizedWeights {
     /// If `w.len() != k * n` or `k > MAX_K`.
     pub fn quantize(w: &[f32], k: usize, n: usize) -> QuantizedWeights {
         assert_eq!(w.len(), k * n, "weights: {} values for {k}x{n}", w.len());
-        assert!(k <= MAX_K, "int8 matmul: k = {k} exceeds {MAX_K}");
-        let kp = round_up(k.max(1), 4);
-        let np = round_up(n.max(1), TILE_COLS);
-        let mut data = vec![0i8; kp * np];
-        let mut scales = vec![0f32; n];
-        let mut col_sums = vec![0i32; n];
-        for j in 0..n {
-            let max = (0..k).map(|i| w[i * n + j].abs()).fold(0f32, f32::max);
-            let scale = max / 127.0;
-            scales[j] = scale;
-            let (p, c) = (j / PANEL, j % PANEL);
-            let mut sum = 0i32;
-            for i in 0..k {
-                let q = if scale > 0.0 {
-                    (w[i * n + j] / scale).round().clamp(-127.0, 127.0) as i8
+        let scales: Vec<f32> = (0..n)
+            .map(|j| (0..k).map(|i| w[i * n + j].abs()).fold(0f32, f32::max) / 127.0)
+            .collect();
+        let q: Vec<i8> = w
+            .iter()
+            .enumerate()
+            .map(|(idx, &v)| {
+                let scale = scales[idx % n.max(1)];
+                if scale > 0.0 {
+                    (v / scale).round().clamp(-127.0, 127.0) as i8
                 } else {
                     0
-                };
-                sum += q as i32;
-                data[p * kp * PANEL + ((i / 4) * PANEL + c) * 4 + i % 4] = q;
-            }
-            col_sums[j] = sum;
-        }
-        QuantizedWeights {
-            k,
-            n,
-            kp,
-            np,
-            data,
-            scales,
-            col_sums,
-        }
+                }
+            })
+            .collect();
+        QuantizedWeights::from_parts(&q, &scales, k, n)
     }
 
     /// Weights already quantized: `q` row-major `k × n` in `-127..=127`
@@ -146,7 +137,7 @@ impl QuantizedWeights {
             for j in 0..n {
                 let v = q[i * n + j];
                 col_sums[j] += v as i32;
-                data[(j / PANEL) * kp * PANEL + ((i / 4) * PANEL + j % PANEL) * 4 + i % 4] = v;
+                data[packed_index(kp, i, j)] = v;
             }
         }
         QuantizedWeights {
@@ -178,7 +169,7 @@ impl QuantizedWeights {
     /// The quantized value of element `(i, j)`.
     pub fn get(&self, i: usize, j: usize) -> i8 {
         assert!(i < self.k && j < self.n, "({i}, {j}) outside {}x{}", self.k, self.n);
-        self.data[(j / PANEL) * self.kp * PANEL + ((i / 4) * PANEL + j % PANEL) * 4 + i % 4]
+        self.data[packed_index(self.kp, i, j)]
     }
 
     /// The weights as they are used: `q · scale`, row-major `k × n`.

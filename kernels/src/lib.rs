@@ -15,6 +15,21 @@ pub mod int8;
 
 pub use int8::{int8_matmul, ChannelRanges, Int8Linear, Int8Parts, Int8Path, QuantizedRows, QuantizedWeights};
 
+/// Cosine similarity of two vectors, accumulated in f64 (0 when either is
+/// all zeros): how the int8 models are compared with f32.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += (*x as f64) * (*y as f64);
+        aa += (*x as f64) * (*x as f64);
+        bb += (*y as f64) * (*y as f64);
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 0.0;
+    }
+    (ab / (aa.sqrt() * bb.sqrt())) as f32
+}
+
 /// Elements handled per rayon task in element-wise passes (keeps tasks large
 /// enough to amortise scheduling).
 pub const MIN_CHUNK: usize = 16 * 1024;

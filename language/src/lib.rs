@@ -34,15 +34,4 @@ pub use long::{LongEmbedding, WindowEmbedding, DEFAULT_STRIDE, DEFAULT_WINDOW, M
 pub const DEFAULT_TEXT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// Cosine similarity of two vectors (0 when either is all zeros).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        ab += (*x as f64) * (*y as f64);
-        aa += (*x as f64) * (*x as f64);
-        bb += (*y as f64) * (*y as f64);
-    }
-    if aa == 0.0 || bb == 0.0 {
-        return 0.0;
-    }
-    (ab / (aa.sqrt() * bb.sqrt())) as f32
-}
+pub use kino_kernels::cosine;

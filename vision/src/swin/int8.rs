@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use kino_kernels::{ChannelRanges, Int8Linear};
+use kino_kernels::{cosine, ChannelRanges, Int8Linear};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::cpu::Linears;
@@ -248,17 +248,6 @@ impl Accuracy {
             ));
         }
         Ok(())
-    }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if na == 0.0 && nb == 0.0 {
-        1.0
-    } else {
-        dot / (na * nb).max(f32::MIN_POSITIVE)
     }
 }
 

@@ -22,7 +22,8 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 use kino_kernels::{
-    gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, Int8Linear, Mat, SendPtr, Threads,
+    gelu_in_place, layer_norm_in_place, matmul, matmul_ptr, softmax_rows, ChannelRanges, Int8Linear, Mat, SendPtr,
+    Threads,
 };
 use rayon::prelude::*;
 
@@ -257,21 +258,9 @@ impl CpuBert {
     /// their inputs' outlier channels as seen on the calibration sequences
     /// `calib` (see `Dense::quantize`).
     pub(crate) fn quantize(&mut self, calib: &[&[u32]]) -> Result<()> {
-        let mut amax: Vec<Vec<f32>> = Vec::new();
-        self.forward_seeing(calib, &mut |i, x| {
-            if amax.len() <= i {
-                amax.resize(i + 1, Vec::new());
-            }
-            let a = &mut amax[i];
-            for row in x {
-                if a.is_empty() {
-                    a.resize(row.len(), 0.0);
-                }
-                for (m, v) in a.iter_mut().zip(row) {
-                    *m = m.max(v.abs());
-                }
-            }
-        })?;
+        let mut ranges: Vec<ChannelRanges> = self.linear_inputs().into_iter().map(ChannelRanges::new).collect();
+        self.observe(calib, &mut ranges)?;
+        let amax: Vec<Vec<f32>> = ranges.iter().map(|r| r.max().to_vec()).collect();
         self.quantize_with(&amax);
         Ok(())
     }
@@ -287,7 +276,7 @@ impl CpuBert {
 
     /// Records each linear layer's input on `seqs` into `ranges` (one per
     /// layer, see [`CpuBert::linear_inputs`]), running the f32 model.
-    pub(crate) fn observe(&self, seqs: &[&[u32]], ranges: &mut [kino_kernels::ChannelRanges]) -> Result<()> {
+    pub(crate) fn observe(&self, seqs: &[&[u32]], ranges: &mut [ChannelRanges]) -> Result<()> {
         self.forward_seeing(seqs, &mut |i, x| {
             if let Some(r) = ranges.get_mut(i) {
                 for row in x {

@@ -380,7 +380,7 @@ impl SentenceEncoder {
             int8_id: None,
         };
         if precision == Precision::Int8 {
-            let f32_version = format!("{}@{}", enc.name, &enc.checksum[..12]);
+            let f32_version = enc.f32_version();
             let stored = crate::int8::TextCalibration::load(dir)?.filter(|cal| {
                 let same = cal.f32_version() == Some(f32_version.as_str());
                 if !same {
@@ -394,16 +394,7 @@ impl SentenceEncoder {
                 same
             });
             if let Some(cal) = stored {
-                if cal.ranges().len() != enc.model.linear_inputs().len() {
-                    return Err(LanguageError::Invalid {
-                        path: dir.join(crate::int8::TextCalibration::FILE),
-                        msg: format!(
-                            "{} calibrated layers for a model of {}; `kino models quantize` writes it again",
-                            cal.ranges().len(),
-                            enc.model.linear_inputs().len()
-                        ),
-                    });
-                }
+                enc.check_calibration(&cal)?;
                 enc.set_int8(&cal);
                 return Ok(enc);
             }
@@ -437,10 +428,32 @@ impl SentenceEncoder {
     /// `+int8:<calibration id>` instead.
     pub fn version(&self) -> String {
         match (self.precision, &self.int8_id) {
-            (Precision::F32, _) => format!("{}@{}", self.name, &self.checksum[..12]),
-            (Precision::Int8, None) => format!("{}@{}+int8", self.name, &self.checksum[..12]),
-            (Precision::Int8, Some(id)) => format!("{}@{}+int8:{id}", self.name, &self.checksum[..12]),
+            (Precision::F32, _) => self.f32_version(),
+            (Precision::Int8, None) => format!("{}+int8", self.f32_version()),
+            (Precision::Int8, Some(id)) => format!("{}+int8:{id}", self.f32_version()),
         }
+    }
+
+    /// [`SentenceEncoder::version`] at f32: the weights' name and digest.
+    pub fn f32_version(&self) -> String {
+        format!("{}@{}", self.name, &self.checksum[..12])
+    }
+
+    /// Refuses a calibration recorded for a model of other layers.
+    pub(crate) fn check_calibration(&self, cal: &crate::int8::TextCalibration) -> Result<(), LanguageError> {
+        let layers = self.model.linear_inputs();
+        let widths: Vec<usize> = cal.ranges().iter().map(Vec::len).collect();
+        if widths != layers {
+            return Err(LanguageError::Invalid {
+                path: self.dir.join(crate::int8::TextCalibration::FILE),
+                msg: format!(
+                    "{} calibrated layers for a model of {}; `kino models quantize` writes it again",
+                    widths.len(),
+                    layers.len()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The model (for calibration).
@@ -457,12 +470,16 @@ impl SentenceEncoder {
 
     /// Token ids of `texts` as [`SentenceEncoder::encode`] runs them.
     pub(crate) fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, LanguageError> {
+        Ok(self.encodings(texts)?.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// `texts` prepared ([`Self::prepare`]) and tokenized, truncated at
+    /// `max_seq_length`.
+    fn encodings(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>, LanguageError> {
         let prepared: Vec<String> = texts.iter().map(|t| self.prepare(t).into_owned()).collect();
-        let encodings = self
-            .tokenizer
+        self.tokenizer
             .encode_batch(prepared, true)
-            .map_err(|e| LanguageError::Tokenize(e.to_string()))?;
-        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+            .map_err(|e| LanguageError::Tokenize(e.to_string()))
     }
 
     /// The precision of the linear layers.
@@ -557,18 +574,8 @@ impl SentenceEncoder {
         if texts.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut cut = Vec::with_capacity(texts.len());
-        let prepared: Vec<String> = texts
-            .iter()
-            .map(|t| {
-                cut.push(self.prepared_was_cut(t));
-                self.prepare(t).into_owned()
-            })
-            .collect();
-        let encodings = self
-            .tokenizer
-            .encode_batch(prepared, true)
-            .map_err(|e| LanguageError::Tokenize(e.to_string()))?;
+        let mut cut: Vec<bool> = texts.iter().map(|t| self.prepared_was_cut(t)).collect();
+        let encodings = self.encodings(texts)?;
         for (c, e) in cut.iter_mut().zip(&encodings) {
             *c |= !e.get_overflowing().is_empty();
         }

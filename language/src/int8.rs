@@ -175,11 +175,18 @@ impl SentenceEncoder {
         ))
     }
 
-    /// Loads the model in `dir` with its linear layers in int8, smoothed
-    /// with `cal` (whether or not it is stored there).
-    pub fn load_int8_with(dir: &Path, cal: &TextCalibration) -> Result<SentenceEncoder, LanguageError> {
-        let mut enc = SentenceEncoder::load_with(dir, Precision::F32)?;
-        enc.set_int8(cal);
-        Ok(enc)
+    /// This encoder with its linear layers turned to int8, smoothed with
+    /// `cal` (whether or not it is stored): no second load from disk.
+    ///
+    /// # Errors
+    /// If this encoder is not f32 (its f32 weights are gone), or `cal` is
+    /// for a model of other layers.
+    pub fn quantized(mut self, cal: &TextCalibration) -> Result<SentenceEncoder, LanguageError> {
+        if self.precision() != Precision::F32 {
+            return Err(LanguageError::Argument("only an f32 encoder can be quantized".into()));
+        }
+        self.check_calibration(cal)?;
+        self.set_int8(cal);
+        Ok(self)
     }
 }

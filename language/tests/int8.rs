@@ -146,7 +146,7 @@ fn a_stored_calibration_is_used_at_load_and_only_for_its_weights() {
 
     let q = SentenceEncoder::load_with(&dir, Precision::Int8).unwrap();
     assert_eq!(q.version(), format!("{}+int8:{}", f32_enc.version(), cal.id()));
-    let direct = SentenceEncoder::load_int8_with(&dir, &cal).unwrap();
+    let direct = SentenceEncoder::load(&dir).unwrap().quantized(&cal).unwrap();
     let (got, same) = (q.encode(&refs).unwrap(), direct.encode(&refs).unwrap());
     assert_eq!(got, same, "loaded from the file, the same vectors");
     let want = f32_enc.encode(&refs).unwrap();

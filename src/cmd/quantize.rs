@@ -239,7 +239,7 @@ fn library_sentences(config: &Config, n: usize) -> Result<(Vec<String>, String)>
 /// The sentence encoder's stored calibration: ranges recorded on the
 /// library's sentences, checked against f32 on them (cosine >= 0.995).
 fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> {
-    use kino_language::{Precision, SentenceEncoder};
+    use kino_language::Precision;
     let started = Instant::now();
     let dir = config.text_model_dir();
     let f32_enc = crate::engines::load_text(&dir, Precision::F32)?;
@@ -248,14 +248,16 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
     let cal = f32_enc
         .calibrate(&refs, percentile)
         .context("calibrating the text model")?;
-    let int8 = SentenceEncoder::load_int8_with(&dir, &cal).context("loading the text model at int8")?;
-    let (a, b) = (f32_enc.encode(&refs)?, int8.encode(&refs)?);
+    let a = f32_enc.encode(&refs)?;
+    let f32_version = f32_enc.f32_version();
+    let int8 = f32_enc.quantized(&cal).context("turning the text model to int8")?;
+    let b = int8.encode(&refs)?;
     let cos: Vec<f32> = a.iter().zip(&b).map(|(x, y)| kino_language::cosine(x, y)).collect();
     let min = cos.iter().copied().fold(f32::INFINITY, f32::min);
     let mean = cos.iter().sum::<f32>() / cos.len().max(1) as f32;
     let report = json!({
         "model": dir.display().to_string(),
-        "f32_version": f32_enc.version(),
+        "f32_version": f32_version,
         "int8_version": int8.version(),
         "calibration": {"sentences": texts.len(), "source": source, "percentile": percentile},
         "accuracy": {"sentences": cos.len(), "min_cosine": min, "mean_cosine": mean},
@@ -275,7 +277,7 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
         });
     }
     let meta = HashMap::from([
-        ("f32_version".to_string(), f32_enc.version()),
+        ("f32_version".to_string(), f32_version),
         ("percentile".to_string(), percentile.to_string()),
         ("calibration_source".to_string(), source.clone()),
     ]);

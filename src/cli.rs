@@ -75,9 +75,9 @@ pub enum PrecisionArg {
 }
 
 impl PrecisionArg {
-    /// The sentence encoder's precision (and the speech encoder's): int8
-    /// unless f32 was asked for (they always have an int8 form: the sentence
-    /// encoder calibrates itself at load, the speech encoder needs none).
+    /// The sentence encoder's precision: int8 unless f32 was asked for (it
+    /// always has an int8 form: a stored calibration, else one made at
+    /// load). The speech encoder follows the same rule (it needs none).
     pub fn text(self) -> kino_language::Precision {
         match self {
             PrecisionArg::F32 => kino_language::Precision::F32,

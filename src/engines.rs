@@ -133,34 +133,20 @@ pub fn load_vision(dir: &Path, precision: PrecisionArg) -> Result<Option<Swin>> 
         }
         PrecisionArg::Auto if !int8.is_file() => {}
         PrecisionArg::Int8 | PrecisionArg::Auto => {
-            let (q, meta) = kino_vision::Int8Swin::load(&int8).map_err(|e| {
+            let (q, _) = kino_vision::Int8Swin::load(&int8).map_err(|e| {
                 usage(format!(
                     "{e}; `kino models quantize` writes it again (or use --precision f32)"
                 ))
             })?;
-            // Made from other weights (the model was replaced since): of no use.
-            let made_for = meta
-                .get("f32_version")
-                .map(String::as_str)
-                .unwrap_or("an unknown version");
-            if made_for != swin.version() {
-                let why = format!(
-                    "{}: made from other weights ({made_for}, now {}); `kino models quantize` makes it again",
-                    int8.display(),
-                    swin.version()
-                );
+            // Refused when made from other weights (the model was replaced
+            // since) or for another model: fatal at int8, f32 at auto.
+            if let Err(e) = swin.set_int8(Some(q)) {
+                let why = format!("{}: {e}; `kino models quantize` makes it again", int8.display());
                 if precision == PrecisionArg::Int8 {
                     return Err(usage(why));
                 }
                 tracing::warn!("{why}; the vision model runs in f32 meanwhile");
-                return Ok(Some(swin));
             }
-            swin.set_int8(Some(q)).map_err(|e| {
-                usage(format!(
-                    "{}: {e}; `kino models quantize` writes it again for this model",
-                    int8.display()
-                ))
-            })?;
         }
     }
     Ok(Some(swin))
@@ -208,7 +194,7 @@ pub fn load_speech(
         )));
     }
     match Whisper::load(dir) {
-        Ok(mut w) if precision.text() == Precision::Int8 => {
+        Ok(mut w) if precision != PrecisionArg::F32 => {
             w.quantize_encoder();
             Ok(Ok((w, format!("{name}@{}+int8", &digest[..12]))))
         }

@@ -313,14 +313,21 @@ fn quantize_vision(config: &Config, dir: &Path, calibrate: usize, percentile: f6
         .collect::<std::result::Result<Vec<_>, _>>()
         .context("preparing the calibration frames")?;
     let mut cal: Calibration = swin.calibration();
-    for px in &batches {
-        swin.calibrate(&mut cal, px).context("calibrating")?;
-    }
+    let f32_outputs = batches
+        .iter()
+        .map(|px| swin.calibrate(&mut cal, px))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .context("calibrating")?;
     let q = swin.quantize(&cal, percentile)?;
-    let mut accuracy = None;
-    for px in &batches {
-        let a = swin.accuracy(&q, px).context("checking the int8 model against f32")?;
-        accuracy = Some(kino_vision::swin::merge_accuracy(accuracy, a));
+    let mut accuracy: Option<kino_vision::Accuracy> = None;
+    for (px, f) in batches.iter().zip(&f32_outputs) {
+        let a = swin
+            .accuracy_against(&q, px, f)
+            .context("checking the int8 model against f32")?;
+        accuracy = Some(match accuracy {
+            Some(acc) => acc.merge(a),
+            None => a,
+        });
     }
     let accuracy = accuracy.expect("at least one batch");
     let shapes = swin.linear_shapes();
@@ -331,7 +338,7 @@ fn quantize_vision(config: &Config, dir: &Path, calibrate: usize, percentile: f6
         .enumerate()
         .map(|(i, r)| layer_stats(i, r, percentile, shapes[i], f32_channels[i]))
         .collect();
-    let int8_version = format!("{}+int8:{}", swin.version(), q.id());
+    let int8_version = q.version();
     let report = json!({
         "model": dir.display().to_string(),
         "f32_version": swin.version(),
@@ -360,7 +367,6 @@ fn quantize_vision(config: &Config, dir: &Path, calibrate: usize, percentile: f6
         });
     }
     let meta = HashMap::from([
-        ("f32_version".to_string(), swin.version().to_string()),
         ("percentile".to_string(), percentile.to_string()),
         ("calibration_frames".to_string(), cal.images().to_string()),
         ("calibration_source".to_string(), frames.source.clone()),

@@ -30,9 +30,7 @@ use crate::ops;
 mod cpu;
 mod int8;
 
-pub use int8::{
-    bundled_scenes, merge_accuracy, Accuracy, Calibration, Int8Swin, DEFAULT_PERCENTILE, MIN_COSINE, MIN_TOP5_AGREEMENT,
-};
+pub use int8::{bundled_scenes, Accuracy, Calibration, Int8Swin, DEFAULT_PERCENTILE, MIN_COSINE, MIN_TOP5_AGREEMENT};
 pub use kino_kernels::ChannelRanges;
 
 /// A linear layer whose weight is kept transposed (`in x out`) for a plain matmul.
@@ -221,7 +219,7 @@ pub struct Swin {
     activation: Activation,
     preprocessor: crate::Preprocessor,
     top_k: usize,
-    version: String,
+    f32_version: String,
     plans: RwLock<HashMap<(usize, usize), Arc<Plan>>>,
     /// Buffers of the CPU forward pass, one per forward pass in flight,
     /// kept for the next batch.
@@ -376,7 +374,7 @@ impl Swin {
             activation,
             preprocessor,
             top_k: DEFAULT_TOP_K,
-            version,
+            f32_version: version,
             plans: RwLock::new(HashMap::new()),
             workspaces: Mutex::new(Vec::new()),
             int8: None,
@@ -425,7 +423,15 @@ impl Swin {
     /// `name@hash`: the model directory's name and the first 12 hex digits
     /// of the blake3 hash of its weights file.
     pub fn version(&self) -> String {
-        self.version.clone()
+        match &self.int8 {
+            Some(q) => q.version(),
+            None => self.f32_version.clone(),
+        }
+    }
+
+    /// [`Swin::version`] at f32: the folder's name and the weights' digest.
+    pub fn f32_version(&self) -> &str {
+        &self.f32_version
     }
 
     /// The device the weights live on.

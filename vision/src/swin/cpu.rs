@@ -160,16 +160,40 @@ fn bias_act(dst: &mut [f32], bias: &[f32], act: Activation) {
 /// What the linear layers of one forward pass do besides their product:
 /// record their inputs (calibration) and compute in int8. Layers are counted
 /// in the order the pass meets them (see `Swin::linear_shapes`).
-#[derive(Default)]
 pub(super) struct Linears<'a> {
     /// Each layer's input ranges, recorded (the f32 pass, for calibration).
-    pub observe: Option<&'a mut [ChannelRanges]>,
+    observe: Option<&'a mut [ChannelRanges]>,
     /// The int8 layers, used in place of the f32 products.
-    pub int8: Option<&'a [Int8Linear]>,
-    pub next: usize,
+    int8: Option<&'a [Int8Linear]>,
+    next: usize,
 }
 
-impl Linears<'_> {
+impl<'a> Linears<'a> {
+    /// Plain f32 products.
+    pub fn f32() -> Linears<'a> {
+        Linears {
+            observe: None,
+            int8: None,
+            next: 0,
+        }
+    }
+
+    /// f32 products, each layer's input recorded into its ranges.
+    pub fn observing(ranges: &'a mut [ChannelRanges]) -> Linears<'a> {
+        Linears {
+            observe: Some(ranges),
+            ..Linears::f32()
+        }
+    }
+
+    /// The int8 layers' products (f32 where `layers` is `None`).
+    pub fn int8(layers: Option<&'a [Int8Linear]>) -> Linears<'a> {
+        Linears {
+            int8: layers,
+            ..Linears::f32()
+        }
+    }
+
     /// The next layer: records its input `x` when observing, and gives its
     /// int8 form when there is one.
     fn next(&mut self, x: &[f32]) -> Option<&Int8Linear> {
@@ -190,14 +214,7 @@ fn fill_rows(dst: &mut [f32], bias: &[f32]) {
 impl Swin {
     /// [`Swin::forward`] on the CPU (see the module docs).
     pub(super) fn forward_cpu(&self, pixels: &Tensor) -> Result<SwinOutput> {
-        let int8 = self.int8.as_ref().map(|q| &q.layers[..]);
-        self.forward_cpu_with(
-            pixels,
-            &mut Linears {
-                int8,
-                ..Default::default()
-            },
-        )
+        self.forward_cpu_with(pixels, &mut Linears::int8(self.int8.as_ref().map(|q| &q.layers[..])))
     }
 
     /// [`Swin::forward_cpu`] with the linear layers doing what `lin` says.
@@ -346,39 +363,37 @@ impl Swin {
         let b_qkv = opt_view(&blk.qkv.b)?;
         let buf = grow(&mut ws.qkv, dim * rows + 16 + rows * 2 * dim);
         let (q_t, kv) = buf.split_at_mut(dim * rows + 16);
-        if let Some(bias) = &b_qkv {
-            par_rows(&mut q_t[..dim * rows], rows, |c, row| row.fill(bias[c]));
-            fill_rows(kv, &bias[dim..]);
-        }
-        let wq_t = Mat {
-            data: &w_qkv,
-            row_stride: 1,
-            col_stride: 3 * dim,
-        };
-        let win_t = Mat {
-            data: win,
-            row_stride: 1,
-            col_stride: dim,
-        };
-        let has_bias = b_qkv.is_some();
         if let Some(q8) = lin.next(win) {
-            // int8: all of q, k and v as one product (biases pre-filled
-            // above), then q transposed out of it.
+            // int8: q, k and v as one product with their biases, then q
+            // transposed out of it and k, v copied.
             let qkv = grow(&mut ws.mlp, rows * 3 * dim);
-            q8.forward(win, rows, None, qkv, 3 * dim, false);
+            q8.forward(win, rows, b_qkv.as_deref(), qkv, 3 * dim, false);
             let qkv: &[f32] = qkv;
             par_rows(&mut q_t[..dim * rows], rows, |c, row| {
                 for (r, v) in row.iter_mut().enumerate() {
-                    let a = qkv[r * 3 * dim + c];
-                    *v = if has_bias { *v + a } else { a };
+                    *v = qkv[r * 3 * dim + c];
                 }
             });
             par_rows(kv, 2 * dim, |r, row| {
-                for (v, &a) in row.iter_mut().zip(&qkv[r * 3 * dim + dim..][..2 * dim]) {
-                    *v = if has_bias { *v + a } else { a };
-                }
+                row.copy_from_slice(&qkv[r * 3 * dim + dim..][..2 * dim]);
             });
         } else {
+            // f32: the biases pre-filled, the products accumulate onto them.
+            if let Some(bias) = &b_qkv {
+                par_rows(&mut q_t[..dim * rows], rows, |c, row| row.fill(bias[c]));
+                fill_rows(kv, &bias[dim..]);
+            }
+            let has_bias = b_qkv.is_some();
+            let wq_t = Mat {
+                data: &w_qkv,
+                row_stride: 1,
+                col_stride: 3 * dim,
+            };
+            let win_t = Mat {
+                data: win,
+                row_stride: 1,
+                col_stride: dim,
+            };
             matmul(
                 dim,
                 dim,

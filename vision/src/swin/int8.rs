@@ -38,10 +38,12 @@ pub const MIN_TOP5_AGREEMENT: f32 = 0.95;
 pub struct Int8Swin {
     pub(super) layers: Vec<Int8Linear>,
     id: String,
+    /// The version of the f32 weights it was made from.
+    made_from: String,
 }
 
 impl Int8Swin {
-    fn new(layers: Vec<Int8Linear>) -> Int8Swin {
+    fn new(layers: Vec<Int8Linear>, made_from: String) -> Int8Swin {
         let mut h = blake3::Hasher::new();
         for l in &layers {
             let p = l.parts();
@@ -58,7 +60,20 @@ impl Int8Swin {
         Int8Swin {
             layers,
             id: h.finalize().to_hex()[..12].to_string(),
+            made_from,
         }
+    }
+
+    /// The version of the f32 weights it was made from (empty when a
+    /// stored file does not say).
+    pub fn made_from(&self) -> &str {
+        &self.made_from
+    }
+
+    /// The model's version with these layers: the f32 weights' version
+    /// and `+int8:<id>`.
+    pub fn version(&self) -> String {
+        format!("{}+int8:{}", self.made_from, self.id)
     }
 
     /// Per layer, the input channels computed in f32 (the outliers).
@@ -118,6 +133,7 @@ impl Int8Swin {
             .collect::<Result<Vec<_>>>()?;
         let mut meta = meta.clone();
         meta.insert("kino_int8_id".into(), self.id.clone());
+        meta.insert("f32_version".into(), self.made_from.clone());
         let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| VisionError::Weights {
             path: path.to_path_buf(),
             msg: e.to_string(),
@@ -182,7 +198,8 @@ impl Int8Swin {
         if layers.is_empty() {
             return Err(bad("no int8 layers in the file".into()));
         }
-        Ok((Int8Swin::new(layers), meta))
+        let made_from = meta.get("f32_version").cloned().unwrap_or_default();
+        Ok((Int8Swin::new(layers, made_from), meta))
     }
 }
 
@@ -297,19 +314,14 @@ impl Swin {
     }
 
     /// Runs the f32 model on `pixels` (preprocessed, `(b, c, h, w)`),
-    /// recording each linear layer's input into `cal`. CPU models only.
-    pub fn calibrate(&self, cal: &mut Calibration, pixels: &Tensor) -> Result<()> {
+    /// recording each linear layer's input into `cal`; returns the f32
+    /// output (for [`Swin::accuracy_against`]). CPU models only.
+    pub fn calibrate(&self, cal: &mut Calibration, pixels: &Tensor) -> Result<SwinOutput> {
         self.cpu_only("calibration")?;
         let b = pixels.dims4()?.0;
-        self.forward_cpu_with(
-            pixels,
-            &mut Linears {
-                observe: Some(&mut cal.ranges),
-                ..Default::default()
-            },
-        )?;
+        let out = self.forward_cpu_with(pixels, &mut Linears::observing(&mut cal.ranges))?;
         cal.images += b;
-        Ok(())
+        Ok(out)
     }
 
     /// The int8 layers from a calibration, taking each channel's
@@ -336,25 +348,30 @@ impl Swin {
             let outliers = Int8Linear::outlier_channels(&range, OUTLIER_FACTOR, inp.div_ceil(32).max(4));
             layers.push(Int8Linear::quantize_split(&w, inp, out, &range, &outliers));
         }
-        Ok(Int8Swin::new(layers))
+        Ok(Int8Swin::new(layers, self.f32_version.clone()))
     }
 
     /// Runs the linear layers in int8 from now on (`Some`), or in f32
-    /// again. The version gains `+int8:<id>`. CPU models only.
+    /// again. The version becomes [`Int8Swin::version`]. Refuses layers
+    /// made from other weights, or for another shape of model. CPU models
+    /// only.
     pub fn set_int8(&mut self, q: Option<Int8Swin>) -> Result<()> {
-        let base = self.version.split("+int8:").next().unwrap_or_default().to_string();
-        match q {
-            None => {
-                self.int8 = None;
-                self.version = base;
-            }
-            Some(q) => {
-                self.cpu_only("int8")?;
-                self.check_int8(&q)?;
-                self.version = format!("{base}+int8:{}", q.id());
-                self.int8 = Some(std::sync::Arc::new(q));
+        if let Some(q) = &q {
+            self.cpu_only("int8")?;
+            self.check_int8(q)?;
+            if q.made_from() != self.f32_version {
+                return Err(VisionError::Input(format!(
+                    "the int8 layers were made from other weights ({}, now {})",
+                    if q.made_from().is_empty() {
+                        "unknown"
+                    } else {
+                        q.made_from()
+                    },
+                    self.f32_version
+                )));
             }
         }
+        self.int8 = q.map(std::sync::Arc::new);
         Ok(())
     }
 
@@ -370,18 +387,18 @@ impl Swin {
         if let Some(q) = int8 {
             self.check_int8(q)?;
         }
-        self.forward_cpu_with(
-            pixels,
-            &mut Linears {
-                int8: int8.map(|q| &q.layers[..]),
-                ..Default::default()
-            },
-        )
+        self.forward_cpu_with(pixels, &mut Linears::int8(int8.map(|q| &q.layers[..])))
     }
 
     /// Compares `q` with f32 on `pixels` (preprocessed).
     pub fn accuracy(&self, q: &Int8Swin, pixels: &Tensor) -> Result<Accuracy> {
         let f = self.forward_with(pixels, None)?;
+        self.accuracy_against(q, pixels, &f)
+    }
+
+    /// [`Swin::accuracy`] given the f32 output `f` on `pixels` (as
+    /// [`Swin::calibrate`] returns it): one forward pass, at int8.
+    pub fn accuracy_against(&self, q: &Int8Swin, pixels: &Tensor, f: &SwinOutput) -> Result<Accuracy> {
         let i = self.forward_with(pixels, Some(q))?;
         let (pf, pi) = (f.pooled.to_vec2::<f32>()?, i.pooled.to_vec2::<f32>()?);
         let cos: Vec<f32> = pf.iter().zip(&pi).map(|(a, b)| cosine(a, b)).collect();
@@ -433,19 +450,21 @@ impl Swin {
     }
 }
 
-/// Merges `other`'s accuracy into `acc` (weighted by images).
-pub fn merge_accuracy(acc: Option<Accuracy>, other: Accuracy) -> Accuracy {
-    let Some(a) = acc else { return other };
-    let n = a.images + other.images;
-    let w = |x: f32, y: f32| (x * a.images as f32 + y * other.images as f32) / n.max(1) as f32;
-    Accuracy {
-        images: n,
-        min_cosine: a.min_cosine.min(other.min_cosine),
-        mean_cosine: w(a.mean_cosine, other.mean_cosine),
-        top5_agreement: match (a.top5_agreement, other.top5_agreement) {
-            (Some(x), Some(y)) => Some(w(x, y)),
-            (x, y) => x.or(y),
-        },
+impl Accuracy {
+    /// Both together (means weighted by images).
+    pub fn merge(self, other: Accuracy) -> Accuracy {
+        let a = self;
+        let n = a.images + other.images;
+        let w = |x: f32, y: f32| (x * a.images as f32 + y * other.images as f32) / n.max(1) as f32;
+        Accuracy {
+            images: n,
+            min_cosine: a.min_cosine.min(other.min_cosine),
+            mean_cosine: w(a.mean_cosine, other.mean_cosine),
+            top5_agreement: match (a.top5_agreement, other.top5_agreement) {
+                (Some(x), Some(y)) => Some(w(x, y)),
+                (x, y) => x.or(y),
+            },
+        }
     }
 }
 

@@ -101,19 +101,19 @@ fn link_files(src: &Path, dst: &Path) {
 }
 
 fn kino(home: &Path, models: &Path, db: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
-    c.env_remove("KINO_DATABASE_URL")
-        .env_remove("KINO_PRECISION")
-        .env("KINO_SPEECH", "off")
-        .env("KINO_OCR", "off")
-        .arg("-q")
-        .arg("--home")
-        .arg(home)
-        .arg("--models")
-        .arg(models)
-        .arg("--db")
-        .arg(db);
+    let mut c = common::kino_with_models(home, models, db);
+    c.env_remove("KINO_PRECISION");
     c
+}
+
+/// Loads the safetensors file `path`, lets `change` alter each tensor by
+/// name, and saves it back.
+fn edit_weights(path: &Path, mut change: impl FnMut(&str, &mut candle_core::Tensor)) {
+    let mut tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        change(name, t);
+    }
+    candle_core::safetensors::save(&tensors, path).unwrap();
 }
 
 fn vision_versions(db: &str) -> Vec<String> {
@@ -290,16 +290,15 @@ fn quantize_calibrates_on_the_library_and_int8_search_overlaps_f32() {
 
     // New vision weights: the int8 form made from the old ones is refused
     // at int8 (exit 2, naming the command) and set aside at auto.
-    let weights = vdir.join("model.safetensors");
-    let cpu = candle_core::Device::Cpu;
-    let mut tensors = candle_core::safetensors::load(&weights, &cpu).unwrap();
-    let (name, t) = tensors
-        .iter_mut()
-        .find(|(n, _)| n.ends_with("layernorm.weight"))
-        .unwrap();
-    eprintln!("changing {name}");
-    *t = (&*t * 1.01).unwrap();
-    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let mut changed = 0;
+    edit_weights(&vdir.join("model.safetensors"), |name, t| {
+        if name.ends_with("layernorm.weight") && changed == 0 {
+            eprintln!("changing {name}");
+            *t = (&*t * 1.01).unwrap();
+            changed += 1;
+        }
+    });
+    assert_eq!(changed, 1);
     let out = kino(&home, &models, &db)
         .args(["--precision", "int8", "reindex", "--stale"])
         .output()
@@ -334,12 +333,9 @@ fn a_model_int8_cannot_represent_is_refused_and_nothing_is_written() {
     // 0) read by q, k, v and the MLP with a huge weight in every output
     // column. f32 never sees it (its input is 0); int8's per-column scale is
     // set by it and rounds the column's real weights to zero.
-    let path = vdir.join("model.safetensors");
-    let cpu = candle_core::Device::Cpu;
-    let mut tensors = candle_core::safetensors::load(&path, &cpu).unwrap();
-    for (name, t) in tensors.iter_mut() {
+    edit_weights(&vdir.join("model.safetensors"), |name, t| {
         if !name.contains("blocks") {
-            continue;
+            return;
         }
         let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let dims = t.dims().to_vec();
@@ -357,9 +353,8 @@ fn a_model_int8_cannot_represent_is_refused_and_nothing_is_written() {
                 }
             }
         }
-        *t = candle_core::Tensor::from_vec(v, dims, &cpu).unwrap();
-    }
-    candle_core::safetensors::save(&tensors, &path).unwrap();
+        *t = candle_core::Tensor::from_vec(v, dims, &candle_core::Device::Cpu).unwrap();
+    });
 
     // An empty library: bundled scenes.
     let out = kino(&home, &models, &db)

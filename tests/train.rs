@@ -176,18 +176,7 @@ fn models(dir: &Path) -> PathBuf {
 }
 
 fn kino(home: &Path, models: &Path, db: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
-    c.env_remove("KINO_DATABASE_URL")
-        .env("KINO_SPEECH", "off")
-        .env("KINO_OCR", "off")
-        .arg("-q")
-        .arg("--home")
-        .arg(home)
-        .arg("--models")
-        .arg(models)
-        .arg("--db")
-        .arg(db);
-    c
+    common::kino_with_models(home, models, db)
 }
 
 fn srt_time(ms: u32) -> String {

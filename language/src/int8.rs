@@ -21,7 +21,7 @@ pub struct TextCalibration {
     ranges: Vec<Vec<f32>>,
     sentences: usize,
     id: String,
-    /// The f32 model's version it was recorded with (from the file).
+    /// The f32 model's version it was recorded with.
     f32_version: Option<String>,
 }
 
@@ -66,7 +66,8 @@ impl TextCalibration {
     }
 
     /// Writes it to `dir/`[`TextCalibration::FILE`] (a temporary file
-    /// renamed), with `meta` in the file's metadata.
+    /// renamed), with `meta` in the file's metadata and the f32 version it
+    /// was recorded with (`f32_version`, unless `meta` gives one).
     pub fn save(&self, dir: &Path, meta: &HashMap<String, String>) -> Result<(), LanguageError> {
         let path = dir.join(Self::FILE);
         let bytes: Vec<Vec<u8>> = self
@@ -90,6 +91,9 @@ impl TextCalibration {
         let mut meta = meta.clone();
         meta.insert("sentences".into(), self.sentences.to_string());
         meta.insert("kino_int8_id".into(), self.id.clone());
+        if let Some(v) = &self.f32_version {
+            meta.entry("f32_version".into()).or_insert_with(|| v.clone());
+        }
         let data = safetensors::serialize(views, Some(meta)).map_err(|e| invalid(e.to_string()))?;
         let tmp = path.with_extension("safetensors.tmp");
         let io = |source| LanguageError::Io {
@@ -169,10 +173,9 @@ impl SentenceEncoder {
                 .observe(&refs, &mut ranges)
                 .map_err(LanguageError::Inference)?;
         }
-        Ok(TextCalibration::new(
-            ranges.iter().map(|r| r.percentile(percentile)).collect(),
-            texts.len(),
-        ))
+        let mut cal = TextCalibration::new(ranges.iter().map(|r| r.percentile(percentile)).collect(), texts.len());
+        cal.f32_version = Some(self.f32_version());
+        Ok(cal)
     }
 
     /// This encoder with its linear layers turned to int8, smoothed with

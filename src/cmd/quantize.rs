@@ -277,7 +277,6 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
         });
     }
     let meta = HashMap::from([
-        ("f32_version".to_string(), f32_version),
         ("percentile".to_string(), percentile.to_string()),
         ("calibration_source".to_string(), source.clone()),
     ]);

@@ -304,3 +304,20 @@ pub fn add_tiny_swin(models: &Path) -> PathBuf {
     }
     dst
 }
+
+/// `kino -q --home HOME --models MODELS --db DB` with speech and on-screen
+/// text off and no database URL from the environment.
+pub fn kino_with_models(home: &Path, models: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kino"));
+    c.env_remove("KINO_DATABASE_URL")
+        .env("KINO_SPEECH", "off")
+        .env("KINO_OCR", "off")
+        .arg("-q")
+        .arg("--home")
+        .arg(home)
+        .arg("--models")
+        .arg(models)
+        .arg("--db")
+        .arg(db);
+    c
+}

@@ -33,28 +33,49 @@ struct Frames {
     videos: usize,
 }
 
-/// Up to `n` frames spread over the library's videos (evenly in time within
-/// each, the videos taken in turn); bundled scenes when there are none.
-fn library_frames(config: &Config, n: usize, quiet: bool) -> Result<Frames> {
+/// What calibration samples from the library: at most `n` of its videos
+/// (spread over it, by path; files still there) and their cues' text.
+struct Sample {
+    videos: Vec<kino_store::Video>,
+    sentences: Vec<String>,
+}
+
+/// Reads the sample from the store once (both models calibrate on it).
+fn library_sample(config: &Config, n: usize) -> Result<Sample> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let videos = rt.block_on(async {
+    rt.block_on(async {
         let store = kino_store::Store::open(&config.db).await?;
-        let v = store.videos().await;
+        let mut videos: Vec<_> = store
+            .videos()
+            .await
+            .context("reading the library's videos")?
+            .into_iter()
+            .filter(|v| Path::new(&v.path).is_file())
+            .collect();
+        videos.sort_by(|a, b| a.path.cmp(&b.path));
+        let step = videos.len().div_ceil(n).max(1);
+        let videos: Vec<_> = videos.into_iter().step_by(step).collect();
+        let mut sentences = Vec::new();
+        for v in &videos {
+            sentences.extend(store.cues(v.id).await?.into_iter().map(|c| c.text));
+        }
         store.close().await;
-        v
-    });
-    let mut videos: Vec<_> = videos
-        .context("reading the library's videos")?
-        .into_iter()
-        .filter(|v| Path::new(&v.path).is_file())
-        .collect();
-    videos.sort_by(|a, b| a.path.cmp(&b.path));
+        sentences.retain(|t| !t.trim().is_empty());
+        sentences.sort();
+        sentences.dedup();
+        let step = sentences.len().div_ceil(n).max(1);
+        let sentences = sentences.into_iter().step_by(step).take(n).collect();
+        anyhow::Ok(Sample { videos, sentences })
+    })
+}
+
+/// Up to `n` frames spread over the sample's videos (evenly in time within
+/// each, the videos taken in turn); bundled scenes when there are none.
+fn library_frames(videos: &[kino_store::Video], n: usize, quiet: bool) -> Result<Frames> {
     let mut images = Vec::with_capacity(n);
     let mut used = 0;
     if !videos.is_empty() {
-        // Spread over at most n videos, each giving its share.
-        let step = videos.len().div_ceil(n).max(1);
-        let chosen: Vec<_> = videos.iter().step_by(step).collect();
+        let chosen: Vec<_> = videos.iter().collect();
         let per_video = n.div_ceil(chosen.len()).max(1);
         for v in chosen {
             if images.len() >= n {
@@ -166,11 +187,12 @@ pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bo
             "--percentile {percentile}: give a value between 0.5 and 1"
         )));
     }
-    let text = quantize_text(config, calibrate, percentile)?;
+    let sample = library_sample(config, calibrate)?;
+    let text = quantize_text(config, &sample.sentences, percentile)?;
     let vdir = config.vision_model_dir();
     let vision = if kino_vision::is_model_dir(&vdir) {
         Some(quantize_vision(
-            config,
+            &sample.videos,
             &vdir,
             calibrate,
             percentile,
@@ -209,45 +231,29 @@ pub fn quantize(config: &Config, calibrate: usize, percentile: f64, json_out: bo
     }
 }
 
-/// Up to `n` sentences spread over the library's cues (subtitles, speech,
-/// on-screen text); the encoder's fixed sentences when there are none.
-fn library_sentences(config: &Config, n: usize) -> Result<(Vec<String>, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let texts = rt.block_on(async {
-        let store = kino_store::Store::open(&config.db).await?;
-        let mut texts = Vec::new();
-        for v in store.videos().await? {
-            texts.extend(store.cues(v.id).await?.into_iter().map(|c| c.text));
-        }
-        store.close().await;
-        anyhow::Ok(texts)
-    })?;
-    let mut texts: Vec<String> = texts.into_iter().filter(|t| !t.trim().is_empty()).collect();
-    texts.sort();
-    texts.dedup();
-    if texts.is_empty() {
-        let fixed = kino_language::CALIBRATION_SENTENCES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        return Ok((fixed, "bundled sentences (the library has no text yet)".into()));
-    }
-    let step = texts.len().div_ceil(n).max(1);
-    Ok((texts.into_iter().step_by(step).take(n).collect(), "library".into()))
-}
-
 /// The sentence encoder's stored calibration: ranges recorded on the
 /// library's sentences, checked against f32 on them (cosine >= 0.995).
-fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> {
+fn quantize_text(config: &Config, texts: &[String], percentile: f64) -> Result<Outcome> {
     use kino_language::Precision;
     let started = Instant::now();
     let dir = config.text_model_dir();
     let f32_enc = crate::engines::load_text(&dir, Precision::F32)?;
-    let (texts, source) = library_sentences(config, n)?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let source = if texts.is_empty() {
+        "bundled sentences (the library has no text yet)"
+    } else {
+        "library"
+    };
+    let lib: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // Calibrated on the library's sentences and the fixed ones (which
+    // `calibrate` adds); checked on both.
     let cal = f32_enc
-        .calibrate(&refs, percentile)
+        .calibrate(&lib, percentile)
         .context("calibrating the text model")?;
+    let refs: Vec<&str> = lib
+        .iter()
+        .chain(kino_language::CALIBRATION_SENTENCES)
+        .copied()
+        .collect();
     let a = f32_enc.encode(&refs)?;
     let f32_version = f32_enc.f32_version();
     let int8 = f32_enc.quantized(&cal).context("turning the text model to int8")?;
@@ -267,10 +273,10 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
     if min.is_nan() || min < TEXT_MIN_COSINE {
         return Ok(Outcome {
             refused: Some(format!(
-                "{}: the int8 text model is outside the accuracy bound on {} calibration sentences: \
+                "{}: the int8 text model is outside the accuracy bound on {} sentences: \
                  the cosine to f32 falls to {min:.4} (the bound is {TEXT_MIN_COSINE}); nothing written",
                 dir.display(),
-                texts.len()
+                cos.len()
             )),
             summary: format!("text int8: refused (min cosine {min:.4})"),
             report,
@@ -278,7 +284,7 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
     }
     let meta = HashMap::from([
         ("percentile".to_string(), percentile.to_string()),
-        ("calibration_source".to_string(), source.clone()),
+        ("calibration_source".to_string(), source.to_string()),
     ]);
     let report_path = dir.join(REPORT_FILE);
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
@@ -300,10 +306,16 @@ fn quantize_text(config: &Config, n: usize, percentile: f64) -> Result<Outcome> 
 
 /// The vision model's int8 form, calibrated on library frames and checked
 /// against f32 on them.
-fn quantize_vision(config: &Config, dir: &Path, calibrate: usize, percentile: f64, quiet: bool) -> Result<Outcome> {
+fn quantize_vision(
+    videos: &[kino_store::Video],
+    dir: &Path,
+    calibrate: usize,
+    percentile: f64,
+    quiet: bool,
+) -> Result<Outcome> {
     let started = Instant::now();
     let swin = crate::engines::load_vision(dir, crate::cli::PrecisionArg::F32)?.expect("a model folder");
-    let frames = library_frames(config, calibrate, quiet)?;
+    let frames = library_frames(videos, calibrate, quiet)?;
     let pre = swin.preprocessor();
     let batches = frames
         .images

@@ -43,10 +43,11 @@ pub struct Int8Swin {
 }
 
 impl Int8Swin {
-    fn new(layers: Vec<Int8Linear>, made_from: String) -> Int8Swin {
+    /// `layers` with the id hashed from their parts (`parts[i]` is
+    /// `layers[i]`'s stored form: read from a file, or made once).
+    fn new(layers: Vec<Int8Linear>, parts: &[kino_kernels::Int8Parts], made_from: String) -> Int8Swin {
         let mut h = blake3::Hasher::new();
-        for l in &layers {
-            let p = l.parts();
+        for (l, p) in layers.iter().zip(parts) {
             h.update(&(l.inp() as u64).to_le_bytes());
             h.update(&(l.out() as u64).to_le_bytes());
             h.update(&p.q.iter().map(|v| *v as u8).collect::<Vec<u8>>());
@@ -156,7 +157,7 @@ impl Int8Swin {
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
-        let mut layers = Vec::new();
+        let (mut layers, mut all_parts) = (Vec::new(), Vec::new());
         while let Ok(q) = st.tensor(&format!("{}.q", layers.len())) {
             let i = layers.len();
             let (&[inp, out], Dtype::I8) = (q.shape(), q.dtype()) else {
@@ -194,12 +195,13 @@ impl Int8Swin {
             };
             let layer = Int8Linear::from_parts(&parts, inp, out).map_err(|e| bad(format!("layer {i}: {e}")))?;
             layers.push(layer);
+            all_parts.push(parts);
         }
         if layers.is_empty() {
             return Err(bad("no int8 layers in the file".into()));
         }
         let made_from = meta.get("f32_version").cloned().unwrap_or_default();
-        Ok((Int8Swin::new(layers, made_from), meta))
+        Ok((Int8Swin::new(layers, &all_parts, made_from), meta))
     }
 }
 
@@ -348,7 +350,8 @@ impl Swin {
             let outliers = Int8Linear::outlier_channels(&range, OUTLIER_FACTOR, inp.div_ceil(32).max(4));
             layers.push(Int8Linear::quantize_split(&w, inp, out, &range, &outliers));
         }
-        Ok(Int8Swin::new(layers, self.f32_version.clone()))
+        let parts: Vec<_> = layers.iter().map(Int8Linear::parts).collect();
+        Ok(Int8Swin::new(layers, &parts, self.f32_version.clone()))
     }
 
     /// Runs the linear layers in int8 from now on (`Some`), or in f32

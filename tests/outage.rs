@@ -277,6 +277,20 @@ fn postgres_down_during_search_answers_503_and_recovers_without_a_restart() {
     });
     rt().block_on(async {
         let store = Store::open(&db).await.unwrap();
+        // The segments commit first and the job is marked done just after:
+        // a search can see the video a moment before its job reads done.
+        let t = Instant::now();
+        loop {
+            let mut done = 0;
+            for v in store.videos().await.unwrap() {
+                let jobs = store.jobs_of_video(v.id).await.unwrap();
+                done += jobs.iter().filter(|j| j.state == JobState::Done).count();
+            }
+            if done >= 2 || t.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let videos = store.videos().await.unwrap();
         assert_eq!(videos.len(), 2, "{videos:?}");
         for v in &videos {

@@ -228,6 +228,43 @@ pub fn rank_with(
     weights: &Weights,
     opts: &RankOptions,
 ) -> Result<Vec<Moment>, FusionError> {
+    Ok(plan_with(query, candidates, k, weights, opts)?.moments(candidates))
+}
+
+/// The moments [`rank_with`] builds, before they are built: which candidates each one joins. Ranking reads only
+/// the candidates' times and vectors, so a caller can rank candidates whose words it has not read yet, read the
+/// words of [`Ranking::members`] only, and then build the [`Ranking::moments`].
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    scored: Vec<Scored>,
+    /// Per moment, best first: its seed and its members in time order (candidate indices).
+    plans: Vec<(usize, Vec<usize>)>,
+}
+
+impl Ranking {
+    /// The candidates (indices into the ranked slice) the moments are made of.
+    pub fn members(&self) -> impl Iterator<Item = usize> + '_ {
+        self.plans.iter().flat_map(|(_, members)| members.iter().copied())
+    }
+
+    /// The moments, best first, built from `candidates` (the slice that was ranked, with the members' words
+    /// filled in).
+    pub fn moments(&self, candidates: &[Candidate]) -> Vec<Moment> {
+        self.plans
+            .iter()
+            .map(|(seed, members)| build_moment(candidates, &self.scored, members, *seed))
+            .collect()
+    }
+}
+
+/// [`rank_with`] up to the point where words are needed: see [`Ranking`].
+pub fn plan_with(
+    query: &[f32],
+    candidates: &[Candidate],
+    k: usize,
+    weights: &Weights,
+    opts: &RankOptions,
+) -> Result<Ranking, FusionError> {
     let q = crate::vecmath::normalized(query);
     let scored: Vec<Scored> = candidates
         .iter()
@@ -255,9 +292,9 @@ pub fn rank_with(
     });
 
     let mut used = vec![false; candidates.len()];
-    let mut moments = Vec::new();
+    let mut plans = Vec::new();
     for seed in order {
-        if moments.len() >= k || scored[seed].score < opts.min_score {
+        if plans.len() >= k || scored[seed].score < opts.min_score {
             break;
         }
         if used[seed] {
@@ -297,9 +334,9 @@ pub fn rank_with(
                 (None, None) => break,
             }
         }
-        moments.push(build_moment(candidates, &scored, &list[lo..=hi], seed));
+        plans.push((seed, list[lo..=hi].to_vec()));
     }
-    Ok(moments)
+    Ok(Ranking { scored, plans })
 }
 
 fn build_moment(candidates: &[Candidate], scored: &[Scored], members: &[usize], seed: usize) -> Moment {
@@ -376,6 +413,42 @@ mod tests {
             transcript: transcript.to_string(),
             tags: vec![],
         }
+    }
+
+    #[test]
+    fn a_plan_ranked_without_words_builds_the_moments_rank_does() {
+        let q = [1.0, 0.0];
+        let v = |a: f32| [a.cos(), a.sin()];
+        let full: Vec<Candidate> = (0..40)
+            .map(|i| {
+                let mut c = cand(
+                    i,
+                    i % 3,
+                    (i / 3) * 10_000,
+                    &v(i as f32 * 0.37 % 1.6),
+                    &format!("words {i}"),
+                );
+                c.tags = vec![format!("tag{}", i % 4)];
+                c
+            })
+            .collect();
+        let want = rank(&q, &full, 5).unwrap();
+        let mut bare: Vec<Candidate> = full
+            .iter()
+            .map(|c| Candidate {
+                transcript: String::new(),
+                tags: vec![],
+                ..c.clone()
+            })
+            .collect();
+        let plan = plan_with(&q, &bare, 5, &Weights::default(), &RankOptions::default()).unwrap();
+        let members: Vec<usize> = plan.members().collect();
+        assert!(members.len() < full.len(), "only the moments' members need words");
+        for i in members {
+            bare[i].transcript = full[i].transcript.clone();
+            bare[i].tags = full[i].tags.clone();
+        }
+        assert_eq!(plan.moments(&bare), want);
     }
 
     #[test]

@@ -14,8 +14,21 @@ use kino_web::{moment_sources, Answer, BoxFuture, Citation, Moment, QueryEngine}
 
 mod videos;
 
-/// How many segments are scored exactly before moments are merged.
-const PRESELECT: usize = 200;
+/// How many segments each kind of vector shortlists on a large library
+/// (their union is scored exactly), and how many of the best are ranked
+/// into moments. `kino bench index` measures recall and latency for
+/// other sizes beside it.
+pub(crate) const PRESELECT: usize = 200;
+
+thread_local! {
+    /// The one-thread pool a request thread encodes its queries on (none
+    /// when the pool cannot be made: the global pool then).
+    static QUERY_POOL: Option<rayon::ThreadPool> = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "kino-query".to_string())
+        .build()
+        .ok();
+}
 
 /// Videos whose best windows an answer reads (besides the top moments).
 const ANSWER_VIDEOS: usize = 3;
@@ -68,10 +81,20 @@ impl Engine {
         if text.is_empty() {
             return Err(crate::error::usage("the query is empty"));
         }
-        self.text
-            .encode_whole(&[text])
-            .map(|mut v| v.pop().unwrap_or_default())
-            .map_err(|e| anyhow!(e).context("encoding the query"))
+        let encode = || {
+            self.text
+                .encode_whole(&[text])
+                .map(|mut v| v.pop().unwrap_or_default())
+                .map_err(|e| anyhow!(e).context("encoding the query"))
+        };
+        // One query is a few milliseconds of work: splitting it over every
+        // core costs more in hand-offs than it saves when many searches
+        // arrive at once, so each request thread encodes on a pool of one
+        // thread of its own (measured in docs/PERFORMANCE.md).
+        QUERY_POOL.with(|pool| match pool {
+            Some(pool) => pool.install(encode),
+            None => encode(),
+        })
     }
 
     /// Ranked fusion moments for an embedded query.
@@ -106,7 +129,28 @@ impl Engine {
                 .collect()
             })
             .await?;
-        let ids: Vec<i64> = found.iter().map(|e| e.segment_id).collect();
+        // Ranking reads only times and vectors: the words (and thumbnails)
+        // are read for the segments the top moments are made of, not for
+        // every candidate.
+        let mut candidates: Vec<Candidate> = found
+            .into_iter()
+            .map(|e| Candidate {
+                segment_id: e.segment_id,
+                video_id: e.video_id,
+                start_ms: e.start_ms,
+                end_ms: e.end_ms,
+                fused: e.fused,
+                text: e.text,
+                visual: e.visual,
+                transcript: String::new(),
+                tags: Vec::new(),
+            })
+            .collect();
+        let ranking = score::plan_with(q, &candidates, k, &w, &score::RankOptions::default())?;
+        let mut members: Vec<usize> = ranking.members().collect();
+        members.sort_unstable();
+        members.dedup();
+        let ids: Vec<i64> = members.iter().map(|&i| candidates[i].segment_id).collect();
         let mut words: HashMap<i64, kino_store::SegmentWords> = self
             .store
             .segment_words_by_id(&ids)
@@ -115,42 +159,36 @@ impl Engine {
             .map(|w| (w.id, w))
             .collect();
         let thumbs: HashMap<i64, Option<String>> = words.values().map(|w| (w.id, w.thumbnail.clone())).collect();
-        let candidates: Vec<Candidate> = found
+        for &i in &members {
+            if let Some(w) = words.remove(&candidates[i].segment_id) {
+                candidates[i].transcript = w.text;
+                candidates[i].tags = w.tags;
+            }
+        }
+        // A moment with a segment deleted since the search is left out.
+        let moments = ranking
+            .moments(&candidates)
             .into_iter()
-            .filter_map(|e| {
-                // A segment deleted since the search is left out.
-                let w = words.remove(&e.segment_id)?;
-                Some(Candidate {
-                    segment_id: e.segment_id,
-                    video_id: e.video_id,
-                    start_ms: e.start_ms,
-                    end_ms: e.end_ms,
-                    fused: e.fused,
-                    text: e.text,
-                    visual: e.visual,
-                    transcript: w.text,
-                    tags: w.tags,
-                })
-            })
+            .filter(|m| m.segment_ids.iter().all(|id| thumbs.contains_key(id)))
             .collect();
-        Ok((score::rank(q, &candidates, k)?, thumbs))
+        Ok((moments, thumbs))
     }
 
     async fn to_web(&self, moments: Vec<FusionMoment>, thumbs: &HashMap<i64, Option<String>>) -> Result<Vec<Moment>> {
-        let mut paths: HashMap<i64, String> = HashMap::new();
         let mut out = Vec::with_capacity(moments.len());
         let spans: Vec<(i64, i64, i64)> = moments.iter().map(|m| (m.video_id, m.start_ms, m.end_ms)).collect();
         let cue_sources = self.store.cue_sources(&spans).await?;
+        let mut videos: Vec<i64> = moments.iter().map(|m| m.video_id).collect();
+        videos.sort_unstable();
+        videos.dedup();
+        let paths = self.store.video_paths(&videos).await?;
         for (m, cue_sources) in moments.into_iter().zip(cue_sources) {
             let sources = moment_sources(cue_sources, matched_on_pictures(&m));
-            if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(m.video_id) {
-                e.insert(self.store.video(m.video_id).await?.map(|v| v.path).unwrap_or_default());
-            }
             let first = m.segment_ids.first().copied();
             let thumb = first.and_then(|id| thumbs.get(&id).cloned().flatten());
             out.push(Moment {
                 video_id: m.video_id,
-                path: paths[&m.video_id].clone(),
+                path: paths.get(&m.video_id).cloned().unwrap_or_default(),
                 start_ms: m.start_ms,
                 end_ms: m.end_ms,
                 score: m.score,
@@ -189,6 +227,8 @@ impl Engine {
         let a = kino_fusion::answer::extract_with(&q, &pool, &embedder, &opts)?;
         let spans: Vec<(i64, i64, i64)> = a.citations.iter().map(|c| (c.video_id, c.start_ms, c.end_ms)).collect();
         let cue_sources = self.store.cue_sources(&spans).await?;
+        let videos: Vec<i64> = a.citations.iter().map(|c| c.video_id).collect();
+        let paths = self.store.video_paths(&videos).await?;
         let mut citations = Vec::new();
         for (c, cue_sources) in a.citations.into_iter().zip(cue_sources) {
             // A cited sentence comes from one of the moments: it is visual when that moment is.
@@ -198,7 +238,7 @@ impl Engine {
                     m.video_id == c.video_id && m.start_ms < c.end_ms.max(c.start_ms + 1) && m.end_ms > c.start_ms
                 })
                 .any(matched_on_pictures);
-            let path = self.store.video(c.video_id).await?.map(|v| v.path).unwrap_or_default();
+            let path = paths.get(&c.video_id).cloned().unwrap_or_default();
             citations.push(Citation {
                 video_id: c.video_id,
                 path,

@@ -82,6 +82,24 @@ impl Store {
         row.as_ref().map(video_from_row).transpose()
     }
 
+    /// The paths of videos by id, in one query per 500 ids (unknown ids
+    /// are left out): what a search answer names its moments' videos by.
+    pub async fn video_paths(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, path FROM videos WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("id")?, r.try_get("path")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// One video by path.
     pub async fn video_by_path(&self, path: &str) -> Result<Option<Video>> {
         let sql = format!("SELECT {VIDEO_COLS} FROM videos WHERE path = $1");

@@ -76,6 +76,21 @@ both_backends!(
 );
 
 both_backends!(
+    video_paths_by_id_skip_unknown_ids,
+    |store: Store, _url: String| async move {
+        let a = add_video(&store, "/lib/a.mp4").await;
+        let b = add_video(&store, "/lib/b.mp4").await;
+        let many: Vec<i64> = (0..1200).map(|i| if i % 2 == 0 { a } else { b + 1000 + i }).collect();
+        let paths = store.video_paths(&many).await.unwrap();
+        assert_eq!(paths.len(), 1, "{paths:?}");
+        assert_eq!(paths[&a], "/lib/a.mp4");
+        let paths = store.video_paths(&[b, a]).await.unwrap();
+        assert_eq!((paths[&a].as_str(), paths[&b].as_str()), ("/lib/a.mp4", "/lib/b.mp4"));
+        assert!(store.video_paths(&[]).await.unwrap().is_empty());
+    }
+);
+
+both_backends!(
     segments_replace_atomically_under_concurrent_readers,
     |store: Store, _url: String| async move {
         let vid = add_video(&store, "/lib/atomic.mp4").await;

@@ -121,6 +121,13 @@ fn bench_index_measures_the_served_index_and_its_cold_start() {
     assert!(cold["recall_at_10"].as_f64().unwrap() >= 0.9, "{r}");
     assert!(cold["cold_start_s"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(cold["searches"], 100);
+    // Recall and latency for other shortlist sizes beside search's own;
+    // a longer shortlist never finds less.
+    let sweep = cold["sweep"].as_array().unwrap();
+    assert_eq!(sweep.len(), 5, "{r}");
+    let recalls: Vec<f64> = sweep.iter().map(|s| s["recall_at_10"].as_f64().unwrap()).collect();
+    assert!(recalls.windows(2).all(|w| w[0] <= w[1] + 0.02), "{recalls:?}");
+    assert!(sweep.iter().all(|s| s["p99_ms"].as_f64().unwrap() > 0.0), "{r}");
     assert!(at.join("index").is_dir() && at.join("kino.db").is_file());
     // A folder that holds a store already is refused (exit code 2).
     let again = kino()

@@ -16,10 +16,15 @@ duration="${KINO_WEB_DURATION:-30s}"
 conns="${KINO_WEB_CONNECTIONS:-32}"
 command -v wrk >/dev/null || { echo "serve_scale: wrk is not installed (Debian package wrk)" >&2; exit 1; }
 dir="$KINO_BENCH_DIR/serve_scale"
-rm -rf "$dir" && mkdir -p "$dir"
-
-"$KINO_BIN" -q bench index --segments "$N" --dir "$dir" --json >"$dir/index.json"
-echo "index: $(cat "$dir/index.json")"
+# KINO_BENCH_REUSE=1 serves the store and index a previous run left in the
+# folder (to compare two kino binaries on the same store).
+if [ "${KINO_BENCH_REUSE:-0}" = 1 ] && [ -f "$dir/index.json" ]; then
+  echo "index: reusing $dir ($(grep -o '"segments":[0-9]*' "$dir/index.json" | tail -1))"
+else
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$KINO_BIN" -q bench index --segments "$N" --dir "$dir" --json >"$dir/index.json"
+  echo "index: $(cat "$dir/index.json")"
+fi
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 models="${KINO_MODELS:-${XDG_DATA_HOME:-$HOME/.local/share}/kino/models}"

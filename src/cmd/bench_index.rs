@@ -43,7 +43,10 @@ pub struct IndexBench {
 
 const PER_VIDEO: usize = 360;
 /// Shortlist size per kind of vector, as search asks.
-const PRESELECT: usize = 200;
+const PRESELECT: usize = crate::query::PRESELECT;
+/// Other shortlist sizes measured beside it (recall and latency), so the
+/// choice of [`PRESELECT`] can be read off one run.
+const SWEEP: [usize; 5] = [50, 100, 150, 200, 400];
 
 fn rss() -> (u64, u64) {
     let v = proc_status_bytes(&["RssAnon", "RssFile"]);
@@ -300,6 +303,11 @@ async fn reopen(dir: &Path) -> Result<Value> {
     }
     latencies.sort_by(f64::total_cmp);
     let (anon, file) = rss();
+    let mut sweep = Vec::new();
+    for per_kind in SWEEP {
+        let (recall, p50, p99) = measure(&store, &queries, &truth, dim, per_kind).await?;
+        sweep.push(json!({ "per_kind": per_kind, "recall_at_10": recall, "p50_ms": p50, "p99_ms": p99 }));
+    }
     Ok(json!({
         "cold_start_s": round(cold_start_s, 2),
         "first_answer_hits": first.len(),
@@ -309,5 +317,37 @@ async fn reopen(dir: &Path) -> Result<Value> {
         "p99_ms": round(percentile(&latencies, 0.99), 2),
         "rss_anon_mib": anon / (1 << 20),
         "rss_file_mib": file / (1 << 20),
+        "per_kind": PRESELECT,
+        "sweep": sweep,
     }))
+}
+
+/// Recall@10 and p50/p99 latency (ms) of one pass over the queries with
+/// shortlists of `per_kind` per kind of vector.
+async fn measure(
+    store: &Store,
+    queries: &[f32],
+    truth: &[Vec<i64>],
+    dim: usize,
+    per_kind: usize,
+) -> Result<(f64, f64, f64)> {
+    let mut latencies = Vec::new();
+    let mut found = 0;
+    for (q, want) in queries.chunks_exact(dim).zip(truth) {
+        let t = Instant::now();
+        let hits = store
+            .with_index(|i| i.search_shortlisted(q, per_kind, None, scorer(q)))
+            .await?;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        found += want
+            .iter()
+            .filter(|id| hits.iter().take(10).any(|h| h.segment_id == **id))
+            .count();
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((
+        round(found as f64 / (truth.len() * 10).max(1) as f64, 4),
+        round(percentile(&latencies, 0.5), 2),
+        round(percentile(&latencies, 0.99), 2),
+    ))
 }

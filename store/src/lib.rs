@@ -276,3 +276,8 @@ impl Store {
         Ok(())
     }
 }
+
+/// `$1, $2, …, $n`: the bind placeholders of an `IN (…)` list of `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

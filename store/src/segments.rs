@@ -376,10 +376,9 @@ impl Store {
     pub async fn segment_words_by_id(&self, ids: &[i64]) -> Result<Vec<SegmentWords>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT id, text, tags, thumbnail FROM segments WHERE id IN ({})",
-                marks.join(", ")
+                crate::placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -402,8 +401,10 @@ impl Store {
     pub async fn segments_by_id(&self, ids: &[i64]) -> Result<Vec<Segment>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT {SEG_COLS} FROM segments WHERE id IN ({})", marks.join(", "));
+            let sql = format!(
+                "SELECT {SEG_COLS} FROM segments WHERE id IN ({})",
+                crate::placeholders(chunk.len())
+            );
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);

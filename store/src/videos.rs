@@ -87,8 +87,10 @@ impl Store {
     pub async fn video_paths(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
         let mut out = std::collections::HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, path FROM videos WHERE id IN ({})", marks.join(", "));
+            let sql = format!(
+                "SELECT id, path FROM videos WHERE id IN ({})",
+                crate::placeholders(chunk.len())
+            );
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);

@@ -123,11 +123,15 @@ pub struct Moment {
     pub visual_score: Option<f32>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Scored {
-    score: f32,
-    text: Option<f32>,
-    visual: Option<f32>,
+/// One candidate's score and the similarities it is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// The weighted mean of the similarities the segment has.
+    pub score: f32,
+    /// Its text-only similarity (`None` without a text vector).
+    pub text: Option<f32>,
+    /// Its visual-only similarity (`None` without a visual vector).
+    pub visual: Option<f32>,
 }
 
 fn sim(query: &[f32], v: &[f32], ids: (i64, i64), what: &str) -> Result<f32, FusionError> {
@@ -138,13 +142,10 @@ fn sim(query: &[f32], v: &[f32], ids: (i64, i64), what: &str) -> Result<f32, Fus
             got: v.len(),
         });
     }
-    // `query` is unit length (see `score_parts`): one pass for the dot product, one for the norm.
-    let n = crate::vecmath::norm(v);
-    Ok(if n > 0.0 && n.is_finite() {
-        crate::vecmath::dot(query, v) / n
-    } else {
-        0.0
-    })
+    // `query` is unit length (see `score_parts`): the dot product and the norm in one pass.
+    let (d, sq) = crate::vecmath::dot_and_squares(query, v);
+    let n = sq.sqrt();
+    Ok(if n > 0.0 && n.is_finite() { d / n } else { 0.0 })
 }
 
 /// Scores one candidate: the weighted mean of the similarities it has.
@@ -152,12 +153,12 @@ pub fn score(query: &[f32], c: &Candidate, w: &Weights) -> Result<f32, FusionErr
     Ok(score_parts(query, c, w)?.score)
 }
 
-fn score_parts(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, FusionError> {
+fn score_parts(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scores, FusionError> {
     let q = crate::vecmath::normalized(query);
     score_unit(&q, c, w)
 }
 
-fn score_unit(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scored, FusionError> {
+fn score_unit(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scores, FusionError> {
     let v = SegmentVectors {
         fused: &c.fused,
         text: c.text.as_deref(),
@@ -188,12 +189,23 @@ pub fn score_unit_vectors(
     Ok(score_vectors_unit(unit_query, v, ids, w)?.score)
 }
 
+/// [`score_unit_vectors`] with the similarities the score is made of, for
+/// [`plan_scored`].
+pub fn score_unit_parts(
+    unit_query: &[f32],
+    v: &SegmentVectors<'_>,
+    ids: (i64, i64),
+    w: &Weights,
+) -> Result<Scores, FusionError> {
+    score_vectors_unit(unit_query, v, ids, w)
+}
+
 fn score_vectors_unit(
     query: &[f32],
     v: &SegmentVectors<'_>,
     ids: (i64, i64),
     w: &Weights,
-) -> Result<Scored, FusionError> {
+) -> Result<Scores, FusionError> {
     let mut sum = 0.0;
     let mut total = 0.0;
     if !v.fused.is_empty() {
@@ -211,7 +223,7 @@ fn score_vectors_unit(
         total += w.visual;
     }
     let score = if total > 0.0 { sum / total } else { 0.0 };
-    Ok(Scored { score, text, visual })
+    Ok(Scores { score, text, visual })
 }
 
 /// The best `k` moments for `query` under the default [`Weights`] and [`RankOptions`].
@@ -236,7 +248,7 @@ pub fn rank_with(
 /// words of [`Ranking::members`] only, and then build the [`Ranking::moments`].
 #[derive(Debug, Clone)]
 pub struct Ranking {
-    scored: Vec<Scored>,
+    scored: Vec<Scores>,
     /// Per moment, best first: its seed and its members in time order (candidate indices).
     plans: Vec<(usize, Vec<usize>)>,
 }
@@ -266,11 +278,22 @@ pub fn plan_with(
     opts: &RankOptions,
 ) -> Result<Ranking, FusionError> {
     let q = crate::vecmath::normalized(query);
-    let scored: Vec<Scored> = candidates
+    let scored: Vec<Scores> = candidates
         .iter()
         .map(|c| score_unit(&q, c, weights))
         .collect::<Result<_, _>>()?;
+    Ok(plan_scored(candidates, scored, k, opts))
+}
 
+/// [`plan_with`] for candidates scored already (`scored[i]` is
+/// `candidates[i]`'s, from [`score_unit_parts`]): their vectors are not
+/// read, so they may be left empty. A caller that scored the candidates
+/// while shortlisting them need not copy their vectors or score them twice.
+///
+/// # Panics
+/// If `scored` and `candidates` differ in length.
+pub fn plan_scored(candidates: &[Candidate], scored: Vec<Scores>, k: usize, opts: &RankOptions) -> Ranking {
+    assert_eq!(scored.len(), candidates.len(), "one score per candidate");
     // Each video's segments in time order, and every candidate's place in that order.
     let mut by_video: HashMap<i64, Vec<usize>> = HashMap::new();
     for (i, c) in candidates.iter().enumerate() {
@@ -336,10 +359,10 @@ pub fn plan_with(
         }
         plans.push((seed, list[lo..=hi].to_vec()));
     }
-    Ok(Ranking { scored, plans })
+    Ranking { scored, plans }
 }
 
-fn build_moment(candidates: &[Candidate], scored: &[Scored], members: &[usize], seed: usize) -> Moment {
+fn build_moment(candidates: &[Candidate], scored: &[Scores], members: &[usize], seed: usize) -> Moment {
     let first = &candidates[members[0]];
     let last = &candidates[members[members.len() - 1]];
     let mut text = String::new();
@@ -361,7 +384,7 @@ fn build_moment(candidates: &[Candidate], scored: &[Scored], members: &[usize], 
             tags: c.tags.clone(),
         });
     }
-    let best = |f: fn(&Scored) -> Option<f32>| members.iter().filter_map(|&i| f(&scored[i])).reduce(f32::max);
+    let best = |f: fn(&Scores) -> Option<f32>| members.iter().filter_map(|&i| f(&scored[i])).reduce(f32::max);
     Moment {
         video_id: first.video_id,
         start_ms: first.start_ms,
@@ -448,6 +471,45 @@ mod tests {
             bare[i].transcript = full[i].transcript.clone();
             bare[i].tags = full[i].tags.clone();
         }
+        assert_eq!(plan.moments(&bare), want);
+    }
+
+    #[test]
+    fn a_plan_from_scores_given_needs_no_vectors_and_builds_the_same_moments() {
+        let q = [0.6, 0.8];
+        let v = |a: f32| vec![a.cos(), a.sin()];
+        let w = Weights::default();
+        let full: Vec<Candidate> = (0..30)
+            .map(|i| {
+                let mut c = cand(i, i % 2, (i / 2) * 10_000, &v(i as f32 * 0.29 % 1.5), &format!("w{i}"));
+                c.visual = (i % 3 == 0).then(|| v(i as f32 * 0.11));
+                c
+            })
+            .collect();
+        let want = rank_with(&q, &full, 4, &w, &RankOptions::default()).unwrap();
+        let unit = crate::vecmath::normalized(&q);
+        let scores: Vec<Scores> = full
+            .iter()
+            .map(|c| {
+                let sv = SegmentVectors {
+                    fused: &c.fused,
+                    text: c.text.as_deref(),
+                    visual: c.visual.as_deref(),
+                };
+                score_unit_parts(&unit, &sv, (c.segment_id, c.video_id), &w).unwrap()
+            })
+            .collect();
+        assert!(scores.iter().any(|s| s.visual.is_some()) && scores.iter().any(|s| s.visual.is_none()));
+        let bare: Vec<Candidate> = full
+            .iter()
+            .map(|c| Candidate {
+                fused: Vec::new(),
+                text: None,
+                visual: None,
+                ..c.clone()
+            })
+            .collect();
+        let plan = plan_scored(&bare, scores, 4, &RankOptions::default());
         assert_eq!(plan.moments(&bare), want);
     }
 

@@ -111,9 +111,11 @@ impl Engine {
     ) -> Result<(Vec<FusionMoment>, HashMap<i64, Option<String>>)> {
         let w = self.weights;
         let unit = kino_fusion::vecmath::normalized(q);
-        // The candidates' vectors come from the index (memory-mapped), only
-        // their words from the database.
-        let found: Vec<kino_store::IndexedSegment> = self
+        // The shortlist is scored once, on the index's (memory-mapped)
+        // vectors, keeping each score's parts: ranking needs only those and
+        // the candidates' times, so no vector is copied or scored twice.
+        let mut parts: HashMap<i64, score::Scores> = HashMap::new();
+        let hits: Vec<kino_store::SearchHit> = self
             .store
             .with_index(|idx| {
                 idx.search_shortlisted(&unit, PRESELECT.max(k * 4), video, |e| {
@@ -122,31 +124,34 @@ impl Engine {
                         text: e.text,
                         visual: e.visual,
                     };
-                    score::score_unit_vectors(&unit, &v, (e.segment_id, e.video_id), &w).ok()
+                    let s = score::score_unit_parts(&unit, &v, (e.segment_id, e.video_id), &w).ok()?;
+                    parts.insert(e.segment_id, s);
+                    Some(s.score)
                 })
-                .iter()
-                .filter_map(|h| idx.get(h.segment_id).map(|e| e.to_owned()))
-                .collect()
             })
             .await?;
-        // Ranking reads only times and vectors: the words (and thumbnails)
+        // Ranking reads only times and scores: the words (and thumbnails)
         // are read for the segments the top moments are made of, not for
         // every candidate.
-        let mut candidates: Vec<Candidate> = found
+        let (mut candidates, scored): (Vec<Candidate>, Vec<score::Scores>) = hits
             .into_iter()
-            .map(|e| Candidate {
-                segment_id: e.segment_id,
-                video_id: e.video_id,
-                start_ms: e.start_ms,
-                end_ms: e.end_ms,
-                fused: e.fused,
-                text: e.text,
-                visual: e.visual,
-                transcript: String::new(),
-                tags: Vec::new(),
+            .filter_map(|h| {
+                let s = parts.get(&h.segment_id).copied()?;
+                let c = Candidate {
+                    segment_id: h.segment_id,
+                    video_id: h.video_id,
+                    start_ms: h.start_ms,
+                    end_ms: h.end_ms,
+                    fused: Vec::new(),
+                    text: None,
+                    visual: None,
+                    transcript: String::new(),
+                    tags: Vec::new(),
+                };
+                Some((c, s))
             })
-            .collect();
-        let ranking = score::plan_with(q, &candidates, k, &w, &score::RankOptions::default())?;
+            .unzip();
+        let ranking = score::plan_scored(&candidates, scored, k, &score::RankOptions::default());
         let mut members: Vec<usize> = ranking.members().collect();
         members.sort_unstable();
         members.dedup();

@@ -164,7 +164,7 @@ fn score_unit(query: &[f32], c: &Candidate, w: &Weights) -> Result<Scores, Fusio
         text: c.text.as_deref(),
         visual: c.visual.as_deref(),
     };
-    score_vectors_unit(query, &v, (c.segment_id, c.video_id), w)
+    score_unit_parts(query, &v, (c.segment_id, c.video_id), w)
 }
 
 /// Borrowed vectors of one segment, for scoring without copying them (e.g. straight from an index).
@@ -186,21 +186,12 @@ pub fn score_unit_vectors(
     ids: (i64, i64),
     w: &Weights,
 ) -> Result<f32, FusionError> {
-    Ok(score_vectors_unit(unit_query, v, ids, w)?.score)
+    Ok(score_unit_parts(unit_query, v, ids, w)?.score)
 }
 
 /// [`score_unit_vectors`] with the similarities the score is made of, for
 /// [`plan_scored`].
 pub fn score_unit_parts(
-    unit_query: &[f32],
-    v: &SegmentVectors<'_>,
-    ids: (i64, i64),
-    w: &Weights,
-) -> Result<Scores, FusionError> {
-    score_vectors_unit(unit_query, v, ids, w)
-}
-
-fn score_vectors_unit(
     query: &[f32],
     v: &SegmentVectors<'_>,
     ids: (i64, i64),

@@ -128,6 +128,22 @@ pub(crate) struct Slot {
     pub(crate) rows: [(u16, u32); 3],
 }
 
+impl Slot {
+    /// This slot with its vectors as `get` finds them by field (0 fused,
+    /// 1 text, 2 visual).
+    fn view_with<'a>(&self, get: impl Fn(usize) -> Option<&'a [f32]>) -> SegmentView<'a> {
+        SegmentView {
+            segment_id: self.segment_id,
+            video_id: self.video_id,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            fused: get(0).unwrap_or_default(),
+            text: get(1),
+            visual: get(2),
+        }
+    }
+}
+
 /// A search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchHit {
@@ -394,15 +410,31 @@ impl VectorIndex {
                 .then(|| self.stores.get(store as usize).map(|st| st.rows.get(row)))
                 .flatten()
         };
-        SegmentView {
-            segment_id: s.segment_id,
-            video_id: s.video_id,
-            start_ms: s.start_ms,
-            end_ms: s.end_ms,
-            fused: get(0).unwrap_or_default(),
-            text: get(1),
-            visual: get(2),
+        s.view_with(get)
+    }
+
+    /// A slot's vectors read into `scratch` (cleared first) rather than
+    /// borrowed from the mapped row files: see [`Rows::read_into`]. What
+    /// the shortlisted search scores, so a million-segment library's rows
+    /// stay in the page cache instead of this process's resident memory.
+    fn read_view<'b>(&self, s: &Slot, scratch: &'b mut Vec<f32>) -> Result<SegmentView<'b>> {
+        scratch.clear();
+        let mut spans: [Option<(usize, usize)>; 3] = [None; 3];
+        for (field, span) in spans.iter_mut().enumerate() {
+            let (store, row) = s.rows[field];
+            if row == NONE {
+                continue;
+            }
+            if let Some(st) = self.stores.get(store as usize) {
+                let at = scratch.len();
+                if st.rows.read_into(row, scratch)? {
+                    *span = Some((at, scratch.len()));
+                }
+            }
         }
+        let scratch: &'b [f32] = scratch;
+        let get = |f: usize| spans[f].map(|(a, b)| &scratch[a..b]);
+        Ok(s.view_with(get))
     }
 
     /// Adds a segment (its vectors are normalised; an entry with the same
@@ -470,10 +502,13 @@ impl VectorIndex {
                 }
             }
             AnnSlot::Ready { .. } => {
-                let owned: Vec<IndexedSegment> = self.video(video_id).map(|v| v.to_owned()).collect();
+                let owned = self.read_video(video_id);
                 if let AnnSlot::Ready { lists, .. } = &mut self.ann {
-                    let views: Vec<SegmentView<'_>> = owned.iter().map(IndexedSegment::view).collect();
-                    if let Err(e) = lists.replace_video(video_id, &views) {
+                    let replaced = owned.and_then(|owned| {
+                        let views: Vec<SegmentView<'_>> = owned.iter().map(IndexedSegment::view).collect();
+                        lists.replace_video(video_id, &views)
+                    });
+                    if let Err(e) = replaced {
                         tracing::warn!(error = %e, video_id, "approximate index not updated; searching exactly from now on");
                         self.ann = AnnSlot::Off;
                     }
@@ -506,6 +541,19 @@ impl VectorIndex {
             .map(|s| self.view_of(s))
     }
 
+    /// One video's entries copied out, their vectors read from the row
+    /// files rather than through the mapping (see [`Rows::read_into`]):
+    /// what building and updating the shortlists reads, so a build over a
+    /// whole library leaves no row page in this process's resident memory.
+    pub(crate) fn read_video(&self, video_id: i64) -> Result<Vec<IndexedSegment>> {
+        let mut scratch = Vec::new();
+        let mut out = Vec::new();
+        for s in self.videos.get(&video_id).into_iter().flatten() {
+            out.push(self.read_view(s, &mut scratch)?.to_owned());
+        }
+        Ok(out)
+    }
+
     /// The ids of the videos held.
     pub fn video_ids(&self) -> Vec<i64> {
         self.videos.keys().copied().collect()
@@ -513,8 +561,12 @@ impl VectorIndex {
 
     /// One segment's entry.
     pub fn get(&self, segment_id: i64) -> Option<SegmentView<'_>> {
+        self.slot(segment_id).map(|s| self.view_of(s))
+    }
+
+    fn slot(&self, segment_id: i64) -> Option<&Slot> {
         let (video, pos) = self.positions.get(&segment_id)?;
-        self.videos.get(video)?.get(*pos).map(|s| self.view_of(s))
+        self.videos.get(video)?.get(*pos)
     }
 
     /// Every slot, for saving.
@@ -587,21 +639,34 @@ impl VectorIndex {
             if let AnnSlot::Ready { lists, .. } = &self.ann {
                 let mut q = query.to_vec();
                 normalize(&mut q);
-                match lists.candidates(&q, k) {
-                    Ok(ids) => {
-                        let mut top = TopK::new(k);
-                        for e in ids.iter().filter_map(|id| self.get(*id)) {
-                            if let Some(s) = score(&e) {
-                                top.offer(&e, s);
-                            }
-                        }
-                        return top.into_sorted();
-                    }
+                match self.score_candidates(lists, &q, k, &mut score) {
+                    Ok(hits) => return hits,
                     Err(e) => tracing::warn!(error = %e, "approximate search failed; scanning exactly"),
                 }
             }
         }
         self.search_by(k, video, score)
+    }
+
+    /// The shortlists' union for `q` (unit length), each member scored on
+    /// its rows read from the files ([`VectorIndex::read_view`]).
+    fn score_candidates(
+        &self,
+        lists: &Shortlists,
+        q: &[f32],
+        k: usize,
+        score: &mut impl FnMut(&SegmentView<'_>) -> Option<f32>,
+    ) -> Result<Vec<SearchHit>> {
+        let mut top = TopK::new(k);
+        let mut scratch = Vec::with_capacity(3 * q.len());
+        for id in lists.candidates(q, k)? {
+            let Some(slot) = self.slot(id) else { continue };
+            let e = self.read_view(slot, &mut scratch)?;
+            if let Some(s) = score(&e) {
+                top.offer(&e, s);
+            }
+        }
+        Ok(top.into_sorted())
     }
 }
 
@@ -670,5 +735,25 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].segment_id, 3);
         assert!(idx.search(EmbeddingField::Text, &[0.0, 1.0], 5, None).is_empty());
+    }
+
+    #[test]
+    fn rows_read_from_the_files_equal_the_mapped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = VectorIndex::in_folder(dir.path().join("rows")).unwrap();
+        let mut with_sides = seg(1, 1, vec![3.0, 4.0]);
+        with_sides.text = Some(vec![0.0, 2.0]);
+        with_sides.visual = Some(vec![1.0, 0.0, 0.0]);
+        idx.replace_video(1, vec![with_sides, seg(2, 1, vec![1.0, 1.0])])
+            .unwrap();
+        idx.insert(seg(3, 2, vec![0.0, 5.0])).unwrap();
+        for video in [1, 2, 3] {
+            let mapped: Vec<IndexedSegment> = idx.video(video).map(|v| v.to_owned()).collect();
+            assert_eq!(idx.read_video(video).unwrap(), mapped, "video {video}");
+        }
+        let read = idx.read_video(1).unwrap();
+        assert_eq!(read[0].fused, [0.6, 0.8]);
+        assert_eq!(read[0].visual.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
+        assert_eq!(read[1].text, None);
     }
 }

@@ -163,6 +163,33 @@ impl Rows {
         }
     }
 
+    /// Appends row `i` to `out` (nothing when out of range); returns
+    /// whether it did. A file-backed row is read with a positioned read, so
+    /// its page stays in the kernel's page cache and is never mapped into
+    /// this process: a search that reads a few hundred rows of a file of
+    /// gigabytes leaves the process's resident memory as it was, where
+    /// touching the mapping would keep every page it ever read resident.
+    pub(crate) fn read_into(&self, i: u32, out: &mut Vec<f32>) -> Result<bool> {
+        let i = i as usize;
+        if i >= self.len {
+            return Ok(false);
+        }
+        match &self.backing {
+            Backing::Heap(v) => out.extend_from_slice(&v[i * self.dim..(i + 1) * self.dim]),
+            Backing::File { file, path, .. } => {
+                use std::os::unix::fs::FileExt;
+                let at = out.len();
+                out.resize(at + self.dim, 0.0);
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
+                if let Err(e) = file.read_exact_at(bytes, (i * self.dim * 4) as u64) {
+                    out.truncate(at);
+                    return Err(io(path)(e));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Writes the rows through to the disk (file-backed only).
     pub(crate) fn sync(&self) -> Result<()> {
         if let Backing::File { file, path, .. } = &self.backing {
@@ -188,6 +215,11 @@ mod tests {
             assert_eq!(rows.get(1), &[3.0, 4.0]);
             assert_eq!(rows.get(2), &[5.0, 6.0]);
             assert!(rows.get(3).is_empty());
+            let mut out = vec![9.0];
+            assert!(rows.read_into(1, &mut out).unwrap());
+            assert!(rows.read_into(2, &mut out).unwrap());
+            assert!(!rows.read_into(3, &mut out).unwrap());
+            assert_eq!(out, [9.0, 3.0, 4.0, 5.0, 6.0]);
             assert!(rows.append(&[1.0, 2.0, 3.0], 3).is_err(), "other width");
         }
         file.sync().unwrap();

@@ -283,10 +283,11 @@ impl Store {
                     .as_ref()
                     .filter(|i| i.epoch == epoch)
                     .ok_or_else(|| StoreError::Ann("the index was reloaded during the build".into()))?;
-                chunk
-                    .iter()
-                    .flat_map(|v| index.video(*v).map(|e| e.to_owned()))
-                    .collect()
+                let mut entries = Vec::new();
+                for v in chunk {
+                    entries.extend(index.read_video(*v)?);
+                }
+                entries
             };
             let views: Vec<SegmentView<'_>> = entries.iter().map(IndexedSegment::view).collect();
             lists.add(&views, cfg.threads)?;
@@ -319,7 +320,8 @@ impl Store {
             return Ok(None);
         };
         for video in pending {
-            let views: Vec<SegmentView<'_>> = index.video(video).collect();
+            let entries = index.read_video(video)?;
+            let views: Vec<SegmentView<'_>> = entries.iter().map(IndexedSegment::view).collect();
             lists.replace_video(video, &views)?;
         }
         if lists.len() != index.len() {

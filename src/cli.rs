@@ -329,7 +329,7 @@ pub enum BenchWhat {
         #[arg(long)]
         threads: Option<usize>,
         /// HNSW links per node (M).
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = kino_store::DEFAULT_CONNECTIVITY)]
         m: usize,
         /// Candidates while building (efConstruction).
         #[arg(long, default_value_t = 128)]

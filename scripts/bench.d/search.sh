@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 : "${KINO_BIN:?set by scripts/bench}"
 N="${KINO_BENCH_SEGMENTS:-100000}"
 THREADS="${KINO_BENCH_THREADS:-$(nproc)}"
-M=16 EFC=128 EFS=128 DIM=384
+M="${KINO_BENCH_M:-14}" EFC=128 EFS=128 DIM=384
 dir="$KINO_BENCH_DIR/search"
 rm -rf "$dir" && mkdir -p "$dir"
 kino_json="$("$KINO_BIN" -q bench search --segments "$N" --dim $DIM --threads "$THREADS" \

@@ -27,6 +27,9 @@ pub enum Quantization {
     F32,
 }
 
+/// HNSW links per node (`M`) unless told otherwise.
+pub const DEFAULT_CONNECTIVITY: usize = 14;
+
 /// The index's settings (HNSW's usual names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnOptions {
@@ -43,7 +46,13 @@ pub struct AnnOptions {
 impl Default for AnnOptions {
     fn default() -> Self {
         AnnOptions {
-            connectivity: 16,
+            // usearch keeps a node's links in 64-byte blocks: a node of
+            // 2·M base links (4 bytes each) plus 14 bytes of head is 142
+            // bytes at M 16, stored in 192; at M 14 it is 126, stored in
+            // 128. That is 64 MB less per million vectors and graph, for
+            // about the same recall once the shortlist is re-ranked
+            // (docs/PERFORMANCE.md, "Search at scale").
+            connectivity: DEFAULT_CONNECTIVITY,
             expansion_add: 128,
             expansion_search: 128,
             quantization: Quantization::I8,

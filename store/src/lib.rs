@@ -45,7 +45,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{Any, AnyPool};
 
-pub use ann::{AnnIndex, AnnOptions, Quantization};
+pub use ann::{AnnIndex, AnnOptions, Quantization, DEFAULT_CONNECTIVITY};
 pub use documents::{
     span_of, DocPiece, Document, DocumentHit, DocumentIndex, DocumentWindow, IndexedDocument, IndexedWindow,
     NewDocument, NewWindow, SummarySentence,

@@ -707,13 +707,33 @@ fn kill_9_of_serve_at_named_and_random_points_leaves_the_index_an_uninterrupted_
     rt().block_on(async {
         let store = Store::open(&db).await.unwrap();
         for v in store.videos().await.unwrap() {
-            // Indexed exactly once: one job, done. (A random kill once left
+            // Indexed exactly once: one job done. (A random kill once left
             // a second, done job here: the startup scan read a video as
             // queued, its job finished, and the scan queued another. A
             // video indexed since it was read is no longer queued again.)
+            // Nine kills can land on one job three times, its attempts: on
+            // a busy machine a job lasts long enough. It then fails as
+            // designed (lease expired on its last attempt) and the next
+            // start queues the video again; anything else is a fault.
             let jobs = store.jobs_of_video(v.id).await.unwrap();
-            assert_eq!(jobs.len(), 1, "{}: one job: {jobs:?}", v.path);
-            assert_eq!(jobs[0].state, JobState::Done, "{}: {jobs:?}", v.path);
+            let done = jobs.iter().filter(|j| j.state == JobState::Done).count();
+            assert_eq!(done, 1, "{}: one job done: {jobs:?}", v.path);
+            assert_eq!(
+                jobs.last().map(|j| j.state),
+                Some(JobState::Done),
+                "{}: {jobs:?}",
+                v.path
+            );
+            for j in jobs.iter().filter(|j| j.state != JobState::Done) {
+                assert_eq!(j.state, JobState::Failed, "{}: {jobs:?}", v.path);
+                assert_eq!(j.attempts, j.max_attempts, "{}: {jobs:?}", v.path);
+                assert!(
+                    j.last_error.as_deref().is_some_and(|e| e.contains("lease expired")),
+                    "{}: a job failed other than by its worker's kills: {jobs:?}",
+                    v.path
+                );
+            }
+            assert!(jobs.len() <= 1 + kills.len() / 3, "{}: {jobs:?}", v.path);
             assert_eq!(
                 store.staged_segments(v.id).await.unwrap().len(),
                 0,

@@ -19,7 +19,8 @@ use crate::{Result, StoreError};
 /// How vectors are stored in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quantization {
-    /// 8-bit integers (a quarter of f32).
+    /// 8-bit integers (a quarter of f32), each vector scaled so its largest
+    /// component is ±127 and rounded (cosine does not see the scale).
     I8,
     /// Half floats.
     F16,
@@ -173,7 +174,11 @@ impl AnnIndex {
         if self.inner.size() >= self.inner.capacity() {
             self.reserve((self.inner.capacity() * 2).max(64))?;
         }
-        self.inner.add(key, vector).map_err(|e| ann_err("adding", e))
+        match Encoded::new(self.quantization(), vector) {
+            Encoded::Float => self.inner.add(key, vector),
+            Encoded::I8(v) => self.inner.add(key, &v),
+        }
+        .map_err(|e| ann_err("adding", e))
     }
 
     /// Whether `key` is in the index.
@@ -186,27 +191,27 @@ impl AnnIndex {
         Ok(self.inner.remove(key).map_err(|e| ann_err("removing", e))? > 0)
     }
 
-    /// The `k` nearest keys to `query` with their cosine similarity, best first.
+    /// The `k` nearest keys to `query` with their cosine similarity (of
+    /// the stored, quantized vectors), best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
         self.check(query)?;
-        let m = self.inner.search(query, k).map_err(|e| ann_err("searching", e))?;
-        Ok(m.keys
-            .into_iter()
-            .zip(m.distances.into_iter().map(|d| 1.0 - d))
-            .collect())
+        let m = match Encoded::new(self.quantization(), query) {
+            Encoded::Float => self.inner.search(query, k),
+            Encoded::I8(q) => self.inner.search(&q, k),
+        }
+        .map_err(|e| ann_err("searching", e))?;
+        Ok(similarities(m))
     }
 
     /// [`AnnIndex::search`] among the keys `keep` accepts.
     pub fn search_filtered(&self, query: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
         self.check(query)?;
-        let m = self
-            .inner
-            .filtered_search(query, k, keep)
-            .map_err(|e| ann_err("searching", e))?;
-        Ok(m.keys
-            .into_iter()
-            .zip(m.distances.into_iter().map(|d| 1.0 - d))
-            .collect())
+        let m = match Encoded::new(self.quantization(), query) {
+            Encoded::Float => self.inner.filtered_search(query, k, keep),
+            Encoded::I8(q) => self.inner.filtered_search(&q, k, keep),
+        }
+        .map_err(|e| ann_err("searching", e))?;
+        Ok(similarities(m))
     }
 
     fn check(&self, query: &[f32]) -> Result<()> {
@@ -239,6 +244,12 @@ impl AnnIndex {
     /// Dimensions of its vectors.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// How its vectors are stored.
+    pub fn quantization(&self) -> Quantization {
+        // Only kinds `quantization` knows are ever created or opened.
+        quantization(self.inner.scalar_kind()).unwrap_or(Quantization::F32)
     }
 
     /// Bytes the index holds in memory (graph and vectors).
@@ -281,6 +292,13 @@ impl AnnIndex {
         let what = || format!("opening {}", path.display());
         let meta = Index::metadata(p).map_err(|e| ann_err(&what(), e))?;
         let dim = meta.dimensions as usize;
+        if quantization(meta.quantization).is_none() {
+            let kind = meta.quantization;
+            return Err(ann_err(
+                &what(),
+                format!("vectors stored as {kind:?}, which kino does not write"),
+            ));
+        }
         let mut o = options(dim, opts);
         o.quantization = meta.quantization;
         o.metric = meta.metric;
@@ -304,6 +322,53 @@ impl AnnIndex {
                 .map_err(|e| ann_err(&what(), e))?;
         }
         Ok(index)
+    }
+}
+
+/// The [`Quantization`] of a usearch scalar kind (`None` for kinds kino
+/// does not write).
+fn quantization(kind: ScalarKind) -> Option<Quantization> {
+    match kind {
+        ScalarKind::I8 => Some(Quantization::I8),
+        ScalarKind::F16 => Some(Quantization::F16),
+        ScalarKind::F32 => Some(Quantization::F32),
+        _ => None,
+    }
+}
+
+/// Cosine distances from usearch as similarities.
+fn similarities(m: usearch::ffi::Matches) -> Vec<(u64, f32)> {
+    m.keys
+        .into_iter()
+        .zip(m.distances.into_iter().map(|d| 1.0 - d))
+        .collect()
+}
+
+/// A vector as it goes into usearch: floats as they are (usearch converts
+/// them to f16 itself), int8 converted here.
+enum Encoded {
+    Float,
+    I8(Vec<i8>),
+}
+
+impl Encoded {
+    fn new(quantization: Quantization, v: &[f32]) -> Encoded {
+        match quantization {
+            Quantization::F32 | Quantization::F16 => Encoded::Float,
+            // usearch's own conversion scales a vector to unit length and
+            // then by 127: a unit 384-d vector's components are about ±0.05,
+            // so they would land on a handful of levels (and be truncated).
+            // Scaling the largest component to ±127 uses the whole range.
+            Quantization::I8 => {
+                let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let scale = if max > 0.0 && max.is_finite() { 127.0 / max } else { 0.0 };
+                Encoded::I8(
+                    v.iter()
+                        .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8)
+                        .collect(),
+                )
+            }
+        }
     }
 }
 
@@ -382,6 +447,7 @@ mod tests {
         idx.save(&path).unwrap();
         let viewed = AnnIndex::view(&path, &AnnOptions::default()).unwrap();
         assert_eq!(viewed.len(), n);
+        assert_eq!(viewed.quantization(), Quantization::I8);
         assert_eq!(viewed.search(q, 10).unwrap(), idx.search(q, 10).unwrap());
         let loaded = AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap();
         assert!(loaded.remove(top.0).unwrap());
@@ -393,5 +459,24 @@ mod tests {
         std::fs::write(dir.path().join("junk.usearch"), b"not an index").unwrap();
         assert!(AnnIndex::view(&dir.path().join("junk.usearch"), &AnnOptions::default()).is_err());
         assert!(AnnIndex::view(&dir.path().join("absent.usearch"), &AnnOptions::default()).is_err());
+    }
+
+    #[test]
+    fn int8_uses_the_whole_range_of_each_vector() {
+        // A unit 384-d vector has components of about ±0.05: scaled by 127
+        // alone they would fall on a dozen levels (cosine to the original
+        // about 0.98); scaled by their largest they keep three decimals.
+        let v = data(1, 384, 5);
+        let Encoded::I8(q) = Encoded::new(Quantization::I8, &v) else {
+            panic!("int8 expected")
+        };
+        assert_eq!(q.iter().map(|x| x.unsigned_abs()).max(), Some(127));
+        let back: Vec<f32> = q.iter().map(|x| *x as f32).collect();
+        let cos = dot(&back, &v) / dot(&back, &back).sqrt();
+        assert!(cos > 0.9995, "cosine of the int8 vector to the original {cos}");
+        let Encoded::I8(zero) = Encoded::new(Quantization::I8, &[0.0; 8]) else {
+            panic!("int8 expected")
+        };
+        assert_eq!(zero, vec![0; 8]);
     }
 }

@@ -179,6 +179,8 @@ pub fn search(b: &SearchBench) -> Result<()> {
     let t = Instant::now();
     let index = AnnIndex::build(b.dim, &b.options, &keys, &base, b.threads)?;
     let build_s = t.elapsed().as_secs_f64();
+    // As `kino serve` does once its shortlists are built or loaded.
+    let huge = kino_store::advise_huge_pages();
     let (rss_after, peak) = rss_bytes();
     eprintln!("index built in {build_s:.1} s");
 
@@ -227,6 +229,7 @@ pub fn search(b: &SearchBench) -> Result<()> {
         "ef_construction": b.options.expansion_add,
         "ef_search": b.options.expansion_search,
         "quantization": format!("{:?}", b.options.quantization).to_lowercase(),
+        "huge_pages_bytes": huge.collapsed,
         "build_s": round(build_s, 2),
         "recall_at_10": round(hits as f64 / total, 4),
         "recall_at_10_reranked": round(hits_reranked as f64 / total, 4),

@@ -21,6 +21,8 @@ mod ann;
 mod documents;
 mod embedding;
 mod error;
+mod hugepages;
+pub use hugepages::{advise as advise_huge_pages, HugePages};
 mod index;
 mod jobs;
 mod live;

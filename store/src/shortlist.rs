@@ -281,6 +281,10 @@ impl Shortlists {
             lists.members.entry(le(video)?).or_default().push(le(id)?);
         }
         lists.segments = meta.segments;
+        // Before searches start, not beside them: moving a million
+        // segments' graphs (1.6 GB) takes about 2 s, and searches running
+        // meanwhile stalled for seconds (measured in docs/PERFORMANCE.md).
+        crate::hugepages::advise();
         Ok(Some((lists, meta.generation)))
     }
 }

@@ -301,6 +301,7 @@ impl Store {
                 next_report = (done + 0.1).min(1.0);
             }
         }
+        crate::hugepages::advise();
         Ok(lists)
     }
 

@@ -282,7 +282,7 @@ impl Shortlists {
         }
         lists.segments = meta.segments;
         // Before searches start, not beside them: moving a million
-        // segments' graphs (1.6 GB) takes about 2 s, and searches running
+        // segments' graphs (1.6 GB) takes about 3.5 s, and searches running
         // meanwhile stalled for seconds (measured in docs/PERFORMANCE.md).
         crate::hugepages::advise();
         Ok(Some((lists, meta.generation)))

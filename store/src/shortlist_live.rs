@@ -301,6 +301,9 @@ impl Store {
                 next_report = (done + 0.1).min(1.0);
             }
         }
+        // Onto huge pages before they are put to use (see
+        // `Shortlists::load`). Searches running meanwhile may pause while
+        // the process's other large mappings move too: once per build.
         crate::hugepages::advise();
         Ok(lists)
     }

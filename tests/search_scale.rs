@@ -90,6 +90,15 @@ fn bench_search_reports_recall_latency_memory_and_a_mapped_cold_start() {
         );
         assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
     }
+    // A misspelt huge-pages setting is refused before any work, not taken as on.
+    let out = kino()
+        .args(["bench", "search", "--segments", "3000"])
+        .env("KINO_HUGE_PAGES", "of")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KINO_HUGE_PAGES=of"), "{err}");
 }
 
 #[test]
@@ -124,7 +133,8 @@ fn bench_index_measures_the_served_index_and_its_cold_start() {
     // Recall and latency for other shortlist sizes beside search's own;
     // a longer shortlist never finds less.
     let sweep = cold["sweep"].as_array().unwrap();
-    assert_eq!(sweep.len(), 5, "{r}");
+    assert_eq!(sweep.len(), 6, "{r}");
+    assert_eq!(sweep[0]["shortlist"], 25, "{r}");
     let recalls: Vec<f64> = sweep.iter().map(|s| s["recall_at_10"].as_f64().unwrap()).collect();
     assert!(recalls.windows(2).all(|w| w[0] <= w[1] + 0.02), "{recalls:?}");
     assert!(sweep.iter().all(|s| s["p99_ms"].as_f64().unwrap() > 0.0), "{r}");

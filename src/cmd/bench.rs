@@ -145,6 +145,7 @@ pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the search benchmark and prints its report.
 pub fn search(b: &SearchBench) -> Result<()> {
+    let huge_pages = super::huge_pages()?;
     if b.segments < 10 || b.queries == 0 || b.dim == 0 {
         return Err(usage("--segments must be at least 10, --queries and --dim at least 1"));
     }
@@ -180,7 +181,11 @@ pub fn search(b: &SearchBench) -> Result<()> {
     let index = AnnIndex::build(b.dim, &b.options, &keys, &base, b.threads)?;
     let build_s = t.elapsed().as_secs_f64();
     // As `kino serve` does once its shortlists are built or loaded.
-    let huge = kino_store::advise_huge_pages();
+    let huge = if huge_pages {
+        kino_store::advise_huge_pages()
+    } else {
+        kino_store::HugePages::default()
+    };
     let (rss_after, peak) = rss_bytes();
     eprintln!("index built in {build_s:.1} s");
 

@@ -42,11 +42,11 @@ pub struct IndexBench {
 }
 
 const PER_VIDEO: usize = 360;
-/// Shortlist size per kind of vector, as search asks.
+/// Shortlist size, as search asks.
 const PRESELECT: usize = crate::query::PRESELECT;
 /// Other shortlist sizes measured beside it (recall and latency), so the
 /// choice of [`PRESELECT`] can be read off one run.
-const SWEEP: [usize; 5] = [50, 100, 150, 200, 400];
+const SWEEP: [usize; 6] = [25, 50, 100, 150, 200, 400];
 
 fn rss() -> (u64, u64) {
     let v = proc_status_bytes(&["RssAnon", "RssFile"]);
@@ -65,12 +65,14 @@ fn scorer(unit: &[f32]) -> impl FnMut(&SegmentView<'_>) -> Option<f32> + '_ {
     }
 }
 
-fn config(dir: &Path) -> ShortlistConfig {
-    ShortlistConfig {
+fn config(dir: &Path) -> Result<ShortlistConfig> {
+    Ok(ShortlistConfig {
         min_segments: 1,
         dir: Some(dir.join("index")),
+        mix: super::shortlist_mix(),
+        huge_pages: super::huge_pages()?,
         ..ShortlistConfig::default()
-    }
+    })
 }
 
 async fn wait_in_use(store: &Store, limit: Duration) -> Result<()> {
@@ -94,6 +96,7 @@ pub fn index(b: &IndexBench) -> Result<()> {
             "--segments must be at least {PER_VIDEO}, --queries and --dim at least 1"
         )));
     }
+    super::huge_pages()?;
     let dir = match &b.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("kino-bench-index-{}", std::process::id())),
@@ -209,7 +212,7 @@ async fn first_run(b: &IndexBench, dir: &Path) -> Result<Value> {
     let segments = videos * PER_VIDEO;
     eprintln!("{segments} segments stored in {populate_s:.0} s");
 
-    store.enable_shortlists(config(dir));
+    store.enable_shortlists(config(dir)?);
     let t = Instant::now();
     store.load_index().await?;
     let read_db_s = t.elapsed().as_secs_f64();
@@ -271,7 +274,7 @@ async fn reopen(dir: &Path) -> Result<Value> {
     let dim = queries.len() / truth.len().max(1);
     let t = Instant::now();
     let store = Store::open(&db_url(dir)).await?;
-    store.enable_shortlists(config(dir));
+    store.enable_shortlists(config(dir)?);
     store.load_index().await?;
     wait_in_use(&store, Duration::from_secs(600)).await?;
     let first: Vec<SearchHit> = store
@@ -289,9 +292,9 @@ async fn reopen(dir: &Path) -> Result<Value> {
     let own = measure(&store, &queries, &truth, dim, PRESELECT, 5).await?;
     let (anon, file) = rss();
     let mut sweep = Vec::new();
-    for per_kind in SWEEP {
-        let m = measure(&store, &queries, &truth, dim, per_kind, 1).await?;
-        sweep.push(json!({ "per_kind": per_kind, "recall_at_10": m.recall, "p50_ms": m.p50, "p99_ms": m.p99 }));
+    for shortlist in SWEEP {
+        let m = measure(&store, &queries, &truth, dim, shortlist, 1).await?;
+        sweep.push(json!({ "shortlist": shortlist, "recall_at_10": m.recall, "p50_ms": m.p50, "p99_ms": m.p99 }));
     }
     Ok(json!({
         "cold_start_s": round(cold_start_s, 2),
@@ -302,7 +305,7 @@ async fn reopen(dir: &Path) -> Result<Value> {
         "p99_ms": own.p99,
         "rss_anon_mib": anon / (1 << 20),
         "rss_file_mib": file / (1 << 20),
-        "per_kind": PRESELECT,
+        "shortlist": PRESELECT,
         "sweep": sweep,
     }))
 }
@@ -316,13 +319,13 @@ struct Measured {
 }
 
 /// Recall@10 (of the first pass) and p50/p99 latency in ms (over all
-/// `passes`) of searches with shortlists of `per_kind` per kind of vector.
+/// `passes`) of searches with shortlists of `shortlist` segments.
 async fn measure(
     store: &Store,
     queries: &[f32],
     truth: &[Vec<i64>],
     dim: usize,
-    per_kind: usize,
+    shortlist: usize,
     passes: usize,
 ) -> Result<Measured> {
     let mut latencies = Vec::new();
@@ -331,7 +334,7 @@ async fn measure(
         for (q, want) in queries.chunks_exact(dim).zip(truth) {
             let t = Instant::now();
             let hits = store
-                .with_index(|i| i.search_shortlisted(q, per_kind, None, scorer(q)))
+                .with_index(|i| i.search_shortlisted(q, shortlist, None, scorer(q)))
                 .await?;
             latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             if pass == 0 {

@@ -21,6 +21,31 @@ use anyhow::Result;
 use crate::cli::Command;
 use crate::config::Config;
 
+/// Whether the approximate index is moved onto transparent huge pages
+/// (`KINO_HUGE_PAGES`: on unless `off`, `0`, `false` or `no`; anything
+/// else but `on`, `1`, `true` or `yes` is a usage error).
+pub(crate) fn huge_pages() -> Result<bool> {
+    match std::env::var("KINO_HUGE_PAGES") {
+        Err(_) => Ok(true),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "on" | "1" | "true" | "yes" => Ok(true),
+            "off" | "0" | "false" | "no" => Ok(false),
+            _ => Err(crate::error::usage(format!("KINO_HUGE_PAGES={v}: expected on or off"))),
+        },
+    }
+}
+
+/// How the approximate index mixes a segment's vectors: with the weights
+/// search scores them by.
+pub(crate) fn shortlist_mix() -> kino_store::Mix {
+    let w = kino_fusion::score::Weights::default();
+    kino_store::Mix {
+        fused: w.fused,
+        text: w.text,
+        visual: w.visual,
+    }
+}
+
 /// Runs one command.
 pub fn dispatch(command: Command, config: &Config, quiet: bool) -> Result<()> {
     match command {

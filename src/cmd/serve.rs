@@ -93,10 +93,12 @@ fn sync_poll(store: &Store) -> Duration {
 /// The search index kept under `$KINO_HOME/index` (vectors memory-mapped,
 /// a snapshot opened on the next start), with approximate shortlists from
 /// `KINO_ANN_MIN_SEGMENTS` segments (default 50,000; below, the exact scan
-/// is as fast).
-fn shortlist_config(config: &Config) -> kino_store::ShortlistConfig {
+/// is as fast), on huge pages unless `KINO_HUGE_PAGES=off`.
+fn shortlist_config(config: &Config) -> Result<kino_store::ShortlistConfig> {
     let mut c = kino_store::ShortlistConfig {
         dir: Some(config.home.join("index")),
+        mix: super::shortlist_mix(),
+        huge_pages: super::huge_pages()?,
         ..Default::default()
     };
     if let Some(n) = std::env::var("KINO_ANN_MIN_SEGMENTS")
@@ -105,7 +107,7 @@ fn shortlist_config(config: &Config) -> kino_store::ShortlistConfig {
     {
         c.min_segments = n;
     }
-    c
+    Ok(c)
 }
 
 /// `kino serve`.
@@ -179,7 +181,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     // snapshot when there is one); on a large library its approximate
     // shortlists follow in the background (search is exact until they are
     // ready). It is saved every minute it changed.
-    store.enable_shortlists(shortlist_config(config));
+    store.enable_shortlists(shortlist_config(config)?);
     let loader = store.clone();
     rt.spawn(async move {
         let started = std::time::Instant::now();

@@ -14,9 +14,9 @@ use kino_web::{moment_sources, Answer, BoxFuture, Citation, Moment, QueryEngine}
 
 mod videos;
 
-/// How many segments each kind of vector shortlists on a large library
-/// (their union is scored exactly), and how many of the best are ranked
-/// into moments. `kino bench index` measures recall and latency for
+/// How many segments the approximate index shortlists on a large library
+/// (each scored exactly), and how many of the best are ranked into
+/// moments. `kino bench index` measures recall and latency for
 /// other sizes beside it.
 pub(crate) const PRESELECT: usize = 200;
 

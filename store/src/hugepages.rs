@@ -1,7 +1,7 @@
 //! Transparent huge pages for the approximate indexes.
 //!
 //! An HNSW search visits thousands of vectors scattered over the whole
-//! index (about 1.6 GB for a million segments' three graphs). With 4 KiB
+//! index (over half a gigabyte for a million segments). With 4 KiB
 //! pages nearly every visit misses the TLB as well as the cache, and the
 //! page walk that follows misses too; with 2 MiB pages those walks mostly
 //! go. usearch maps its own memory (anonymous `mmap` arenas), so kino
@@ -11,8 +11,8 @@
 //! (Linux 6.1 and later) for what is there now. On a kernel with
 //! transparent huge pages set to `never`, or one too old for a call, the
 //! call fails and nothing changes: this is a speed-up, never a requirement.
-//! `KINO_HUGE_PAGES=off` leaves the memory on ordinary pages (to compare,
-//! or where huge pages are unwanted).
+//! The caller decides whether to ask (`kino serve` reads `KINO_HUGE_PAGES`;
+//! see [`crate::ShortlistConfig::huge_pages`]).
 
 /// Mappings smaller than this are left alone (the allocator's small
 /// arenas, thread stacks): the index's arenas are tens to hundreds of MiB.
@@ -29,13 +29,10 @@ pub struct HugePages {
 
 /// Asks for huge pages behind the resident parts of every anonymous
 /// private mapping of at least 32 MiB in this process (see the module
-/// docs), unless `KINO_HUGE_PAGES` is `off`. Resident memory does not grow.
+/// docs). Resident memory does not grow.
 /// Cheap to repeat: memory already on huge pages collapses at once.
 pub fn advise() -> HugePages {
     let mut done = HugePages::default();
-    if turned_off() {
-        return done;
-    }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return done;
     };
@@ -46,11 +43,6 @@ pub fn advise() -> HugePages {
         tracing::debug!(advised = done.advised, collapsed = done.collapsed, "huge pages advised");
     }
     done
-}
-
-/// Whether `KINO_HUGE_PAGES` says `off` (or `0`, `false`, `no`).
-fn turned_off() -> bool {
-    std::env::var("KINO_HUGE_PAGES").is_ok_and(|v| matches!(v.trim(), "off" | "0" | "false" | "no"))
 }
 
 /// `(start, length)` of a `/proc/self/maps` line naming a private,
@@ -176,10 +168,9 @@ mod tests {
             *b = (i / 4096) as u8;
         }
         let done = advise();
-        if !turned_off()
-            && std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-                .map(|s| !s.contains("[never]"))
-                .unwrap_or(false)
+        if std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map(|s| !s.contains("[never]"))
+            .unwrap_or(false)
         {
             // All of it but the unaligned ends.
             assert!(done.advised >= 60 << 20, "{done:?}");

@@ -623,11 +623,15 @@ impl VectorIndex {
     }
 
     /// Top-k by `score` like [`VectorIndex::search_by`], for a query whose
-    /// scores grow with its cosine similarity to the segments' vectors
-    /// (`query`, any length). On a library large enough for the approximate
-    /// shortlists, only the union of the `k` nearest segments by each kind
-    /// of vector is scored (a segment strong on one side only is still
-    /// shortlisted); otherwise, and for one video, every entry is.
+    /// score is the weighted mean of its cosine similarities to a segment's
+    /// vectors (`query`, any length), weighed as the shortlists' [`Mix`]
+    /// says. On a library large enough for the approximate shortlists, only
+    /// the `k` segments nearest by their mixed vectors are scored (a
+    /// segment strong on one side only is shortlisted when that side makes
+    /// its score high); otherwise, and for one video, every entry is.
+    /// Another score gets right answers from a worse shortlist.
+    ///
+    /// [`Mix`]: crate::Mix
     pub fn search_shortlisted(
         &self,
         query: &[f32],
@@ -648,7 +652,7 @@ impl VectorIndex {
         self.search_by(k, video, score)
     }
 
-    /// The shortlists' union for `q` (unit length), each member scored on
+    /// The shortlist of `k` for `q` (unit length), each member scored on
     /// its rows read from the files ([`VectorIndex::read_view`]).
     fn score_candidates(
         &self,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::{RowStore, Slot, VectorIndex, FIELD_NAMES};
 use crate::rows::Rows;
-use crate::shortlist::Shortlists;
+use crate::shortlist::{Mix, Shortlists};
 use crate::{now_ms, AnnOptions, Result, StoreError};
 
 const FORMAT: u32 = 1;
@@ -179,7 +179,7 @@ impl IndexFolder {
     /// Opens the snapshot: the index (vectors mapped from its rows
     /// folder), the generation it reflects and its shortlists (if saved
     /// and readable). `Ok(None)` when there is none.
-    pub(crate) fn load(&self, options: AnnOptions) -> Result<Option<(VectorIndex, i64, Option<Shortlists>)>> {
+    pub(crate) fn load(&self, options: AnnOptions, mix: Mix) -> Result<Option<(VectorIndex, i64, Option<Shortlists>)>> {
         let snapshot = self.snapshot();
         let meta_path = snapshot.join("meta.json");
         if !meta_path.exists() {
@@ -243,7 +243,7 @@ impl IndexFolder {
             });
         }
         index.restore(slots);
-        let lists = match Shortlists::load(&snapshot.join("shortlists"), options) {
+        let lists = match Shortlists::load(&snapshot.join("shortlists"), options, mix) {
             Ok(Some((lists, _))) if lists.len() == index.len() => Some(lists),
             Ok(Some(_)) => {
                 tracing::warn!("saved approximate index does not match the saved segments; it will be rebuilt");

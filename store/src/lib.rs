@@ -35,7 +35,7 @@ mod sessions;
 mod shortlist;
 mod shortlist_live;
 pub use segments::{IndexVersions, CUE_SOURCE_SPANS_PER_QUERY};
-pub use shortlist::{ShortlistConfig, ShortlistStatus};
+pub use shortlist::{Mix, ShortlistConfig, ShortlistStatus, SHORTLIST_CONNECTIVITY};
 mod types;
 mod url;
 mod videos;

@@ -108,9 +108,19 @@ impl Store {
             return Ok(false);
         }
         let started = Instant::now();
-        let options = cfg.options;
+        let (options, mix, huge_pages) = (cfg.options, cfg.mix, cfg.huge_pages);
         let f = folder.clone();
-        let saved = match tokio::task::spawn_blocking(move || f.load(options)).await {
+        let load = move || {
+            let saved = f.load(options, mix)?;
+            // Before searches start, not beside them: moving a million
+            // segments' graphs takes seconds, and searches running
+            // meanwhile stalled for seconds (docs/PERFORMANCE.md).
+            if huge_pages && saved.as_ref().is_some_and(|s| s.2.is_some()) {
+                crate::hugepages::advise();
+            }
+            Ok::<_, StoreError>(saved)
+        };
+        let saved = match tokio::task::spawn_blocking(load).await {
             Ok(Ok(Some(saved))) => saved,
             Ok(Ok(None)) => return Ok(false),
             Ok(Err(e)) => {
@@ -268,7 +278,7 @@ impl Store {
     /// Builds shortlists of `videos`, copying a few videos at a time out of
     /// the exact index (writers wait only for a copy, not for the build).
     fn build_from_index(&self, cfg: &ShortlistConfig, epoch: u64, videos: &[i64]) -> Result<Shortlists> {
-        let mut lists = Shortlists::new(cfg.options);
+        let mut lists = Shortlists::new(cfg.options, cfg.mix);
         let mut next_report = 0.1;
         for (i, chunk) in videos.chunks(BUILD_CHUNK).enumerate() {
             if self.live.closing.load(Ordering::SeqCst) {
@@ -301,10 +311,12 @@ impl Store {
                 next_report = (done + 0.1).min(1.0);
             }
         }
-        // Onto huge pages before they are put to use (see
-        // `Shortlists::load`). Searches running meanwhile may pause while
-        // the process's other large mappings move too: once per build.
-        crate::hugepages::advise();
+        // Onto huge pages before they are put to use (as when opened).
+        // Searches running meanwhile may pause while the process's other
+        // large mappings move too: once per build.
+        if cfg.huge_pages {
+            crate::hugepages::advise();
+        }
         Ok(lists)
     }
 

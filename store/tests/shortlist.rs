@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kino_store::{dot, Backend, IndexVersions, SearchHit, ShortlistConfig, Store};
+use kino_store::{dot, Backend, IndexVersions, Mix, SearchHit, ShortlistConfig, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,11 +41,17 @@ fn config(dir: &Path, min_segments: usize) -> ShortlistConfig {
     }
 }
 
-/// The scorer search uses has the same shape: the best of the kinds of vector.
+/// Search's score (the vectors here are unit length): the weighted mean of
+/// the similarities a segment has, weighed as the shortlists mix them.
 fn scorer(q: &[f32]) -> impl FnMut(&kino_store::SegmentView<'_>) -> Option<f32> + '_ {
+    let w = Mix::default();
     move |e| {
-        let t = e.text.map(|t| dot(t, q)).unwrap_or(f32::MIN);
-        Some(dot(e.fused, q).max(t))
+        let sides = [(Some(e.fused), w.fused), (e.text, w.text), (e.visual, w.visual)];
+        let (sum, total) = sides
+            .iter()
+            .filter_map(|(v, w)| v.map(|v| (w * dot(v, q), *w)))
+            .fold((0.0, 0.0), |(s, t), (x, w)| (s + x, t + w));
+        Some(sum / total)
     }
 }
 
@@ -117,7 +123,9 @@ both_backends!(
         let centres: Vec<Vec<f32>> = (0..12)
             .map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()))
             .collect();
-        // One segment is strong only on its text side.
+        // One segment is strong only on its words: its text vector is the
+        // query below, its pictures show something else, and its fused
+        // vector (of both) carries half of the words.
         let special = unit((0..DIM).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
         let mut text_only_video = 0;
         for v in 0..VIDEOS {
@@ -126,6 +134,9 @@ both_backends!(
                 .map(|s| {
                     let mut seg = segment(s as i64 * 10_000, "x", clustered(&mut rng, &centres));
                     seg.text_emb = Some(if v == 11 && s == 5 {
+                        let pictures = clustered(&mut rng, &centres);
+                        seg.fused = unit(special.iter().zip(&pictures).map(|(a, b)| a + b).collect());
+                        seg.visual_emb = Some(pictures);
                         special.clone()
                     } else {
                         clustered(&mut rng, &centres)
@@ -149,6 +160,13 @@ both_backends!(
         assert_eq!(reader.shortlist_status().segments, VIDEOS * PER_VIDEO);
         let r = recall(&reader, &queries).await;
         assert!(r >= 0.95, "recall@10 {r}");
+        // The segment strong only on its text side is the best (exactly),
+        // and the shortlists find it.
+        let exact = reader
+            .with_index(|i| i.search_by(1, None, scorer(&special)))
+            .await
+            .unwrap();
+        assert_eq!(exact[0].video_id, text_only_video);
         assert_eq!(top_video(&reader, &special).await, text_only_video);
         // One video's search is exact, and stays within the video.
         let one = reader

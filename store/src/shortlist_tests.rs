@@ -1,6 +1,9 @@
 use super::*;
 use crate::index::IndexedSegment;
 
+/// A test's outcome: an error fails it, naming what went wrong.
+type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
 fn seg(id: i64, video: i64, fused: Vec<f32>, text: Option<Vec<f32>>) -> IndexedSegment {
     IndexedSegment {
         segment_id: id,
@@ -20,51 +23,44 @@ fn unit(i: usize, dim: usize) -> Vec<f32> {
 }
 
 #[test]
-fn shortlists_follow_videos_and_survive_a_save() {
+fn shortlists_follow_videos_and_survive_a_save() -> TestResult {
     let dim = 8;
     let mut lists = Shortlists::new(AnnOptions::default(), Mix::default());
     let entries: Vec<IndexedSegment> = (0..40)
         .map(|i| seg(i, i % 4, unit(i as usize, dim), (i == 3).then(|| unit(7, dim))))
         .collect();
     let views: Vec<SegmentView<'_>> = entries.iter().map(IndexedSegment::view).collect();
-    lists.add(&views, 2).unwrap();
+    lists.add(&views, 2)?;
     assert_eq!(lists.len(), 40);
     // Segment 3 is found by its text vector too: after the five segments
     // whose only vector is the query, and before those with nothing like it.
-    let c = lists.candidates(&unit(7, dim), 6).unwrap();
+    let c = lists.candidates(&unit(7, dim), 6)?;
     assert_eq!(c.len(), 6);
     assert!(c.contains(&3), "{c:?}");
-    assert!(!lists.candidates(&unit(7, dim), 5).unwrap().contains(&3));
+    assert!(!lists.candidates(&unit(7, dim), 5)?.contains(&3));
     // Replacing video 1 swaps its segments.
-    lists
-        .replace_video(1, &[seg(100, 1, unit(5, dim), None).view()])
-        .unwrap();
+    lists.replace_video(1, &[seg(100, 1, unit(5, dim), None).view()])?;
     assert_eq!(lists.len(), 31);
-    let c = lists.candidates(&unit(1, dim), 40).unwrap();
+    let c = lists.candidates(&unit(1, dim), 40)?;
     assert!(!c.contains(&1) && !c.contains(&5) && c.contains(&100), "{c:?}");
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let at = dir.path().join("shortlists");
-    lists.save(&at, 42).unwrap();
-    lists.save(&at, 43).unwrap();
-    let (loaded, generation) = Shortlists::load(&at, AnnOptions::default(), Mix::default())
-        .unwrap()
-        .unwrap();
+    lists.save(&at, 42)?;
+    lists.save(&at, 43)?;
+    let (loaded, generation) =
+        Shortlists::load(&at, AnnOptions::default(), Mix::default())?.ok_or("nothing loaded from the saved folder")?;
     assert_eq!(generation, 43);
     assert_eq!(loaded.len(), 31);
     assert_eq!(loaded.source, "loaded");
-    let mut a = loaded.candidates(&unit(2, dim), 10).unwrap();
-    let mut b = lists.candidates(&unit(2, dim), 10).unwrap();
+    let mut a = loaded.candidates(&unit(2, dim), 10)?;
+    let mut b = lists.candidates(&unit(2, dim), 10)?;
     a.sort();
     b.sort();
     assert_eq!(a, b);
 
     // Nothing saved: None; a damaged folder: an error naming it.
-    assert!(
-        Shortlists::load(&dir.path().join("none"), AnnOptions::default(), Mix::default())
-            .unwrap()
-            .is_none()
-    );
+    assert!(Shortlists::load(&dir.path().join("none"), AnnOptions::default(), Mix::default())?.is_none());
     // Made with another mix: not used (it would shortlist for another score).
     let other = Mix {
         fused: 1.0,
@@ -72,19 +68,20 @@ fn shortlists_follow_videos_and_survive_a_save() {
     };
     let err = Shortlists::load(&at, AnnOptions::default(), other)
         .err()
-        .unwrap()
+        .ok_or("a folder made with another mix was loaded")?
         .to_string();
     assert!(err.contains("mix"), "{err}");
-    std::fs::write(at.join("members.bin"), b"short").unwrap();
+    std::fs::write(at.join("members.bin"), b"short")?;
     let err = Shortlists::load(&at, AnnOptions::default(), Mix::default())
         .err()
-        .unwrap()
+        .ok_or("a damaged folder was loaded")?
         .to_string();
     assert!(err.contains("members.bin"), "{err}");
+    Ok(())
 }
 
 #[test]
-fn a_mixed_vector_scores_as_search_does() {
+fn a_mixed_vector_scores_as_search_does() -> TestResult {
     // Search's score: the weighted mean of the cosine similarities a
     // segment has (a vector of zeros counts as 0, a side it lacks not at all).
     let cos = |a: &[f32], b: &[f32]| {
@@ -134,7 +131,7 @@ fn a_mixed_vector_scores_as_search_does() {
             text,
             visual,
         };
-        let m = mix.of(&e.view(), None).unwrap();
+        let m = mix.of(&e.view(), None).ok_or(format!("case {i}: nothing mixed"))?;
         let got: f32 = q.iter().zip(&m).map(|(a, b)| a * b).sum();
         assert!((got - want).abs() < 1e-5, "case {i}: {got} against {want}");
         // Lifted to unit length: the query's cosine with it is the score.
@@ -149,4 +146,5 @@ fn a_mixed_vector_scores_as_search_does() {
     assert!(mix.of(&e.view(), None).is_none());
     let e = seg(9, 1, zeros.clone(), Some(zeros));
     assert!(mix.of(&e.view(), None).is_none());
+    Ok(())
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ann::{AnnIndex, AnnOptions};
-use crate::index::SegmentView;
+use crate::index::{dot, SegmentView};
 use crate::{Result, StoreError};
 
 /// The weights search gives each kind of similarity; the shortlists mix
@@ -75,7 +75,7 @@ impl Mix {
                 continue;
             };
             total += w;
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let norm = dot(v, v).sqrt();
             if norm > 0.0 && norm.is_finite() {
                 for (m, x) in mean.iter_mut().zip(v) {
                     *m += w * x / norm;
@@ -150,7 +150,7 @@ pub struct ShortlistStatus {
 /// unit length: a query with 0 there then has a cosine with it equal to
 /// its dot product with `mean`.
 fn lifted(mut mean: Vec<f32>) -> Vec<f32> {
-    let sq: f32 = mean.iter().map(|x| x * x).sum();
+    let sq = dot(&mean, &mean);
     mean.push((1.0 - sq).max(0.0).sqrt());
     mean
 }

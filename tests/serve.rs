@@ -178,6 +178,23 @@ fn serve_refuses_a_public_bind_without_a_token() {
     );
 }
 
+#[test]
+fn serve_refuses_a_misspelt_huge_pages_setting_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kino"))
+        .env("KINO_HUGE_PAGES", "of")
+        .arg("--home")
+        .arg(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Refused first: not after loading models or opening the web port.
+    assert!(err.contains("KINO_HUGE_PAGES=of: expected on or off"), "{err}");
+    assert!(!err.contains("web UI"), "{err}");
+}
+
 /// The real `kino serve` (real sentence encoder on every query) under a
 /// slow-loris attack of 500 connections, each sending one header line every
 /// two seconds and never ending its request head: a normal client's 1,000

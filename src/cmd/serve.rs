@@ -115,6 +115,8 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     let bind: SocketAddr = bind
         .parse()
         .map_err(|e| usage(format!("--bind {bind}: not an address like 127.0.0.1:8080 ({e})")))?;
+    // Read (and checked) before anything starts.
+    let shortlists = shortlist_config(config)?;
     let web_config = kino_web::WebConfig {
         bind,
         token: token.filter(|t| !t.is_empty()),
@@ -181,7 +183,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
     // snapshot when there is one); on a large library its approximate
     // shortlists follow in the background (search is exact until they are
     // ready). It is saved every minute it changed.
-    store.enable_shortlists(shortlist_config(config)?);
+    store.enable_shortlists(shortlists);
     let loader = store.clone();
     rt.spawn(async move {
         let started = std::time::Instant::now();

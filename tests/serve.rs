@@ -178,21 +178,40 @@ fn serve_refuses_a_public_bind_without_a_token() {
     );
 }
 
-#[test]
-fn serve_refuses_a_misspelt_huge_pages_setting_before_starting() {
+/// `kino serve` on an empty home with one setting in its environment:
+/// exit code and standard error.
+fn serve_with(setting: &str, value: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kino"))
-        .env("KINO_HUGE_PAGES", "of")
+        .env(setting, value)
         .arg("--home")
         .arg(dir.path())
         .args(["serve", "--bind", "127.0.0.1:0"])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn serve_refuses_a_misspelt_huge_pages_setting_before_starting() {
+    let (code, err) = serve_with("KINO_HUGE_PAGES", "of");
+    assert_eq!(code, Some(2), "{err}");
     // Refused first: not after loading models or opening the web port.
     assert!(err.contains("KINO_HUGE_PAGES=of: expected on or off"), "{err}");
     assert!(!err.contains("web UI"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_search_concurrency_that_is_not_a_positive_number() {
+    for bad in ["0", "four", "-1"] {
+        let (code, err) = serve_with("KINO_SEARCH_CONCURRENCY", bad);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(
+            err.contains(&format!("KINO_SEARCH_CONCURRENCY={bad}: expected a whole number")),
+            "{err}"
+        );
+        assert!(!err.contains("web UI"), "{err}");
+    }
 }
 
 /// The real `kino serve` (real sentence encoder on every query) under a

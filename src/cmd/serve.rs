@@ -110,6 +110,19 @@ fn shortlist_config(config: &Config) -> Result<kino_store::ShortlistConfig> {
     Ok(c)
 }
 
+/// `KINO_SEARCH_CONCURRENCY`: searches answered at once (default: the cores).
+fn search_concurrency() -> Result<usize> {
+    match std::env::var("KINO_SEARCH_CONCURRENCY") {
+        Err(_) => Ok(kino_web::WebConfig::default().search_concurrency),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(usage(format!(
+                "KINO_SEARCH_CONCURRENCY={v}: expected a whole number of searches, at least 1"
+            ))),
+        },
+    }
+}
+
 /// `kino serve`.
 pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<String>) -> Result<()> {
     let bind: SocketAddr = bind
@@ -122,6 +135,7 @@ pub fn serve(config: &Config, libraries: &[PathBuf], bind: &str, token: Option<S
         token: token.filter(|t| !t.is_empty()),
         library_roots: libraries.to_vec(),
         thumbnails_dir: Some(config.home.join("thumbnails")),
+        search_concurrency: search_concurrency()?,
         ..kino_web::WebConfig::default()
     };
     kino_web::check_bind(&web_config).map_err(|e| usage(e.to_string()))?;

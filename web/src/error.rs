@@ -45,6 +45,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Message shown to the client.
     pub message: String,
+    /// Seconds after which the client may try again (`Retry-After`), if any.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,7 +55,13 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// The same error, answered with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     /// 400 Bad Request.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -106,7 +114,12 @@ impl IntoResponse for ApiError {
             error: self.message,
             status: self.status.as_u16(),
         };
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        res
     }
 }
 

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod feedback;
 pub mod files;
+pub mod gate;
 pub mod guard;
 pub mod history;
 pub mod listen;
@@ -69,6 +70,10 @@ pub struct WebConfig {
     pub thumbnails_dir: Option<PathBuf>,
     /// Time allowed to produce a response's head.
     pub request_timeout: Duration,
+    /// Searches and questions answered at once; more wait their turn in
+    /// the order they came (see [`gate`]). Default: twice the cores (a
+    /// search also waits on the store, and its core should not idle then).
+    pub search_concurrency: usize,
 }
 
 impl Default for WebConfig {
@@ -79,6 +84,7 @@ impl Default for WebConfig {
             library_roots: vec![],
             thumbnails_dir: None,
             request_timeout: Duration::from_secs(30),
+            search_concurrency: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Wrong tokens per client address (see [`guard`]).
     pub failures: guard::Failures,
+    /// The turns searches and questions take (see [`gate`]).
+    pub searches: gate::SearchGate,
 }
 
 impl AppState {
@@ -131,6 +139,7 @@ impl AppState {
             metrics: install_metrics(),
             request_timeout: config.request_timeout,
             failures: guard::Failures::default(),
+            searches: gate::SearchGate::new(config.search_concurrency),
         }
     }
 }

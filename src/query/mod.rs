@@ -12,13 +12,20 @@ use kino_language::SentenceEncoder;
 use kino_store::Store;
 use kino_web::{moment_sources, Answer, BoxFuture, Citation, Moment, QueryEngine};
 
+mod grow;
 mod videos;
 
 /// How many segments the approximate index shortlists on a large library
 /// (each scored exactly), and how many of the best are ranked into
-/// moments. `kino bench index` measures recall and latency for
+/// moments (with the segments the best of them grow into: see
+/// [`GROWN_SEEDS`]). `kino bench index` measures recall and latency for
 /// other sizes beside it.
-pub(crate) const PRESELECT: usize = 200;
+pub(crate) const PRESELECT: usize = 100;
+
+/// Per moment asked, how many of the best candidates have the segments
+/// beside them in time read and scored, so their moments grow as far as
+/// the ranking's rule lets them, past the shortlist ([`grow`]).
+const GROWN_SEEDS: usize = 2;
 
 thread_local! {
     /// The one-thread pool a request thread encodes its queries on (none
@@ -115,10 +122,11 @@ impl Engine {
         // vectors, keeping each score's parts: ranking needs only those and
         // the candidates' times, so no vector is copied or scored twice.
         let mut parts: HashMap<i64, score::Scores> = HashMap::new();
+        let opts = score::RankOptions::default();
         let hits: Vec<kino_store::SearchHit> = self
             .store
             .with_index(|idx| {
-                idx.search_shortlisted(&unit, PRESELECT.max(k * 4), video, |e| {
+                let mut scorer = |e: &kino_store::SegmentView<'_>| {
                     let v = score::SegmentVectors {
                         fused: e.fused,
                         text: e.text,
@@ -127,7 +135,13 @@ impl Engine {
                     let s = score::score_unit_parts(&unit, &v, (e.segment_id, e.video_id), &w).ok()?;
                     parts.insert(e.segment_id, s);
                     Some(s.score)
-                })
+                };
+                let mut hits = idx.search_shortlisted(&unit, PRESELECT.max(k * 4), video, &mut scorer);
+                // Rows that cannot be read leave the moments as the shortlist makes them.
+                if let Err(e) = grow::grow_past_shortlist(idx, &mut hits, GROWN_SEEDS * k, &opts, &mut scorer) {
+                    tracing::warn!(error = %e, "moments not grown past the shortlist");
+                }
+                hits
             })
             .await?;
         // Ranking reads only times and scores: the words (and thumbnails)
@@ -151,7 +165,7 @@ impl Engine {
                 Some((c, s))
             })
             .unzip();
-        let ranking = score::plan_scored(&candidates, scored, k, &score::RankOptions::default());
+        let ranking = score::plan_scored(&candidates, scored, k, &opts);
         let mut members: Vec<usize> = ranking.members().collect();
         members.sort_unstable();
         members.dedup();

@@ -456,7 +456,9 @@ impl VectorIndex {
     }
 
     /// Makes `list` the video's entries (its old ones become garbage).
-    fn install(&mut self, video_id: i64, list: Vec<Slot>) {
+    fn install(&mut self, video_id: i64, mut list: Vec<Slot>) {
+        // In time order: the segments beside one are its neighbours in the list.
+        list.sort_by_key(|s| (s.start_ms, s.end_ms, s.segment_id));
         if let Some(old) = self.videos.remove(&video_id) {
             for e in &old {
                 self.positions.remove(&e.segment_id);
@@ -469,10 +471,10 @@ impl VectorIndex {
                 if other != video_id {
                     if let Some(l) = self.videos.get_mut(&other) {
                         if pos < l.len() {
-                            l.swap_remove(pos);
+                            l.remove(pos);
                             self.len -= 1;
-                            if let Some(moved) = l.get(pos) {
-                                self.positions.insert(moved.segment_id, (other, pos));
+                            for (j, moved) in l.iter().enumerate().skip(pos) {
+                                self.positions.insert(moved.segment_id, (other, j));
                             }
                         }
                     }
@@ -622,6 +624,46 @@ impl VectorIndex {
         top.into_sorted()
     }
 
+    /// The segment of `segment_id`'s video next to it in time: with
+    /// `later`, the first after it that starts at or after its end;
+    /// otherwise the last before it that ends at or before its start (a
+    /// video's entries are kept in time order). `None` at either end of the
+    /// video and for an unknown segment. How a search grows its best
+    /// moments past its shortlist.
+    pub fn beside(&self, segment_id: i64, later: bool) -> Option<i64> {
+        let (video, pos) = *self.positions.get(&segment_id)?;
+        let list = self.videos.get(&video)?;
+        let at = list.get(pos)?;
+        let next = if later {
+            list[pos + 1..].iter().find(|s| s.start_ms >= at.end_ms)
+        } else {
+            list[..pos].iter().rev().find(|s| s.end_ms <= at.start_ms)
+        };
+        next.map(|s| s.segment_id)
+    }
+
+    /// One segment scored by `score` on its vectors, read as the
+    /// shortlisted search reads them; `None` for an unknown segment or
+    /// when `score` skips it.
+    pub fn score_one(
+        &self,
+        segment_id: i64,
+        score: impl FnOnce(&SegmentView<'_>) -> Option<f32>,
+    ) -> Result<Option<SearchHit>> {
+        let Some(slot) = self.slot(segment_id) else {
+            return Ok(None);
+        };
+        let mut scratch = Vec::new();
+        let e = self.read_view(slot, &mut scratch)?;
+        Ok(score(&e).map(|score| SearchHit {
+            segment_id: slot.segment_id,
+            video_id: slot.video_id,
+            start_ms: slot.start_ms,
+            end_ms: slot.end_ms,
+            score,
+        }))
+    }
+
     /// Top-k by `score` like [`VectorIndex::search_by`], for a query whose
     /// score is the weighted mean of its cosine similarities to a segment's
     /// vectors (`query`, any length), weighed as the shortlists' [`Mix`]
@@ -688,6 +730,35 @@ mod tests {
             text: None,
             visual: None,
         }
+    }
+
+    #[test]
+    fn beside_finds_the_neighbours_in_time_whatever_the_order_stored() {
+        let mut idx = VectorIndex::default();
+        // Video 1's segments stored out of time order; video 2 in between.
+        for (id, video, start) in [(3, 1, 20_000), (1, 1, 0), (9, 2, 10_000), (2, 1, 10_000)] {
+            let mut s = seg(id, video, vec![id as f32, 1.0]);
+            s.start_ms = start;
+            s.end_ms = start + 10_000;
+            idx.insert(s).unwrap();
+        }
+        let next = |id: i64, later: bool| idx.beside(id, later);
+        assert_eq!(next(1, true), Some(2));
+        assert_eq!(next(2, true), Some(3));
+        assert_eq!(next(2, false), Some(1));
+        assert_eq!(next(1, false), None, "the video's first segment");
+        assert_eq!(next(3, true), None, "the video's last segment");
+        assert_eq!(next(9, true), None, "another video's segments are not beside it");
+        assert_eq!(next(42, true), None, "an unknown segment");
+        // Scored on its own (normalised) vectors; a skipped one is None.
+        let hit = idx.score_one(3, |e| Some(e.fused[0])).unwrap().unwrap();
+        assert_eq!(
+            (hit.segment_id, hit.video_id, hit.start_ms, hit.end_ms),
+            (3, 1, 20_000, 30_000)
+        );
+        assert!((hit.score - 3.0 / 10f32.sqrt()).abs() < 1e-6, "{}", hit.score);
+        assert!(idx.score_one(3, |_| None).unwrap().is_none());
+        assert!(idx.score_one(42, |_| Some(1.0)).unwrap().is_none());
     }
 
     #[test]

@@ -123,6 +123,9 @@ impl Default for ShortlistConfig {
             min_segments: 50_000,
             options: AnnOptions {
                 connectivity: SHORTLIST_CONNECTIVITY,
+                // A search asks for its whole shortlist (100), and the walk
+                // keeps at least that many: this is only the floor.
+                expansion_search: 64,
                 ..AnnOptions::default()
             },
             mix: Mix::default(),

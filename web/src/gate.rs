@@ -8,6 +8,7 @@
 //! fair), so a search waits for those that came before it, not for those
 //! that came after. At most [`MAX_WAITING`] wait; past that a search is
 //! answered 503 with `Retry-After`, rather than queueing without bound.
+//! `/metrics` shows how many wait (`kino_searches_waiting`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -54,16 +55,18 @@ impl SearchGate {
     /// Waits for this search's turn; 503 when [`MAX_WAITING`] wait already.
     pub async fn enter(&self) -> Result<Turn<'_>, ApiError> {
         if let Ok(turn) = self.turns.try_acquire() {
+            show_waiting(self.waiting());
             return Ok(turn);
         }
         // Counted while waiting, also when the request is dropped meanwhile.
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
+                show_waiting(self.0.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
             }
         }
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+        let before = self.waiting.fetch_add(1, Ordering::Relaxed);
+        if before >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -71,12 +74,18 @@ impl SearchGate {
             )
             .retry_after(1));
         }
+        show_waiting(before + 1);
         let _waiting = Waiting(&self.waiting);
         self.turns
             .acquire()
             .await
             .map_err(|_| ApiError::internal("the search gate is closed"))
     }
+}
+
+/// `/metrics`: `kino_searches_waiting`, the searches waiting for a turn.
+fn show_waiting(n: usize) {
+    metrics::gauge!("kino_searches_waiting").set(n as f64);
 }
 
 #[cfg(test)]

@@ -582,6 +582,7 @@ both_backends!(ops_endpoints, |app: Router, _store: Store, _fx: Fixture| async m
     let text = m.text();
     assert!(text.contains("kino_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/api/search\""), "{text}");
+    assert!(text.contains("kino_searches_waiting "), "{text}");
     let doc = get(&app, "/api/openapi.json").await.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for p in [

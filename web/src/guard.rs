@@ -118,13 +118,12 @@ pub async fn shield(State(st): State<Arc<AppState>>, req: Request, next: Next) -
     let addr = crate::listen::peer(&req).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     if let Some(left) = st.failures.blocked(addr) {
         let secs = left.as_secs().max(1);
-        let mut res = ApiError::new(
+        return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!("too many wrong tokens from {addr}; try again in {secs} s"),
         )
+        .retry_after(secs)
         .into_response();
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
     }
     let credential = presents_credential(req.method(), req.uri().path(), req.headers());
     let res = next.run(req).await;

@@ -110,10 +110,10 @@ fn shortlist_config(config: &Config) -> Result<kino_store::ShortlistConfig> {
     Ok(c)
 }
 
-/// `KINO_SEARCH_CONCURRENCY`: searches answered at once (default: the cores).
+/// `KINO_SEARCH_CONCURRENCY`: searches answered at once (default: twice the cores).
 fn search_concurrency() -> Result<usize> {
     match std::env::var("KINO_SEARCH_CONCURRENCY") {
-        Err(_) => Ok(kino_web::WebConfig::default().search_concurrency),
+        Err(_) => Ok(kino_web::default_search_concurrency()),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(usage(format!(

@@ -362,9 +362,7 @@ pub(crate) async fn run_search(
     record: bool,
 ) -> ApiResult<Vec<Moment>> {
     let started = Instant::now();
-    let turn = st.searches.enter().await?;
-    let results = st.engine.search(q, k, video).await?;
-    drop(turn);
+    let results = st.searches.run(st.engine.search(q, k, video)).await??;
     metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
     if record {
         record_search(st, q, started).await?;
@@ -387,9 +385,7 @@ async fn record_search(st: &AppState, q: &str, started: Instant) -> ApiResult<()
 /// Asks the engine and records the question with its answer (shared by the API and the page).
 pub(crate) async fn run_ask(st: &AppState, question: &str) -> ApiResult<AskResponse> {
     let started = Instant::now();
-    let turn = st.searches.enter().await?;
-    let Answer { answer, citations } = st.engine.ask(question).await?;
-    drop(turn);
+    let Answer { answer, citations } = st.searches.run(st.engine.ask(question)).await??;
     let latency_ms = started.elapsed().as_millis() as i64;
     metrics::histogram!("kino_ask_seconds").record(started.elapsed().as_secs_f64());
     let q = NewQuery {
@@ -410,9 +406,7 @@ pub(crate) async fn run_ask(st: &AppState, question: &str) -> ApiResult<AskRespo
 /// Videos for a query, best first (shared by the API and the page).
 pub(crate) async fn run_search_videos(st: &AppState, q: &str, k: usize) -> ApiResult<Vec<VideoResult>> {
     let started = Instant::now();
-    let turn = st.searches.enter().await?;
-    let results = st.engine.search_videos(q, k).await?;
-    drop(turn);
+    let results = st.searches.run(st.engine.search_videos(q, k)).await??;
     metrics::histogram!("kino_search_seconds").record(started.elapsed().as_secs_f64());
     record_search(st, q, started).await?;
     Ok(results)

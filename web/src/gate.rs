@@ -3,16 +3,18 @@
 //! A search is a few milliseconds of work on a core. When more arrive than
 //! the cores can run, running them all at once interleaves them: each one
 //! stretches by however many others happen to run beside it, and the
-//! unlucky ones wait longest. The gate lets [`SearchGate::permits`] run at
+//! unlucky ones wait longest. The gate lets a set number of them run at
 //! once and queues the rest in the order they came (tokio's semaphore is
 //! fair), so a search waits for those that came before it, not for those
 //! that came after. At most [`MAX_WAITING`] wait; past that a search is
 //! answered 503 with `Retry-After`, rather than queueing without bound.
 //! `/metrics` shows how many wait (`kino_searches_waiting`).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::StatusCode;
+use metrics::Gauge;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
@@ -24,27 +26,21 @@ pub const MAX_WAITING: usize = 1024;
 #[derive(Debug)]
 pub struct SearchGate {
     turns: Semaphore,
-    permits: usize,
     waiting: AtomicUsize,
+    /// `kino_searches_waiting` on `/metrics`.
+    shown: Gauge,
 }
-
-/// A search's turn: held while it runs.
-pub type Turn<'a> = SemaphorePermit<'a>;
 
 impl SearchGate {
     /// A gate letting `permits` searches run at once (at least one).
     pub fn new(permits: usize) -> SearchGate {
-        let permits = permits.max(1);
+        let shown = metrics::gauge!("kino_searches_waiting");
+        shown.set(0.0);
         SearchGate {
-            turns: Semaphore::new(permits),
-            permits,
+            turns: Semaphore::new(permits.max(1)),
             waiting: AtomicUsize::new(0),
+            shown,
         }
-    }
-
-    /// How many searches run at once.
-    pub fn permits(&self) -> usize {
-        self.permits
     }
 
     /// Searches waiting for a turn now.
@@ -52,17 +48,24 @@ impl SearchGate {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits for this search's turn; 503 when [`MAX_WAITING`] wait already.
-    pub async fn enter(&self) -> Result<Turn<'_>, ApiError> {
+    /// Runs `work` in its turn (the turn is given back as soon as it is
+    /// done); 503 when [`MAX_WAITING`] wait already.
+    pub async fn run<T>(&self, work: impl Future<Output = T>) -> Result<T, ApiError> {
+        let _turn = self.enter().await?;
+        Ok(work.await)
+    }
+
+    /// Waits for a turn.
+    async fn enter(&self) -> Result<SemaphorePermit<'_>, ApiError> {
         if let Ok(turn) = self.turns.try_acquire() {
-            show_waiting(self.waiting());
             return Ok(turn);
         }
         // Counted while waiting, also when the request is dropped meanwhile.
-        struct Waiting<'a>(&'a AtomicUsize);
+        struct Waiting<'a>(&'a SearchGate);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                show_waiting(self.0.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
+                let now = self.0.waiting.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+                self.0.shown.set(now as f64);
             }
         }
         let before = self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -74,18 +77,13 @@ impl SearchGate {
             )
             .retry_after(1));
         }
-        show_waiting(before + 1);
-        let _waiting = Waiting(&self.waiting);
+        self.shown.set((before + 1) as f64);
+        let _waiting = Waiting(self);
         self.turns
             .acquire()
             .await
             .map_err(|_| ApiError::internal("the search gate is closed"))
     }
-}
-
-/// `/metrics`: `kino_searches_waiting`, the searches waiting for a turn.
-fn show_waiting(n: usize) {
-    metrics::gauge!("kino_searches_waiting").set(n as f64);
 }
 
 #[cfg(test)]

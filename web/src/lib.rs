@@ -76,6 +76,11 @@ pub struct WebConfig {
     pub search_concurrency: usize,
 }
 
+/// [`WebConfig::search_concurrency`]'s default: twice the cores.
+pub fn default_search_concurrency() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
@@ -84,7 +89,7 @@ impl Default for WebConfig {
             library_roots: vec![],
             thumbnails_dir: None,
             request_timeout: Duration::from_secs(30),
-            search_concurrency: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            search_concurrency: default_search_concurrency(),
         }
     }
 }

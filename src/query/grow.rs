@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use kino_fusion::score::RankOptions;
 use kino_store::{SearchHit, SegmentView, VectorIndex};
 
-/// Adds to `hits` the segments that the best `seeds` of them could grow
-/// into as moments under `opts`, each scored by `score`; returns how many
-/// were added. Segments scored already are not read again.
+/// Adds to `hits` (best first, as search gives them) the segments that the
+/// first `seeds` of them could grow into as moments under `opts`, each
+/// scored by `score`; returns how many were added. Segments scored already
+/// are not read again.
 pub(crate) fn grow_past_shortlist(
     idx: &VectorIndex,
     hits: &mut Vec<SearchHit>,
@@ -25,10 +26,9 @@ pub(crate) fn grow_past_shortlist(
     score: &mut impl FnMut(&SegmentView<'_>) -> Option<f32>,
 ) -> kino_store::Result<usize> {
     let mut known: HashMap<i64, SearchHit> = hits.iter().map(|h| (h.segment_id, *h)).collect();
-    let mut best: Vec<SearchHit> = hits.clone();
-    best.sort_by(|a, b| b.score.total_cmp(&a.score));
-    best.truncate(seeds);
+    let best: Vec<SearchHit> = hits.iter().take(seeds).copied().collect();
     let before = hits.len();
+    let mut scratch = Vec::new();
     for seed in best {
         let floor = seed.score - opts.merge_margin;
         for later in [false, true] {
@@ -36,7 +36,7 @@ pub(crate) fn grow_past_shortlist(
             while let Some(id) = idx.beside(edge.segment_id, later) {
                 let next = match known.get(&id) {
                     Some(h) => *h,
-                    None => match idx.score_one(id, |e| score(e))? {
+                    None => match idx.score_one(id, &mut scratch, |e| score(e))? {
                         Some(h) => {
                             known.insert(id, h);
                             hits.push(h);
@@ -96,7 +96,10 @@ mod tests {
         // 102 and 107 are not.
         let idx = video(&[0.1, 0.2, 0.5, 0.88, 0.9, 0.87, 0.86, 0.3, 0.2, 0.1]);
         let opts = RankOptions::default();
-        let mut hits = vec![idx.score_one(104, scorer).expect("read").expect("scored")];
+        let mut hits = vec![idx
+            .score_one(104, &mut Vec::new(), scorer)
+            .expect("read")
+            .expect("scored")];
         let added = grow_past_shortlist(&idx, &mut hits, 1, &opts, &mut scorer).expect("grow");
         let mut ids: Vec<i64> = hits.iter().map(|h| h.segment_id).collect();
         ids.sort();
@@ -134,7 +137,11 @@ mod tests {
         };
         let mut hits: Vec<SearchHit> = [104, 105]
             .iter()
-            .map(|&id| idx.score_one(id, scorer).expect("read").expect("scored"))
+            .map(|&id| {
+                idx.score_one(id, &mut Vec::new(), scorer)
+                    .expect("read")
+                    .expect("scored")
+            })
             .collect();
         let mut reads = 0;
         let mut counting = |e: &SegmentView<'_>| {
@@ -153,7 +160,10 @@ mod tests {
     #[test]
     fn no_seeds_no_reads() {
         let idx = video(&[0.9; 3]);
-        let mut hits = vec![idx.score_one(101, scorer).expect("read").expect("scored")];
+        let mut hits = vec![idx
+            .score_one(101, &mut Vec::new(), scorer)
+            .expect("read")
+            .expect("scored")];
         let added = grow_past_shortlist(&idx, &mut hits, 0, &RankOptions::default(), &mut scorer).expect("grow");
         assert_eq!((added, hits.len()), (0, 1));
     }

@@ -159,6 +159,19 @@ pub struct SearchHit {
     pub score: f32,
 }
 
+impl SearchHit {
+    /// `e`'s place in time with `score`.
+    fn of(e: &SegmentView<'_>, score: f32) -> SearchHit {
+        SearchHit {
+            segment_id: e.segment_id,
+            video_id: e.video_id,
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            score,
+        }
+    }
+}
+
 #[derive(PartialEq)]
 struct MinByScore(SearchHit);
 impl Eq for MinByScore {}
@@ -308,13 +321,7 @@ impl TopK {
         if !s.is_finite() || self.k == 0 {
             return;
         }
-        let hit = SearchHit {
-            segment_id: e.segment_id,
-            video_id: e.video_id,
-            start_ms: e.start_ms,
-            end_ms: e.end_ms,
-            score: s,
-        };
+        let hit = SearchHit::of(e, s);
         if self.heap.len() < self.k {
             self.heap.push(MinByScore(hit));
         } else if let Some(worst) = self.heap.peek() {
@@ -642,26 +649,20 @@ impl VectorIndex {
         next.map(|s| s.segment_id)
     }
 
-    /// One segment scored by `score` on its vectors, read as the
-    /// shortlisted search reads them; `None` for an unknown segment or
-    /// when `score` skips it.
+    /// One segment scored by `score` on its vectors, read into `scratch`
+    /// as the shortlisted search reads them; `None` for an unknown segment
+    /// or when `score` skips it.
     pub fn score_one(
         &self,
         segment_id: i64,
+        scratch: &mut Vec<f32>,
         score: impl FnOnce(&SegmentView<'_>) -> Option<f32>,
     ) -> Result<Option<SearchHit>> {
         let Some(slot) = self.slot(segment_id) else {
             return Ok(None);
         };
-        let mut scratch = Vec::new();
-        let e = self.read_view(slot, &mut scratch)?;
-        Ok(score(&e).map(|score| SearchHit {
-            segment_id: slot.segment_id,
-            video_id: slot.video_id,
-            start_ms: slot.start_ms,
-            end_ms: slot.end_ms,
-            score,
-        }))
+        let e = self.read_view(slot, scratch)?;
+        Ok(score(&e).map(|s| SearchHit::of(&e, s)))
     }
 
     /// Top-k by `score` like [`VectorIndex::search_by`], for a query whose
@@ -751,14 +752,17 @@ mod tests {
         assert_eq!(next(9, true), None, "another video's segments are not beside it");
         assert_eq!(next(42, true), None, "an unknown segment");
         // Scored on its own (normalised) vectors; a skipped one is None.
-        let hit = idx.score_one(3, |e| Some(e.fused[0])).unwrap().unwrap();
+        let hit = idx
+            .score_one(3, &mut Vec::new(), |e| Some(e.fused[0]))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (hit.segment_id, hit.video_id, hit.start_ms, hit.end_ms),
             (3, 1, 20_000, 30_000)
         );
         assert!((hit.score - 3.0 / 10f32.sqrt()).abs() < 1e-6, "{}", hit.score);
-        assert!(idx.score_one(3, |_| None).unwrap().is_none());
-        assert!(idx.score_one(42, |_| Some(1.0)).unwrap().is_none());
+        assert!(idx.score_one(3, &mut Vec::new(), |_| None).unwrap().is_none());
+        assert!(idx.score_one(42, &mut Vec::new(), |_| Some(1.0)).unwrap().is_none());
     }
 
     #[test]

@@ -19,8 +19,10 @@ mod videos;
 /// (each scored exactly), and how many of the best are ranked into
 /// moments (with the segments the best of them grow into: see
 /// [`GROWN_SEEDS`]). `kino bench index` measures recall and latency for
-/// other sizes beside it.
-pub(crate) const PRESELECT: usize = 100;
+/// other sizes beside it: at a million segments 50 finds 0.97 of the
+/// exact top 10 (100: 0.98) in two thirds of the time, and the moments
+/// grow past it (`docs/PERFORMANCE.md`, eighth session).
+pub(crate) const PRESELECT: usize = 50;
 
 /// Per moment asked, how many of the best candidates have the segments
 /// beside them in time read and scored, so their moments grow as far as

@@ -123,8 +123,9 @@ impl Default for ShortlistConfig {
             min_segments: 50_000,
             options: AnnOptions {
                 connectivity: SHORTLIST_CONNECTIVITY,
-                // A search asks for its whole shortlist (100), and the walk
-                // keeps at least that many: this is only the floor.
+                // The walk keeps at least this many candidates; a search
+                // asking for more (kino's asks for 50, or 4 per moment)
+                // walks as wide as it asks.
                 expansion_search: 64,
                 ..AnnOptions::default()
             },

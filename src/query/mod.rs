@@ -21,7 +21,9 @@ mod videos;
 /// [`GROWN_SEEDS`]). `kino bench index` measures recall and latency for
 /// other sizes beside it: at a million segments 50 finds 0.97 of the
 /// exact top 10 (100: 0.98) in two thirds of the time, and the moments
-/// grow past it (`docs/PERFORMANCE.md`, eighth session).
+/// grow past it (`docs/PERFORMANCE.md`, eighth session). Below the
+/// shortlists' walk floor (`expansion_search` 64 in
+/// `kino_store::ShortlistConfig`) the graph is still walked 64 wide.
 pub(crate) const PRESELECT: usize = 50;
 
 /// Per moment asked, how many of the best candidates have the segments

@@ -124,8 +124,7 @@ impl Default for ShortlistConfig {
             options: AnnOptions {
                 connectivity: SHORTLIST_CONNECTIVITY,
                 // The walk keeps at least this many candidates; a search
-                // asking for more (kino's asks for 50, or 4 per moment)
-                // walks as wide as it asks.
+                // asking for more walks as wide as it asks.
                 expansion_search: 64,
                 ..AnnOptions::default()
             },

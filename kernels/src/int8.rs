@@ -565,6 +565,9 @@ pub fn int8_matmul_on(
             let bp = b.data[ct * TILE_PANELS * panel_stride..].as_ptr();
             for rt in tr * TASK_ROW_TILES..((tr + 1) * TASK_ROW_TILES).min(row_tiles) {
                 let ap = a.data[rt * TILE_ROWS * a.kp..].as_ptr();
+                // The last row tile may be partial: the VNNI kernels then
+                // compute its rows only (the epilogue reads no others).
+                let rows = (m - rt * TILE_ROWS).min(TILE_ROWS);
                 // SAFETY: `a.data` holds every row tile in full (rows padded to
                 // TILE_ROWS) and `b.data` every column tile's 4 panels (columns
                 // padded to TILE_COLS); the path is available (checked above).
@@ -574,9 +577,13 @@ pub fn int8_matmul_on(
                         #[cfg(target_arch = "x86_64")]
                         Int8Path::Avx2 => x86::tile_avx2(ap, a.kp, bp, panel_stride, groups, &mut acc),
                         #[cfg(target_arch = "x86_64")]
-                        Int8Path::AvxVnni => x86::tile_avx_vnni(ap, a.kp, bp, panel_stride, groups, &mut acc),
+                        Int8Path::AvxVnni => {
+                            x86::tile_avx_vnni_rows(rows, ap, a.kp, bp, panel_stride, groups, &mut acc)
+                        }
                         #[cfg(target_arch = "x86_64")]
-                        Int8Path::Avx512Vnni => x86::tile_avx512_vnni(ap, a.kp, bp, panel_stride, groups, &mut acc),
+                        Int8Path::Avx512Vnni => {
+                            x86::tile_avx512_vnni_rows(rows, ap, a.kp, bp, panel_stride, groups, &mut acc)
+                        }
                         #[cfg(not(target_arch = "x86_64"))]
                         _ => unreachable!("checked by available()"),
                     }

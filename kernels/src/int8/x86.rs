@@ -1,6 +1,7 @@
-//! The x86-64 micro-kernels of [`super`]: each computes one
-//! `TILE_ROWS × TILE_COLS` tile of int32 accumulators over the whole inner
-//! dimension, with wrapping (never saturating) int32 additions, so that all
+//! The x86-64 micro-kernels of [`super`]: each computes one tile of up to
+//! `TILE_ROWS × TILE_COLS` int32 accumulators over the whole inner
+//! dimension (the VNNI kernels only the tile's first `R` rows, so a last,
+//! partial row tile costs its own rows, not six), with wrapping (never saturating) int32 additions, so that all
 //! give the portable kernel's exact sums.
 //!
 //! Shared contract (`# Safety` of every function here): the CPU has the
@@ -19,13 +20,14 @@ unsafe fn a4(a: *const u8, lda: usize, r: usize, g: usize) -> i32 {
     unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() }
 }
 
-/// AVX-512 VNNI: 6 rows × 4 panels = 24 zmm accumulators, one `vpdpbusd`
-/// per (row, panel) and group of 4 inner indices.
+/// AVX-512 VNNI: `R` rows × 4 panels (24 zmm accumulators at `R` = 6),
+/// one `vpdpbusd` per (row, panel) and group of 4 inner indices. Writes
+/// the accumulators' first `R` rows.
 ///
 /// # Safety
-/// See the module's contract.
+/// See the module's contract; `R ≤ TILE_ROWS`.
 #[target_feature(enable = "avx512f,avx512vnni")]
-pub(super) unsafe fn tile_avx512_vnni(
+pub(super) unsafe fn tile_avx512_vnni<const R: usize>(
     a: *const u8,
     lda: usize,
     b: *const i8,
@@ -33,7 +35,7 @@ pub(super) unsafe fn tile_avx512_vnni(
     groups: usize,
     acc: &mut Acc,
 ) {
-    let mut c = [[_mm512_setzero_si512(); TILE_PANELS]; TILE_ROWS];
+    let mut c = [[_mm512_setzero_si512(); TILE_PANELS]; R];
     for g in 0..groups {
         // SAFETY: within the panels (see the module's contract).
         let bv: [__m512i; TILE_PANELS] =
@@ -54,12 +56,13 @@ pub(super) unsafe fn tile_avx512_vnni(
     }
 }
 
-/// AVX-VNNI: per panel, 6 rows × 2 ymm accumulators (columns 0-7, 8-15).
+/// AVX-VNNI: per panel, `R` rows × 2 ymm accumulators (columns 0-7,
+/// 8-15). Writes the accumulators' first `R` rows.
 ///
 /// # Safety
-/// See the module's contract.
+/// See the module's contract; `R ≤ TILE_ROWS`.
 #[target_feature(enable = "avx2,avxvnni")]
-pub(super) unsafe fn tile_avx_vnni(
+pub(super) unsafe fn tile_avx_vnni<const R: usize>(
     a: *const u8,
     lda: usize,
     b: *const i8,
@@ -68,7 +71,7 @@ pub(super) unsafe fn tile_avx_vnni(
     acc: &mut Acc,
 ) {
     for p in 0..TILE_PANELS {
-        let mut c = [[_mm256_setzero_si256(); 2]; TILE_ROWS];
+        let mut c = [[_mm256_setzero_si256(); 2]; R];
         for g in 0..groups {
             // SAFETY: within panel p (see the module's contract).
             let (b0, b1) = unsafe {
@@ -91,6 +94,59 @@ pub(super) unsafe fn tile_avx_vnni(
                 _mm256_storeu_si256(acc[p * PANEL..].as_mut_ptr() as *mut __m256i, c[0]);
                 _mm256_storeu_si256(acc[p * PANEL + 8..].as_mut_ptr() as *mut __m256i, c[1]);
             }
+        }
+    }
+}
+
+/// [`tile_avx512_vnni`] for the tile's first `rows` rows (1 to
+/// `TILE_ROWS`).
+///
+/// # Safety
+/// As [`tile_avx512_vnni`].
+pub(super) unsafe fn tile_avx512_vnni_rows(
+    rows: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    panel_stride: usize,
+    groups: usize,
+    acc: &mut Acc,
+) {
+    // SAFETY: the caller vouches for the contract; every `R` ≤ TILE_ROWS.
+    unsafe {
+        match rows {
+            1 => tile_avx512_vnni::<1>(a, lda, b, panel_stride, groups, acc),
+            2 => tile_avx512_vnni::<2>(a, lda, b, panel_stride, groups, acc),
+            3 => tile_avx512_vnni::<3>(a, lda, b, panel_stride, groups, acc),
+            4 => tile_avx512_vnni::<4>(a, lda, b, panel_stride, groups, acc),
+            5 => tile_avx512_vnni::<5>(a, lda, b, panel_stride, groups, acc),
+            _ => tile_avx512_vnni::<TILE_ROWS>(a, lda, b, panel_stride, groups, acc),
+        }
+    }
+}
+
+/// [`tile_avx_vnni`] for the tile's first `rows` rows (1 to `TILE_ROWS`).
+///
+/// # Safety
+/// As [`tile_avx_vnni`].
+pub(super) unsafe fn tile_avx_vnni_rows(
+    rows: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    panel_stride: usize,
+    groups: usize,
+    acc: &mut Acc,
+) {
+    // SAFETY: the caller vouches for the contract; every `R` ≤ TILE_ROWS.
+    unsafe {
+        match rows {
+            1 => tile_avx_vnni::<1>(a, lda, b, panel_stride, groups, acc),
+            2 => tile_avx_vnni::<2>(a, lda, b, panel_stride, groups, acc),
+            3 => tile_avx_vnni::<3>(a, lda, b, panel_stride, groups, acc),
+            4 => tile_avx_vnni::<4>(a, lda, b, panel_stride, groups, acc),
+            5 => tile_avx_vnni::<5>(a, lda, b, panel_stride, groups, acc),
+            _ => tile_avx_vnni::<TILE_ROWS>(a, lda, b, panel_stride, groups, acc),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The x86-64 micro-kernels of [`super`]: each computes one tile of up to
 //! `TILE_ROWS × TILE_COLS` int32 accumulators over the whole inner
-//! dimension (the VNNI kernels only the tile's first `R` rows, so a last,
-//! partial row tile costs its own rows, not six), with wrapping (never saturating) int32 additions, so that all
-//! give the portable kernel's exact sums.
+//! dimension, with wrapping (never saturating) int32 additions, so that all
+//! give the portable kernel's exact sums. The VNNI kernels compute only the
+//! tile's first `R` rows, so a last, partial row tile costs its own rows,
+//! not six.
 //!
 //! Shared contract (`# Safety` of every function here): the CPU has the
 //! function's target features; `a` holds `TILE_ROWS` rows of `lda` bytes

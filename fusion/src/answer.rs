@@ -141,8 +141,23 @@ pub fn extract_with(
         }
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    ranked.truncate(opts.max_sentences);
-    let citations: Vec<Citation> = ranked.iter().map(|&(_, i)| pool[i].clone()).collect();
+    // A sentence that holds one already chosen from the same video, or is
+    // held in one (on-screen text with no full stop runs into the speech
+    // after it: "Title card Slice the tomatoes."), would say it twice.
+    let mut chosen: Vec<usize> = Vec::with_capacity(opts.max_sentences);
+    for &(_, i) in &ranked {
+        if chosen.len() == opts.max_sentences {
+            break;
+        }
+        let c = &pool[i];
+        let repeats = chosen.iter().map(|&j| &pool[j]).any(|d| {
+            d.video_id == c.video_id && (d.text.contains(c.text.as_str()) || c.text.contains(d.text.as_str()))
+        });
+        if !repeats {
+            chosen.push(i);
+        }
+    }
+    let citations: Vec<Citation> = chosen.iter().map(|&i| pool[i].clone()).collect();
     let answer = citations.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ");
     Ok(Answer { answer, citations })
 }
@@ -225,6 +240,30 @@ mod tests {
             a.citations.iter().all(|c| c.text != "tabby cat"),
             "the question is not visual here"
         );
+    }
+
+    #[test]
+    fn a_sentence_is_not_said_twice_inside_a_longer_one() {
+        // A title with no full stop runs into the speech after it in one
+        // passage; the same sentence, at its own time, in another.
+        let mut m = moment("Title card Slice the tomatoes.", &[], Some(0.6), None);
+        m.passages.push(Passage {
+            segment_id: 10,
+            start_ms: 12_000,
+            end_ms: 14_000,
+            text: "Slice the tomatoes. Bake quietly now.".into(),
+            tags: Vec::new(),
+        });
+        let q = letters(&["slice the tomatoes"]).unwrap().remove(0);
+        let opts = AnswerOptions {
+            min_similarity: 0.0,
+            ..Default::default()
+        };
+        let a = extract_with(&q, std::slice::from_ref(&m), &letters, &opts).unwrap();
+        let texts: Vec<&str> = a.citations.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["Slice the tomatoes.", "Bake quietly now."], "{a:?}");
+        assert_eq!((a.citations[0].start_ms, a.citations[0].end_ms), (12_000, 14_000));
+        assert_eq!(a.answer, "Slice the tomatoes. Bake quietly now.");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! when the question is about what is seen (the moment matched the question better on its visual concepts than
 //! on its text, or has no text) — one of the moment's visual tags. Candidates are embedded with the caller's
 //! [`TextEmbedder`] and ranked by cosine similarity to the question; those at or above
-//! [`AnswerOptions::min_similarity`], best first, at most [`AnswerOptions::max_sentences`], form the answer. With
-//! no candidate that good the answer is empty (and has no citations) rather than a guess.
+//! [`AnswerOptions::min_similarity`], best first, at most [`AnswerOptions::max_sentences`], form the answer (one
+//! that holds, or is held in, a sentence already chosen from the same video is skipped). With no candidate that
+//! good the answer is empty (and has no citations) rather than a guess.
 
 use crate::score::Moment;
 use crate::vecmath::cosine;

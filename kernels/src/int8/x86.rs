@@ -99,6 +99,21 @@ pub(super) unsafe fn tile_avx_vnni<const R: usize>(
     }
 }
 
+/// Calls the const-generic kernel `$kernel::<R>` with `R = $rows` (1 to
+/// `TILE_ROWS`; anything else runs a full tile).
+macro_rules! with_rows {
+    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            _ => $kernel::<TILE_ROWS>($($arg),*),
+        }
+    };
+}
+
 /// [`tile_avx512_vnni`] for the tile's first `rows` rows (1 to
 /// `TILE_ROWS`).
 ///
@@ -114,16 +129,7 @@ pub(super) unsafe fn tile_avx512_vnni_rows(
     acc: &mut Acc,
 ) {
     // SAFETY: the caller vouches for the contract; every `R` ≤ TILE_ROWS.
-    unsafe {
-        match rows {
-            1 => tile_avx512_vnni::<1>(a, lda, b, panel_stride, groups, acc),
-            2 => tile_avx512_vnni::<2>(a, lda, b, panel_stride, groups, acc),
-            3 => tile_avx512_vnni::<3>(a, lda, b, panel_stride, groups, acc),
-            4 => tile_avx512_vnni::<4>(a, lda, b, panel_stride, groups, acc),
-            5 => tile_avx512_vnni::<5>(a, lda, b, panel_stride, groups, acc),
-            _ => tile_avx512_vnni::<TILE_ROWS>(a, lda, b, panel_stride, groups, acc),
-        }
-    }
+    unsafe { with_rows!(rows, tile_avx512_vnni(a, lda, b, panel_stride, groups, acc)) }
 }
 
 /// [`tile_avx_vnni`] for the tile's first `rows` rows (1 to `TILE_ROWS`).
@@ -140,16 +146,7 @@ pub(super) unsafe fn tile_avx_vnni_rows(
     acc: &mut Acc,
 ) {
     // SAFETY: the caller vouches for the contract; every `R` ≤ TILE_ROWS.
-    unsafe {
-        match rows {
-            1 => tile_avx_vnni::<1>(a, lda, b, panel_stride, groups, acc),
-            2 => tile_avx_vnni::<2>(a, lda, b, panel_stride, groups, acc),
-            3 => tile_avx_vnni::<3>(a, lda, b, panel_stride, groups, acc),
-            4 => tile_avx_vnni::<4>(a, lda, b, panel_stride, groups, acc),
-            5 => tile_avx_vnni::<5>(a, lda, b, panel_stride, groups, acc),
-            _ => tile_avx_vnni::<TILE_ROWS>(a, lda, b, panel_stride, groups, acc),
-        }
-    }
+    unsafe { with_rows!(rows, tile_avx_vnni(a, lda, b, panel_stride, groups, acc)) }
 }
 
 /// AVX2 without VNNI: bytes widened to i16 and multiplied with `vpmaddwd`

@@ -462,6 +462,35 @@ mod tests {
     }
 
     #[test]
+    fn a_new_vector_is_linked_to_up_to_twice_m_on_the_base_level() {
+        // The one change kino makes to usearch (third_party/README.md): a
+        // new node keeps up to 2·M base-level links, as faiss gives it,
+        // where upstream keeps M. The last vector inserted has only the
+        // links made for it (no later insert adds a reverse link to it).
+        // In 384 dimensions the diversity heuristic keeps nearly every
+        // candidate, so upstream's M is the cap it reaches.
+        let (n, dim, m) = (1000, 384, 4);
+        let base = data(n, dim, 11);
+        let opts = AnnOptions {
+            connectivity: m,
+            ..AnnOptions::default()
+        };
+        let idx = AnnIndex::new(dim, &opts, n, 1).unwrap();
+        for (key, v) in base.chunks_exact(dim).enumerate() {
+            idx.add(key as u64, v).unwrap();
+        }
+        let last = (n - 1) as u64;
+        let links = idx.inner.neighbors(last, 0).count();
+        assert!(links > m && links <= 2 * m, "{links} base-level links at M {m}");
+        // Above the base level the cap stays M.
+        for key in 0..n as u64 {
+            for level in 1..=idx.inner.level_of_key(key) {
+                assert!(idx.inner.neighbors(key, level).count() <= m);
+            }
+        }
+    }
+
+    #[test]
     fn int8_uses_the_whole_range_of_each_vector() {
         // A unit 384-d vector has components of about ±0.05: scaled by 127
         // alone they would fall on a dozen levels (cosine to the original

@@ -3,6 +3,8 @@
  *  @author     Ash Vardanian
  *  @brief      Single-header Vector Search engine.
  *  @date       April 26, 2023
+ *
+ *  Modified by kino: `form_links_to_closest_` (see third_party/README.md in kino).
  */
 #ifndef UNUM_USEARCH_HPP
 #define UNUM_USEARCH_HPP
@@ -4355,8 +4357,11 @@ class index_gt {
         node_t new_node = node_at_(new_slot);
         top_candidates_t& top = context.top_candidates;
         usearch_assert_m(top.size() || !require_non_empty_ak, "No candidates found");
+        // Modified by kino (third_party/README.md): upstream refines to `config_.connectivity` on every
+        // level; a new node here keeps up to `connectivity_base` links on the base level, as faiss does.
+        std::size_t const connectivity_max = level ? config_.connectivity : config_.connectivity_base;
         candidates_view_t top_view =
-            refine_(metric, config_.connectivity, top, context, context.computed_distances_in_refines);
+            refine_(metric, connectivity_max, top, context, context.computed_distances_in_refines);
         usearch_assert_m(top_view.size() || !require_non_empty_ak, "This would lead to isolated nodes");
 
         // Outgoing links from `new_slot`:

@@ -11,12 +11,25 @@
 //! (Linux 6.1 and later) for what is there now. On a kernel with
 //! transparent huge pages set to `never`, or one too old for a call, the
 //! call fails and nothing changes: this is a speed-up, never a requirement.
+//! Collapsing is given [`COLLAPSE_BUDGET`]: when free huge pages are scarce
+//! the kernel has to reclaim or compact memory first, which took 7–9 s for
+//! a million segments on a box whose memory hours of work had filled (a
+//! cold start took 0.6 s without it), so what is left when the budget is
+//! spent is only advised and left to `khugepaged`.
 //! The caller decides whether to ask (`kino serve` reads `KINO_HUGE_PAGES`;
 //! see [`crate::ShortlistConfig::huge_pages`]).
 
 /// Mappings smaller than this are left alone (the allocator's small
 /// arenas, thread stacks): the index's arenas are tens to hundreds of MiB.
 const MIN_BYTES: usize = 32 << 20;
+
+/// How long [`advise`] may spend collapsing memory onto huge pages: it runs
+/// before the shortlists are put to use, so this bounds what it adds to a
+/// cold start.
+pub const COLLAPSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Memory collapsed in one call, so that the budget is checked often.
+const COLLAPSE_STEP: usize = 64 << 20;
 
 /// What [`advise`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +44,29 @@ pub struct HugePages {
 /// private mapping of at least 32 MiB in this process (see the module
 /// docs). Resident memory does not grow.
 /// Cheap to repeat: memory already on huge pages collapses at once.
+/// Collapsing stops after [`COLLAPSE_BUDGET`].
 pub fn advise() -> HugePages {
+    advise_within(COLLAPSE_BUDGET)
+}
+
+/// [`advise`], collapsing for at most `budget` (the rest is only advised).
+pub fn advise_within(budget: std::time::Duration) -> HugePages {
     let mut done = HugePages::default();
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return done;
     };
+    let deadline = std::time::Instant::now() + budget;
     for (start, len) in maps.lines().filter_map(large_anonymous) {
-        advise_range(start, len, &mut done);
+        advise_range(start, len, deadline, &mut done);
     }
-    if done.advised > 0 {
+    if done.advised > done.collapsed && std::time::Instant::now() >= deadline {
+        tracing::info!(
+            advised_mib = done.advised >> 20,
+            collapsed_mib = done.collapsed >> 20,
+            budget_s = budget.as_secs_f64(),
+            "huge pages: the collapse ran out of time; the rest is left to khugepaged"
+        );
+    } else if done.advised > 0 {
         tracing::debug!(advised = done.advised, collapsed = done.collapsed, "huge pages advised");
     }
     done
@@ -70,9 +97,10 @@ fn huge_page_bytes() -> usize {
 
 /// Advises the huge-page-aligned stretches of a mapping whose pages are all
 /// resident. Only those: collapsing a stretch with pages never touched
-/// (the unused tail of an arena) would make them resident too.
+/// (the unused tail of an arena) would make them resident too. Collapses
+/// [`COLLAPSE_STEP`] at a time until `deadline`.
 #[cfg(target_os = "linux")]
-fn advise_range(start: usize, len: usize, done: &mut HugePages) {
+fn advise_range(start: usize, len: usize, deadline: std::time::Instant, done: &mut HugePages) {
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let huge = huge_page_bytes();
@@ -105,11 +133,18 @@ fn advise_range(start: usize, len: usize, done: &mut HugePages) {
         let (at, bytes) = (first + i * huge, run * huge);
         // SAFETY: as above; both advices keep the contents and permissions
         // of the range (they only change how it is backed).
-        let ok = |advice| unsafe { libc::madvise(at as *mut libc::c_void, bytes, advice) == 0 };
-        if ok(libc::MADV_HUGEPAGE) {
+        let ok =
+            |at: usize, bytes: usize, advice| unsafe { libc::madvise(at as *mut libc::c_void, bytes, advice) == 0 };
+        if ok(at, bytes, libc::MADV_HUGEPAGE) {
             done.advised += bytes;
-            if ok(libc::MADV_COLLAPSE) {
-                done.collapsed += bytes;
+            let mut from = at;
+            while from < at + bytes && std::time::Instant::now() < deadline {
+                let step = COLLAPSE_STEP.min(at + bytes - from);
+                if !ok(from, step, libc::MADV_COLLAPSE) {
+                    break;
+                }
+                done.collapsed += step;
+                from += step;
             }
         }
         i += run;
@@ -117,7 +152,7 @@ fn advise_range(start: usize, len: usize, done: &mut HugePages) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_range(_start: usize, _len: usize, _done: &mut HugePages) {}
+fn advise_range(_start: usize, _len: usize, _deadline: std::time::Instant, _done: &mut HugePages) {}
 
 #[cfg(test)]
 mod tests {
@@ -181,6 +216,23 @@ mod tests {
                 let huge = smaps_field(v.as_ptr() as usize + (32 << 20), "AnonHugePages").unwrap_or(0);
                 assert!(huge >= 2048, "{huge} kB on huge pages");
             }
+        }
+        assert!(v.iter().enumerate().step_by(4096).all(|(i, b)| *b == (i / 4096) as u8));
+    }
+
+    #[test]
+    fn with_no_time_left_memory_is_advised_but_not_collapsed() {
+        let mut v = vec![0u8; 64 << 20];
+        for (i, b) in v.iter_mut().enumerate().step_by(4096) {
+            *b = (i / 4096) as u8;
+        }
+        let done = advise_within(std::time::Duration::ZERO);
+        assert_eq!(done.collapsed, 0, "{done:?}");
+        if std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map(|s| !s.contains("[never]"))
+            .unwrap_or(false)
+        {
+            assert!(done.advised >= 60 << 20, "{done:?}");
         }
         assert!(v.iter().enumerate().step_by(4096).all(|(i, b)| *b == (i / 4096) as u8));
     }

@@ -158,6 +158,15 @@ fn advise_range(_start: usize, _len: usize, _deadline: std::time::Instant, _done
 mod tests {
     use super::*;
 
+    /// The tests below map 64 MiB each and read their mapping's sizes from
+    /// `/proc/self/smaps`; run at once, two mappings can sit side by side
+    /// and be merged into one, so one test would count the other's pages.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn only_large_private_writable_anonymous_mappings_are_taken() {
         let big = "7f0000000000-7f0004000000 rw-p 00000000 00:00 0 ";
@@ -197,6 +206,7 @@ mod tests {
 
     #[test]
     fn a_large_anonymous_mapping_is_advised_and_keeps_its_contents() {
+        let _serial = one_at_a_time();
         // 64 MiB of the heap's big-allocation path (glibc maps it anonymously).
         let mut v = vec![0u8; 64 << 20];
         for (i, b) in v.iter_mut().enumerate().step_by(4096) {
@@ -222,6 +232,7 @@ mod tests {
 
     #[test]
     fn with_no_time_left_memory_is_advised_but_not_collapsed() {
+        let _serial = one_at_a_time();
         let mut v = vec![0u8; 64 << 20];
         for (i, b) in v.iter_mut().enumerate().step_by(4096) {
             *b = (i / 4096) as u8;
@@ -239,6 +250,7 @@ mod tests {
 
     #[test]
     fn pages_never_touched_stay_out_of_memory() {
+        let _serial = one_at_a_time();
         // 64 MiB mapped, 16 MiB of it written: an arena's unused tail.
         let mut v: Vec<u8> = Vec::with_capacity(64 << 20);
         v.resize(16 << 20, 7);

@@ -19,6 +19,8 @@
 //! The caller decides whether to ask (`kino serve` reads `KINO_HUGE_PAGES`;
 //! see [`crate::ShortlistConfig::huge_pages`]).
 
+use std::time::{Duration, Instant};
+
 /// Mappings smaller than this are left alone (the allocator's small
 /// arenas, thread stacks): the index's arenas are tens to hundreds of MiB.
 const MIN_BYTES: usize = 32 << 20;
@@ -26,7 +28,7 @@ const MIN_BYTES: usize = 32 << 20;
 /// How long [`advise`] may spend collapsing memory onto huge pages: it runs
 /// before the shortlists are put to use, so this bounds what it adds to a
 /// cold start.
-pub const COLLAPSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+pub const COLLAPSE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Memory collapsed in one call, so that the budget is checked often.
 const COLLAPSE_STEP: usize = 64 << 20;
@@ -50,16 +52,16 @@ pub fn advise() -> HugePages {
 }
 
 /// [`advise`], collapsing for at most `budget` (the rest is only advised).
-pub fn advise_within(budget: std::time::Duration) -> HugePages {
+fn advise_within(budget: Duration) -> HugePages {
     let mut done = HugePages::default();
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return done;
     };
-    let deadline = std::time::Instant::now() + budget;
+    let deadline = Instant::now() + budget;
     for (start, len) in maps.lines().filter_map(large_anonymous) {
         advise_range(start, len, deadline, &mut done);
     }
-    if done.advised > done.collapsed && std::time::Instant::now() >= deadline {
+    if done.advised > done.collapsed && Instant::now() >= deadline {
         tracing::info!(
             advised_mib = done.advised >> 20,
             collapsed_mib = done.collapsed >> 20,
@@ -100,7 +102,7 @@ fn huge_page_bytes() -> usize {
 /// (the unused tail of an arena) would make them resident too. Collapses
 /// [`COLLAPSE_STEP`] at a time until `deadline`.
 #[cfg(target_os = "linux")]
-fn advise_range(start: usize, len: usize, deadline: std::time::Instant, done: &mut HugePages) {
+fn advise_range(start: usize, len: usize, deadline: Instant, done: &mut HugePages) {
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let huge = huge_page_bytes();
@@ -138,7 +140,7 @@ fn advise_range(start: usize, len: usize, deadline: std::time::Instant, done: &m
         if ok(at, bytes, libc::MADV_HUGEPAGE) {
             done.advised += bytes;
             let mut from = at;
-            while from < at + bytes && std::time::Instant::now() < deadline {
+            while from < at + bytes && Instant::now() < deadline {
                 let step = COLLAPSE_STEP.min(at + bytes - from);
                 if !ok(from, step, libc::MADV_COLLAPSE) {
                     break;
@@ -152,7 +154,7 @@ fn advise_range(start: usize, len: usize, deadline: std::time::Instant, done: &m
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_range(_start: usize, _len: usize, _deadline: std::time::Instant, _done: &mut HugePages) {}
+fn advise_range(_start: usize, _len: usize, _deadline: Instant, _done: &mut HugePages) {}
 
 #[cfg(test)]
 mod tests {
@@ -237,7 +239,7 @@ mod tests {
         for (i, b) in v.iter_mut().enumerate().step_by(4096) {
             *b = (i / 4096) as u8;
         }
-        let done = advise_within(std::time::Duration::ZERO);
+        let done = advise_within(Duration::ZERO);
         assert_eq!(done.collapsed, 0, "{done:?}");
         if std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
             .map(|s| !s.contains("[never]"))

@@ -491,6 +491,63 @@ mod tests {
     }
 
     #[test]
+    fn every_vector_is_found_where_it_was_put_in_the_block_or_past_it() {
+        // kino's second change to usearch (third_party/README.md): the
+        // vectors of the slots reserved while the index was empty sit in
+        // one block, addressed by slot; slots added past it are allocated
+        // one by one, a removed slot is reused in place, and a loaded or
+        // viewed index reads its block from the file. Each vector must be
+        // found under its own key whichever of these holds it.
+        let (dim, reserved, n) = (32, 300, 1000);
+        let base = data(n, dim, 13);
+        let idx = AnnIndex::new(dim, &AnnOptions::default(), reserved, 2).unwrap();
+        let rows: Vec<(u64, &[f32])> = (0..n as u64).zip(base.chunks_exact(dim)).collect();
+        idx.add_parallel(&rows[..reserved], 2).unwrap();
+        // Past the block, then two slots freed and reused: one in it, one past it.
+        idx.add_parallel(&rows[reserved..], 2).unwrap();
+        for key in [7u64, 777] {
+            assert!(idx.remove(key).unwrap());
+            let v = &base[key as usize * dim..][..dim];
+            idx.add(key + 10_000, v).unwrap();
+        }
+        let key_of = |i: u64| if i == 7 || i == 777 { i + 10_000 } else { i };
+        let row_of = |key: u64| (key % 10_000) as usize;
+        // A wrong vector in a slot shows as a wrong similarity for its key
+        // (usearch scores candidates with the stored vectors). A vector is
+        // its own nearest, but HNSW leaves a node or two of a thousand
+        // unreachable (upstream too), hence 99 % and not all.
+        let check = |idx: &AnnIndex, what: &str| {
+            let mut found_itself = 0;
+            for (i, v) in base.chunks_exact(dim).enumerate() {
+                let got = idx.search(v, 10).unwrap();
+                for (key, sim) in &got {
+                    let want = dot(v, &base[row_of(*key) * dim..][..dim]);
+                    assert!(
+                        (sim - want).abs() < 0.01,
+                        "{what}: key {key} scored {sim} for vector {i}, its vector gives {want}"
+                    );
+                }
+                found_itself += usize::from(got[0].0 == key_of(i as u64));
+            }
+            assert!(
+                found_itself >= n * 99 / 100,
+                "{what}: {found_itself} of {n} vectors found themselves first"
+            );
+        };
+        check(&idx, "built");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segments.usearch");
+        idx.save(&path).unwrap();
+        check(&AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap(), "loaded");
+        check(&AnnIndex::view(&path, &AnnOptions::default()).unwrap(), "viewed");
+        let loaded = AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap();
+        let extra = data(1, dim, 17);
+        loaded.add(5_000, &extra).unwrap(); // past a loaded block
+        assert_eq!(loaded.search(&extra, 1).unwrap()[0].0, 5_000);
+        check(&loaded, "loaded and added to");
+    }
+
+    #[test]
     fn int8_uses_the_whole_range_of_each_vector() {
         // A unit 384-d vector has components of about ±0.05: scaled by 127
         // alone they would fall on a dozen levels (cosine to the original

@@ -511,7 +511,12 @@ mod tests {
             idx.add(key + 10_000, v).unwrap();
         }
         let key_of = |i: u64| if i == 7 || i == 777 { i + 10_000 } else { i };
-        let row_of = |key: u64| (key % 10_000) as usize;
+        // One more vector, added past the block of a loaded index below.
+        let (extra_key, extra) = (5_000u64, data(1, dim, 17));
+        let vector_of = |key: u64| match key {
+            k if k == extra_key => &extra[..],
+            k => &base[(k % 10_000) as usize * dim..][..dim],
+        };
         // A wrong vector in a slot shows as a wrong similarity for its key
         // (usearch scores candidates with the stored vectors). A vector is
         // its own nearest, but HNSW leaves a node or two of a thousand
@@ -521,7 +526,7 @@ mod tests {
             for (i, v) in base.chunks_exact(dim).enumerate() {
                 let got = idx.search(v, 10).unwrap();
                 for (key, sim) in &got {
-                    let want = dot(v, &base[row_of(*key) * dim..][..dim]);
+                    let want = dot(v, vector_of(*key));
                     assert!(
                         (sim - want).abs() < 0.01,
                         "{what}: key {key} scored {sim} for vector {i}, its vector gives {want}"
@@ -541,9 +546,8 @@ mod tests {
         check(&AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap(), "loaded");
         check(&AnnIndex::view(&path, &AnnOptions::default()).unwrap(), "viewed");
         let loaded = AnnIndex::load(&path, &AnnOptions::default(), 2).unwrap();
-        let extra = data(1, dim, 17);
-        loaded.add(5_000, &extra).unwrap(); // past a loaded block
-        assert_eq!(loaded.search(&extra, 1).unwrap()[0].0, 5_000);
+        loaded.add(extra_key, &extra).unwrap(); // past a loaded block
+        assert_eq!(loaded.search(&extra, 1).unwrap()[0].0, extra_key);
         check(&loaded, "loaded and added to");
     }
 
